@@ -1,0 +1,15 @@
+"""Polyglot Lab core: train, load, translate, evaluate and look inside a multilingual Transformer."""
+
+from pathlib import Path
+
+from core.config import ModelConfig, RunConfig, preset
+from core.train import Trainer, train
+from core.translator import Translator
+
+
+def load(path: str | Path) -> Translator:
+    """Load a run folder (config.json + model.safetensors + spm.model) into a Translator."""
+    return Translator.load(path)
+
+
+__all__ = ["ModelConfig", "RunConfig", "Trainer", "Translator", "load", "preset", "train"]

@@ -1,0 +1,226 @@
+"""Command line: python -m core train | translate | evaluate | info | download."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from core import checkpoint
+from core.checkpoint import CheckpointError
+from core.config import PRESETS, RunConfig, preset
+from core.corpus import CorpusError, download_multi30k, load_corpus
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m core", description="Polyglot Lab: multilingual NMT.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    _train_parser(commands.add_parser("train", help="train a model; writes a run folder"))
+    _translate_parser(commands.add_parser("translate", help="translate lines from stdin or a file"))
+    _evaluate_parser(commands.add_parser("evaluate", help="BLEU and chrF per direction"))
+    info = commands.add_parser("info", help="describe a checkpoint")
+    info.add_argument("--checkpoint", required=True)
+    download = commands.add_parser("download", help="download Multi30K (en, de, fr, cs)")
+    download.add_argument("--dir", default=None, help="target folder (default: data/multi30k)")
+    download.add_argument("--url", default=None, help="mirror base URL")
+    args = parser.parse_args(argv)
+    handlers = {"train": run_train, "translate": run_translate, "evaluate": run_evaluate,
+                "info": run_info, "download": run_download}
+    try:
+        return handlers[args.command](args)
+    except (CorpusError, CheckpointError, ValueError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+# --- train ---------------------------------------------------------------------------------
+
+def _train_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", default="tiny", choices=list(PRESETS))
+    p.add_argument("--config", help="a config.json (overrides --preset); other flags override it")
+    p.add_argument("--data", help="builtin (default), multi30k, multi30k:DIR, FILE.tsv or A.en.txt,B.de.txt")
+    p.add_argument("--languages", help="comma-separated subset, e.g. en,de,fr")
+    p.add_argument("--directions", help="all, en-centric, or en-de,de-en,...")
+    p.add_argument("--out", help="run folder (default: checkpoints/<preset>-<time>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
+    for flag, kind, where in [
+        ("--steps", int, "train.steps"), ("--tokens-per-batch", int, "train.tokens_per_batch"),
+        ("--lr", float, "train.lr"), ("--warmup-steps", int, "train.warmup_steps"),
+        ("--temperature", float, "train.temperature"), ("--seed", int, "train.seed"),
+        ("--eval-every", int, "train.eval_every"), ("--max-minutes", float, "train.max_minutes"),
+        ("--threads", int, "train.threads"), ("--vocab-size", int, "data.vocab_size"),
+        ("--d-model", int, "model.d_model"), ("--layers", int, "model.layers"),
+        ("--heads", int, "model.n_heads"), ("--d-ff", int, "model.d_ff"), ("--dropout", float, "model.dropout"),
+    ]:
+        p.add_argument(flag, type=kind, dest=where, default=None, help=f"sets {where}")
+
+
+def build_config(args: argparse.Namespace) -> RunConfig:
+    config = RunConfig.load(args.config) if args.config else preset(args.preset)
+    if args.data:
+        config.data.source = args.data
+    if args.languages:
+        config.data.languages = [code.strip() for code in args.languages.split(",") if code.strip()]
+    if args.directions:
+        config.data.directions = args.directions
+    for where, value in vars(args).items():
+        if "." not in where or value is None:
+            continue
+        section, name = where.split(".")
+        if name == "layers":
+            config.model.n_encoder_layers = config.model.n_decoder_layers = value
+        else:
+            setattr(getattr(config, section), name, value)
+    if config.data.vocab_size != config.model.vocab_size:
+        config.model.vocab_size = config.data.vocab_size
+    config.model.__post_init__()
+    return config
+
+
+class ProgressPrinter:
+    """Listener: a tqdm bar over steps, and one line per validation."""
+
+    def __init__(self) -> None:
+        self.bar: tqdm | None = None
+
+    def __call__(self, event: dict) -> None:
+        kind = event["event"]
+        if kind == "start":
+            self.bar = tqdm(total=event["total_steps"], initial=event["step"], unit="step", dynamic_ncols=True)
+        elif kind == "step" and self.bar is not None:
+            self.bar.update(event["step"] - self.bar.n)
+            self.bar.set_postfix(loss=f"{event['loss']:.3f}", lr=f"{event['lr']:.2e}", tok_s=f"{event['tokens_per_s']:.0f}")
+        elif kind == "valid":
+            scores = " ".join(f"{d} {b:.1f}" for d, b in event["bleu"].items())
+            label = f"averaged {event['averaged']}" if event.get("averaged") else f"step {event['step']}"
+            tqdm.write(f"valid {label}: loss {event['valid_loss']:.3f}  mean BLEU {event['mean_bleu']:.1f}  [{scores}]")
+        elif kind in ("done", "cancelled", "early_stop", "time_limit", "failed"):
+            if self.bar is not None:
+                self.bar.close()
+            tqdm.write(f"{kind}: {event}")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from core.train import Trainer
+
+    config = build_config(args)
+    out = Path(args.out) if args.out else PROJECT_ROOT / "checkpoints" / f"{config.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    checkpoint.check_run_folder(out, args.resume)
+    corpus = load_corpus(config.data.source)
+    trainer = Trainer(config, out, corpus=corpus, listeners=[ProgressPrinter()], resume=args.resume)
+    # Ctrl-C or SIGTERM: finish the current step, save a usable checkpoint, exit cleanly.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: trainer.cancel())
+    result = trainer.run()
+    print(f"{result.status} at step {result.step}; best mean valid BLEU "
+          f"{'—' if result.best_bleu is None else f'{result.best_bleu:.1f}'}; model in {result.folder}")
+    return 0 if result.status != "cancelled" else 130
+
+
+# --- translate -----------------------------------------------------------------------------
+
+def _translate_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--src", required=True)
+    p.add_argument("--tgt", required=True)
+    p.add_argument("--beam", type=int, default=4, help="beam size (1 = greedy)")
+    p.add_argument("--length-penalty", type=float, default=1.0)
+    p.add_argument("--n-best", type=int, default=1, help="print n hypotheses per line, tab-separated with scores")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--input", help="file to translate (default: stdin)")
+    p.add_argument("--output", help="file to write (default: stdout)")
+
+
+def run_translate(args: argparse.Namespace) -> int:
+    import core
+
+    translator = core.load(args.checkpoint)
+    if args.input:
+        lines = Path(args.input).read_text(encoding="utf-8").splitlines()
+    else:
+        lines = sys.stdin.read().splitlines()
+    translations = translator.translate(lines, args.src, args.tgt, beam_size=args.beam,
+                                        length_penalty=args.length_penalty, n_best=args.n_best,
+                                        batch_size=args.batch_size)
+    if args.n_best > 1:
+        rows = ["\t".join(f"{text}\t{score:.4f}" for text, score in t.n_best) for t in translations]
+    else:
+        rows = [t.text for t in translations]
+    text = "".join(row + "\n" for row in rows)
+    if args.output:
+        checkpoint.write_text(Path(args.output), text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+# --- evaluate ------------------------------------------------------------------------------
+
+def _evaluate_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data", default=None, help="corpus (default: the one the model was trained on)")
+    p.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    p.add_argument("--directions", default=None, help="default: every direction among the model's languages")
+    p.add_argument("--beam", type=int, default=4)
+    p.add_argument("--length-penalty", type=float, default=1.0)
+    p.add_argument("--max-sentences", type=int, default=None)
+    p.add_argument("--json", help="write the report here")
+    p.add_argument("--card", action="store_true", help="store the report in the checkpoint and refresh its model card")
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    import core
+    from core.card import write_card
+    from core.evaluate import evaluate
+    from core.languages import parse_directions
+
+    translator = core.load(args.checkpoint)
+    source = args.data or translator.config["run"]["data"]["source"]
+    corpus = load_corpus(source)
+    languages = [lang for lang in translator.languages if lang in corpus.languages]
+    directions = parse_directions(args.directions or "all", languages)
+    with tqdm(total=len(directions), unit="direction") as bar:
+        def progress(fraction: float, message: str) -> None:
+            bar.set_description(message)
+            bar.update(round(fraction * len(directions)) - bar.n)
+
+        report = evaluate(translator, corpus.split(args.split), directions, split=args.split, beam_size=args.beam,
+                          length_penalty=args.length_penalty, max_sentences=args.max_sentences, progress=progress)
+    print(report.table())
+    print(f"BLEU signature: {report.bleu_signature}\nchrF signature: {report.chrf_signature}")
+    if args.json:
+        report.save(args.json)
+    if args.card:
+        report.save(Path(args.checkpoint) / f"eval_{args.split}.json")
+        write_card(Path(args.checkpoint))
+    return 0
+
+
+# --- info, download ------------------------------------------------------------------------
+
+def run_info(args: argparse.Namespace) -> int:
+    config = checkpoint.read_config(Path(args.checkpoint))
+    model = config["run"]["model"]
+    print(f"checkpoint: {args.checkpoint}")
+    print(f"languages:  {', '.join(config['languages'])}")
+    print(f"directions: {', '.join(config['directions'])}")
+    print(f"model:      {model['n_encoder_layers']}+{model['n_decoder_layers']} layers, d_model {model['d_model']}, "
+          f"{model['n_heads']} heads, vocab {model['vocab_size']}, {config.get('parameters', 0):,} parameters")
+    print(f"training:   {config.get('training') or 'in progress'}")
+    return 0
+
+
+def run_download(args: argparse.Namespace) -> int:
+    folder = download_multi30k(args.dir, **({"base_url": args.url} if args.url else {}))
+    print(f"Multi30K is in {folder}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

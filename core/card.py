@@ -1,0 +1,86 @@
+"""The model card (`README.md` of a run folder), rebuilt from what the folder holds:
+config.json, metrics.jsonl and any `eval_<split>.json` written by `python -m core evaluate`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from core import checkpoint
+from core.languages import language_name
+
+DATA_NOTES = {
+    "multi30k": (
+        "Multi30K (task 1, raw captions; Elliott et al. 2016 for en-de, Elliott et al. 2017 for fr, "
+        "Barrault et al. 2018 for cs), derived from Flickr30K. **Terms: non-commercial research and "
+        "educational use only.**"
+    ),
+    "builtin": "Polyglot Lab's built-in generated corpus (`core/builtin_corpus.py`), written for this project.",
+}
+
+
+def render_card(folder: Path) -> str:
+    config = json.loads((folder / checkpoint.CONFIG).read_text(encoding="utf-8"))
+    run, model, training = config["run"], config["run"]["model"], config.get("training", {})
+    languages = ", ".join(f"{language_name(code)} ({code})" for code in config["languages"])
+    lines = [
+        f"# {folder.name}",
+        "",
+        "A multilingual encoder-decoder Transformer trained with Polyglot Lab (`core`). One model, one shared "
+        "SentencePiece vocabulary; the target language is chosen by a tag `<2xx>` at the start of the source.",
+        "",
+        "## Data",
+        DATA_NOTES.get(config.get("corpus", ""), f"User data: `{run['data']['source']}`."),
+        f"Sentences per split: {config.get('corpus_sizes', {})}.",
+        "",
+        f"- Languages: {languages}",
+        f"- Directions ({len(config['directions'])}): {', '.join(config['directions'])}",
+        "",
+        "## Model",
+        f"- Preset `{run.get('preset')}`: {model['n_encoder_layers']}+{model['n_decoder_layers']} layers, "
+        f"d_model {model['d_model']}, {model['n_heads']} heads, FFN {model['d_ff']}, "
+        f"{model['positions']} positions, pre-LN, tied embeddings",
+        f"- Vocabulary: {model['vocab_size']} pieces ({run['data']['tokenizer_type']})",
+        f"- Parameters: {config.get('parameters', 0):,}",
+        "",
+        "## Training",
+        f"- Status: {training.get('status', 'in progress')}, {training.get('steps', 0)} steps, "
+        f"{training.get('train_seconds', 0) / 60:.1f} minutes of training",
+        f"- Best mean validation BLEU (greedy, capped sample): {_fmt(training.get('best_mean_valid_bleu'))}",
+        f"- Reproduce: `python -m core train --config {folder.name}/config.json --out {folder.name}`",
+    ]
+    lines += _progress_table(checkpoint.read_metrics(folder))
+    for report_file in sorted(folder.glob("eval_*.json")):
+        report = json.loads(report_file.read_text(encoding="utf-8"))
+        lines += [
+            "",
+            f"## Evaluation on `{report['split']}` (beam {report['beam_size']})",
+            "",
+            "| direction | BLEU | chrF | sentences |",
+            "| --- | ---: | ---: | ---: |",
+        ]
+        for name, score in report["scores"].items():
+            mark = " (zero-shot)" if score.get("zero_shot") else ""
+            lines.append(f"| {name}{mark} | {score['bleu']:.1f} | {score['chrf']:.1f} | {score['sentences']} |")
+        lines += ["", f"BLEU signature: `{report['bleu_signature']}`  ", f"chrF signature: `{report['chrf_signature']}`"]
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f}"
+
+
+def _progress_table(records: list[dict]) -> list[str]:
+    valid = [r for r in records if r.get("event") == "valid"]
+    if not valid:
+        return []
+    lines = ["", "### Validation during training", "", "| step | minutes | valid loss | mean BLEU |",
+             "| ---: | ---: | ---: | ---: |"]
+    for r in valid:
+        label = f"{r['step']} (avg of {r['averaged']})" if r.get("averaged") else str(r["step"])
+        lines.append(f"| {label} | {r.get('elapsed_s', 0) / 60:.1f} | {r['valid_loss']:.3f} | {r['mean_bleu']:.1f} |")
+    return lines
+
+
+def write_card(folder: Path) -> None:
+    checkpoint.write_text(folder / checkpoint.CARD, render_card(folder))

@@ -1,0 +1,264 @@
+"""Search: greedy, beam, sampling, and a step-by-step view of the decoder's choices.
+
+All searches take a padded batch of encoded sources [B, S] and run the decoder incrementally:
+one new position per step, earlier positions' keys/values read from the cache, and the source
+keys/values for cross-attention computed once (`Transformer.start_cache`).
+A sentence may produce at most `max_len_a · source_length + max_len_b` target tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from core.model import BOS_ID, EOS_ID, PAD_ID, LayerCache, Transformer, reorder_caches
+
+
+@dataclass
+class Hypothesis:
+    tokens: list[int]  # target ids, without <s> and </s>
+    log_prob: float  # sum of the model's log-probabilities, </s> included
+    score: float  # what the search ranked by (beam: length-normalised log-probability)
+
+
+@dataclass
+class Step:
+    """One decoding step: the most probable next pieces, and the one that was taken."""
+
+    candidates: list[tuple[int, float]]  # (token id, probability), most probable first
+    chosen: int
+    chosen_probability: float
+
+
+@dataclass
+class SearchLimits:
+    max_len_a: float = 1.5
+    max_len_b: int = 10
+
+    def per_sentence(self, source: Tensor, max_positions: int) -> Tensor:
+        """[B] maximum number of generated tokens (</s> included)."""
+        lengths = (source != PAD_ID).sum(dim=1)
+        limits = (lengths.float() * self.max_len_a).long() + self.max_len_b
+        return limits.clamp(max=max_positions - 1)
+
+
+def _start(model: Transformer, source: Tensor) -> tuple[list[LayerCache], Tensor]:
+    memory = model.encode(source)
+    return model.start_cache(memory), model.source_mask(source)
+
+
+def _next_log_probs(model: Transformer, tokens: Tensor, caches: list[LayerCache], mask: Tensor, step: int) -> Tensor:
+    hidden = model.decode(tokens, caches, mask, offset=step, incremental=True)
+    return model.logits(hidden[:, -1]).float().log_softmax(dim=-1)
+
+
+def _force_end(log_probs: Tensor, over_limit: Tensor) -> Tensor:
+    """Rows that reached their length limit may only produce </s>."""
+    if over_limit.any():
+        forced = torch.full_like(log_probs[0], -torch.inf)
+        forced[EOS_ID] = 0.0
+        log_probs = torch.where(over_limit[:, None], forced, log_probs)
+    return log_probs
+
+
+@torch.inference_mode()
+def greedy(model: Transformer, source: Tensor, limits: SearchLimits = SearchLimits()) -> list[Hypothesis]:
+    batch = source.shape[0]
+    caches, mask = _start(model, source)
+    max_tokens = limits.per_sentence(source, model.config.max_positions)
+    tokens = torch.full((batch, 1), BOS_ID, dtype=torch.long)
+    finished = torch.zeros(batch, dtype=torch.bool)
+    log_prob = torch.zeros(batch)
+    for step in range(int(max_tokens.max())):
+        log_probs = _force_end(_next_log_probs(model, tokens[:, -1:], caches, mask, step), step + 1 >= max_tokens)
+        best = log_probs.argmax(dim=-1)
+        log_prob += torch.where(finished, 0.0, log_probs.gather(1, best[:, None]).squeeze(1))
+        best = best.masked_fill(finished, PAD_ID)
+        tokens = torch.cat([tokens, best[:, None]], dim=1)
+        finished |= best == EOS_ID
+        if finished.all():
+            break
+    return [_hypothesis(row, float(lp), float(lp)) for row, lp in zip(tokens[:, 1:].tolist(), log_prob)]
+
+
+def _hypothesis(ids: list[int], log_prob: float, score: float) -> Hypothesis:
+    tokens = []
+    for i in ids:
+        if i in (EOS_ID, PAD_ID):
+            break
+        tokens.append(i)
+    return Hypothesis(tokens, log_prob, score)
+
+
+@torch.inference_mode()
+def beam_search(
+    model: Transformer,
+    source: Tensor,
+    beam_size: int = 4,
+    length_penalty: float = 1.0,
+    n_best: int = 1,
+    limits: SearchLimits = SearchLimits(),
+) -> list[list[Hypothesis]]:
+    """Batched beam search; returns the `n_best` hypotheses of each sentence, best first.
+
+    Hypotheses are ranked by log P(y|x) / |y|^length_penalty (|y| counts </s>): 0 ranks by raw
+    probability (short outputs win), 1 by mean log-probability per token.
+    All B·K beams are rows of one tensor, so each step is a single batched decoder call.
+    """
+    batch, width = source.shape[0], beam_size
+    n_best = min(n_best, width)
+    caches, mask = _start(model, source)
+    expand = torch.arange(batch).repeat_interleave(width)
+    caches, mask = reorder_caches(caches, expand), mask.index_select(0, expand)
+    max_tokens = limits.per_sentence(source, model.config.max_positions)
+    beam_max = max_tokens.repeat_interleave(width)
+
+    # Only the first beam of each sentence is live at the start; the others would duplicate it.
+    scores = torch.full((batch, width), -torch.inf)
+    scores[:, 0] = 0.0
+    tokens = torch.full((batch * width, 1), BOS_ID, dtype=torch.long)
+    finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
+    done = torch.zeros(batch, dtype=torch.bool)
+
+    for step in range(int(max_tokens.max())):
+        log_probs = _force_end(_next_log_probs(model, tokens[:, -1:], caches, mask, step), step + 1 >= beam_max)
+        vocab = log_probs.shape[-1]
+        candidates = (scores.view(-1, 1) + log_probs).view(batch, width * vocab)
+        top_scores, top_index = candidates.topk(2 * width, dim=1)
+        origin, token = top_index // vocab, top_index % vocab
+        is_end = token == EOS_ID
+
+        # Candidates ending with </s> among the top `width` become finished hypotheses.
+        length = step + 1
+        for b, k in (is_end[:, :width] & ~done[:, None]).nonzero().tolist():
+            row = int(b * width + origin[b, k])
+            raw = float(top_scores[b, k])
+            finished[b].append(Hypothesis(tokens[row, 1:].tolist(), raw, raw / length ** length_penalty))
+
+        # The best `width` candidates that do not end continue as the beams of the next step
+        # (at most `width` of the 2·width candidates can end, so there are always enough).
+        keep = (is_end.long() * 2 * width + torch.arange(2 * width)).argsort(dim=1)[:, :width]
+        scores = top_scores.gather(1, keep)
+        rows = (origin.gather(1, keep) + torch.arange(batch)[:, None] * width).view(-1)
+        tokens = torch.cat([tokens.index_select(0, rows), token.gather(1, keep).view(-1, 1)], dim=1)
+        caches = reorder_caches(caches, rows)
+
+        done |= _beams_done(finished, scores, length + 1, width, length_penalty)
+        scores = scores.masked_fill(done[:, None], -torch.inf)
+        if done.all():
+            break
+
+    results = []
+    for b in range(batch):
+        hypotheses = finished[b] or [
+            Hypothesis(tokens[b * width + k, 1:].tolist(), float(scores[b, k]), float(scores[b, k]))
+            for k in range(width)
+        ]
+        hypotheses.sort(key=lambda h: h.score, reverse=True)
+        results.append([_hypothesis(h.tokens, h.log_prob, h.score) for h in hypotheses[:n_best]])
+    return results
+
+
+def _beams_done(finished: list[list[Hypothesis]], scores: Tensor, length: int, width: int, alpha: float) -> Tensor:
+    """A sentence is done once it has `width` finished hypotheses and no live beam can still
+    beat the worst of them (log-probabilities only fall, so the best live score now bounds it)."""
+    flags = []
+    for b, hypotheses in enumerate(finished):
+        if len(hypotheses) < width:
+            flags.append(False)
+            continue
+        worst = sorted(h.score for h in hypotheses)[-width]
+        best_live = float(scores[b].max()) / length ** alpha
+        flags.append(best_live <= worst)
+    return torch.tensor(flags)
+
+
+@torch.inference_mode()
+def sample(
+    model: Transformer,
+    source: Tensor,
+    n: int = 5,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    seed: int = 0,
+    limits: SearchLimits = SearchLimits(),
+) -> list[list[Hypothesis]]:
+    """`n` random translations per sentence, drawn from the (reshaped) next-piece distribution.
+
+    `temperature` < 1 sharpens it, `top_k` keeps only the k most probable pieces, `top_p` the
+    smallest set whose probability reaches p (nucleus sampling). Reported log-probabilities are
+    the model's own (temperature 1, unfiltered), so candidates can be compared fairly.
+    """
+    if temperature <= 0:
+        raise ValueError("temperature must be positive; use greedy search for temperature 0")
+    if not 0 < top_p <= 1:
+        raise ValueError("top_p must be in (0, 1]")
+    generator = torch.Generator().manual_seed(seed)
+    batch = source.shape[0]
+    expand = torch.arange(batch).repeat_interleave(n)
+    source = source.index_select(0, expand)
+    caches, mask = _start(model, source)
+    max_tokens = limits.per_sentence(source, model.config.max_positions)
+    tokens = torch.full((batch * n, 1), BOS_ID, dtype=torch.long)
+    finished = torch.zeros(batch * n, dtype=torch.bool)
+    log_prob = torch.zeros(batch * n)
+    for step in range(int(max_tokens.max())):
+        log_probs = _force_end(_next_log_probs(model, tokens[:, -1:], caches, mask, step), step + 1 >= max_tokens)
+        choice = torch.multinomial(_filtered(log_probs, temperature, top_k, top_p), 1, generator=generator).squeeze(1)
+        log_prob += torch.where(finished, 0.0, log_probs.gather(1, choice[:, None]).squeeze(1))
+        choice = choice.masked_fill(finished, PAD_ID)
+        tokens = torch.cat([tokens, choice[:, None]], dim=1)
+        finished |= choice == EOS_ID
+        if finished.all():
+            break
+    rows = [_hypothesis(ids, float(lp), float(lp)) for ids, lp in zip(tokens[:, 1:].tolist(), log_prob)]
+    return [rows[b * n:(b + 1) * n] for b in range(batch)]
+
+
+def _filtered(log_probs: Tensor, temperature: float, top_k: int, top_p: float) -> Tensor:
+    """Probabilities after temperature, top-k and top-p; rows still sum to 1."""
+    probs = (log_probs / temperature).softmax(dim=-1)
+    if top_k > 0:
+        kth = probs.topk(min(top_k, probs.shape[-1]), dim=-1).values[:, -1:]
+        probs = probs.masked_fill(probs < kth, 0.0)
+    if top_p < 1.0:
+        sorted_probs, order = probs.sort(dim=-1, descending=True)
+        cumulative = sorted_probs.cumsum(dim=-1) / sorted_probs.sum(dim=-1, keepdim=True)
+        # Drop a piece when the pieces before it already reach top_p (the first always stays).
+        drop_sorted = (cumulative - sorted_probs / sorted_probs.sum(dim=-1, keepdim=True)) >= top_p
+        probs = probs.masked_fill(drop_sorted.scatter(1, order, drop_sorted), 0.0)
+    return probs / probs.sum(dim=-1, keepdim=True)
+
+
+@torch.inference_mode()
+def step_by_step(
+    model: Transformer,
+    source: Tensor,
+    top_k: int = 10,
+    forced: list[int] | None = None,
+    limits: SearchLimits = SearchLimits(),
+) -> list[Step]:
+    """The decoder as a language model, one sentence: at each step the top-k next pieces with
+    their probabilities, then the greedy choice — or the `forced` token, to inspect a given
+    translation. Stops at </s>."""
+    caches, mask = _start(model, source[:1])
+    max_tokens = int(limits.per_sentence(source[:1], model.config.max_positions)[0])
+    if forced is not None:
+        max_tokens = min(len(forced) + 1, model.config.max_positions - 1)
+    previous = torch.tensor([[BOS_ID]])
+    steps = []
+    for step in range(max_tokens):
+        probs = _next_log_probs(model, previous, caches, mask, step)[0].exp()
+        top = probs.topk(min(top_k, probs.shape[0]))
+        if forced is not None:
+            chosen = forced[step] if step < len(forced) else EOS_ID
+        else:
+            chosen = int(top.indices[0]) if step + 1 < max_tokens else EOS_ID
+        steps.append(Step(list(zip(top.indices.tolist(), top.values.tolist())), chosen, float(probs[chosen])))
+        if chosen == EOS_ID:
+            break
+        previous = torch.tensor([[chosen]])
+    return steps

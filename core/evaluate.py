@@ -1,0 +1,111 @@
+"""Translation quality per direction with sacreBLEU (BLEU and chrF) and their signatures.
+
+Scores are computed on detokenized output against one reference with sacreBLEU's defaults
+(cased, 13a tokenization), so they can be compared with published numbers; the signature
+printed next to each score says exactly how it was computed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from sacrebleu.metrics import BLEU, CHRF
+
+from core.checkpoint import write_json
+from core.languages import split_direction
+from core.translator import Translator
+
+Progress = Callable[[float, str], None]
+
+
+@dataclass
+class DirectionScore:
+    direction: str
+    bleu: float
+    chrf: float
+    sentences: int
+    zero_shot: bool = False  # the model never saw this direction in training
+    hypotheses: list[str] = field(default_factory=list, repr=False)
+
+
+@dataclass
+class EvalReport:
+    model: str
+    split: str
+    beam_size: int
+    scores: dict[str, DirectionScore]
+    bleu_signature: str
+    chrf_signature: str
+
+    def metric(self, name: str = "bleu") -> dict[str, float]:
+        return {d: getattr(s, name) for d, s in self.scores.items()}
+
+    def mean(self, name: str = "bleu") -> float:
+        values = list(self.metric(name).values())
+        return sum(values) / len(values) if values else 0.0
+
+    @property
+    def zero_shot(self) -> set[str]:
+        return {d for d, s in self.scores.items() if s.zero_shot}
+
+    def to_dict(self, with_hypotheses: bool = False) -> dict:
+        data = asdict(self)
+        if not with_hypotheses:
+            for score in data["scores"].values():
+                score.pop("hypotheses")
+        data["mean_bleu"], data["mean_chrf"] = self.mean("bleu"), self.mean("chrf")
+        return data
+
+    def save(self, path: str | Path) -> None:
+        write_json(Path(path), self.to_dict())
+
+    def table(self) -> str:
+        """A Markdown table, used by the CLI and the model card."""
+        lines = ["| direction | BLEU | chrF | sentences |", "| --- | ---: | ---: | ---: |"]
+        for d, s in self.scores.items():
+            mark = " (zero-shot)" if s.zero_shot else ""
+            lines.append(f"| {d}{mark} | {s.bleu:.1f} | {s.chrf:.1f} | {s.sentences} |")
+        lines.append(f"| **mean** | **{self.mean('bleu'):.1f}** | **{self.mean('chrf'):.1f}** | |")
+        return "\n".join(lines)
+
+
+def corpus_scores(hypotheses: list[str], references: list[str]) -> tuple[float, float, str, str]:
+    bleu, chrf = BLEU(), CHRF()
+    bleu_score = bleu.corpus_score(hypotheses, [references]).score
+    chrf_score = chrf.corpus_score(hypotheses, [references]).score
+    return bleu_score, chrf_score, str(bleu.get_signature()), str(chrf.get_signature())
+
+
+def evaluate(
+    translator: Translator,
+    split_lines: dict[str, list[str]],
+    directions: list[str],
+    split: str = "test",
+    beam_size: int = 4,
+    length_penalty: float = 1.0,
+    max_sentences: int | None = None,
+    progress: Progress | None = None,
+) -> EvalReport:
+    """Translate `split_lines[src]` into every target of `directions` and score against `split_lines[tgt]`."""
+    if not directions:
+        raise ValueError("No directions to evaluate")
+    scores: dict[str, DirectionScore] = {}
+    bleu_signature = chrf_signature = ""
+    for index, name in enumerate(directions):
+        src, tgt = split_direction(name)
+        if src not in split_lines or tgt not in split_lines:
+            raise ValueError(f"The test data has no {src if src not in split_lines else tgt!r} side for {name}")
+        if progress:
+            progress(index / len(directions), f"Translating {name}")
+        sources = split_lines[src][:max_sentences]
+        references = split_lines[tgt][:max_sentences]
+        translations = translator.translate(sources, src, tgt, beam_size=beam_size, length_penalty=length_penalty)
+        hypotheses = [t.text for t in translations]
+        bleu, chrf, bleu_signature, chrf_signature = corpus_scores(hypotheses, references)
+        zero_shot = bool(translator.directions) and name not in translator.directions
+        scores[name] = DirectionScore(name, bleu, chrf, len(sources), zero_shot, hypotheses)
+    if progress:
+        progress(1.0, "Done")
+    return EvalReport(translator.name, split, beam_size, scores, bleu_signature, chrf_signature)

@@ -1,0 +1,313 @@
+"""The encoder-decoder Transformer (Vaswani et al. 2017), pre-LN variant, read top to bottom.
+
+Shapes use B = batch, S = source length, T = target length, H = heads, d_k = d_model / H.
+
+Choices and why:
+- Pre-LN (LayerNorm before each sub-layer, Xiong et al. 2020): trains stably with a large
+  learning rate and short warm-up, which matters when a classroom trains for three minutes.
+- One embedding matrix shared by the encoder input, the decoder input and the output
+  projection (Press & Wolf 2017): the vocabulary is shared across languages anyway, and tying
+  saves parameters on a small model.
+- `scaled_dot_product_attention` is the fast path. When attention maps are asked for, the same
+  maths is spelled out (softmax(QKᵀ/√d_k)·V) so the weights can be returned.
+- Decoding is incremental: each new target position attends to cached keys/values of earlier
+  positions, and the cross-attention keys/values of the source are computed once.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from core.config import ModelConfig
+
+PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
+
+
+def sinusoidal_positions(max_positions: int, d_model: int) -> Tensor:
+    """PE(pos, 2i) = sin(pos / 10000^(2i/d)), PE(pos, 2i+1) = cos(...) — section 3.5 of the paper."""
+    position = torch.arange(max_positions, dtype=torch.float32).unsqueeze(1)
+    frequency = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32) * (-math.log(10000.0) / d_model))
+    table = torch.zeros(max_positions, d_model)
+    table[:, 0::2] = torch.sin(position * frequency)
+    table[:, 1::2] = torch.cos(position * frequency)
+    return table
+
+
+@dataclass
+class AttentionMaps:
+    """Attention weights per layer, each [B, H, queries, keys]; filled only when asked for."""
+
+    encoder_self: list[Tensor] = field(default_factory=list)
+    decoder_self: list[Tensor] = field(default_factory=list)
+    cross: list[Tensor] = field(default_factory=list)
+
+
+class MultiHeadAttention(nn.Module):
+    def __init__(self, d_model: int, n_heads: int, dropout: float) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.d_k = d_model // n_heads
+        self.dropout = dropout
+        self.query = nn.Linear(d_model, d_model)
+        self.key = nn.Linear(d_model, d_model)
+        self.value = nn.Linear(d_model, d_model)
+        self.output = nn.Linear(d_model, d_model)
+
+    def split_heads(self, x: Tensor) -> Tensor:
+        """[B, L, d_model] -> [B, H, L, d_k]"""
+        batch, length, _ = x.shape
+        return x.view(batch, length, self.n_heads, self.d_k).transpose(1, 2)
+
+    def project_keys_values(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return self.split_heads(self.key(x)), self.split_heads(self.value(x))
+
+    def forward(
+        self,
+        x: Tensor,
+        keys: Tensor,
+        values: Tensor,
+        mask: Tensor | None = None,
+        causal: bool = False,
+        need_weights: bool = False,
+    ) -> tuple[Tensor, Tensor | None]:
+        """Attend from queries computed on `x` [B, T, d_model] to given keys/values [B, H, S, d_k].
+
+        `mask` is boolean [B, 1, 1 or T, S], True where attention is allowed.
+        """
+        queries = self.split_heads(self.query(x))
+        if need_weights:
+            scores = queries @ keys.transpose(-2, -1) / math.sqrt(self.d_k)
+            if causal:
+                t, s = scores.shape[-2:]
+                scores = scores.masked_fill(~torch.ones(t, s, dtype=torch.bool, device=x.device).tril(s - t), -math.inf)
+            if mask is not None:
+                scores = scores.masked_fill(~mask, -math.inf)
+            weights = scores.softmax(dim=-1)
+            context = F.dropout(weights, self.dropout, self.training) @ values
+        else:
+            weights = None
+            context = F.scaled_dot_product_attention(
+                queries, keys, values, attn_mask=mask, is_causal=causal,
+                dropout_p=self.dropout if self.training else 0.0,
+            )
+        batch, _, length, _ = context.shape
+        context = context.transpose(1, 2).reshape(batch, length, self.n_heads * self.d_k)
+        return self.output(context), weights
+
+
+class FeedForward(nn.Module):
+    def __init__(self, d_model: int, d_ff: int, dropout: float) -> None:
+        super().__init__()
+        self.linear1 = nn.Linear(d_model, d_ff)
+        self.linear2 = nn.Linear(d_ff, d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.linear2(self.dropout(F.relu(self.linear1(x))))
+
+
+class EncoderLayer(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.self_attention_norm = nn.LayerNorm(config.d_model)
+        self.self_attention = MultiHeadAttention(config.d_model, config.n_heads, config.attention_dropout)
+        self.feed_forward_norm = nn.LayerNorm(config.d_model)
+        self.feed_forward = FeedForward(config.d_model, config.d_ff, config.dropout)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: Tensor, source_mask: Tensor, need_weights: bool) -> tuple[Tensor, Tensor | None]:
+        h = self.self_attention_norm(x)
+        keys, values = self.self_attention.project_keys_values(h)
+        attended, weights = self.self_attention(h, keys, values, mask=source_mask, need_weights=need_weights)
+        x = x + self.dropout(attended)
+        x = x + self.dropout(self.feed_forward(self.feed_forward_norm(x)))
+        return x, weights
+
+
+@dataclass
+class LayerCache:
+    """What one decoder layer remembers while generating: its own past keys/values, and the
+    source keys/values for cross-attention (fixed for the whole decoding)."""
+
+    self_keys: Tensor | None
+    self_values: Tensor | None
+    cross_keys: Tensor
+    cross_values: Tensor
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.self_attention_norm = nn.LayerNorm(config.d_model)
+        self.self_attention = MultiHeadAttention(config.d_model, config.n_heads, config.attention_dropout)
+        self.cross_attention_norm = nn.LayerNorm(config.d_model)
+        self.cross_attention = MultiHeadAttention(config.d_model, config.n_heads, config.attention_dropout)
+        self.feed_forward_norm = nn.LayerNorm(config.d_model)
+        self.feed_forward = FeedForward(config.d_model, config.d_ff, config.dropout)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(
+        self,
+        x: Tensor,
+        cache: LayerCache,
+        source_mask: Tensor,
+        incremental: bool,
+        need_weights: bool,
+    ) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        h = self.self_attention_norm(x)
+        keys, values = self.self_attention.project_keys_values(h)
+        if incremental:
+            # Append this step's keys/values to the cache; the new query may see all of them,
+            # so no causal mask is needed.
+            if cache.self_keys is not None:
+                keys = torch.cat([cache.self_keys, keys], dim=2)
+                values = torch.cat([cache.self_values, values], dim=2)
+            cache.self_keys, cache.self_values = keys, values
+        attended, self_weights = self.self_attention(
+            h, keys, values, causal=not incremental, need_weights=need_weights
+        )
+        x = x + self.dropout(attended)
+        h = self.cross_attention_norm(x)
+        attended, cross_weights = self.cross_attention(
+            h, cache.cross_keys, cache.cross_values, mask=source_mask, need_weights=need_weights
+        )
+        x = x + self.dropout(attended)
+        x = x + self.dropout(self.feed_forward(self.feed_forward_norm(x)))
+        return x, self_weights, cross_weights
+
+
+class Transformer(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embedding = nn.Embedding(config.vocab_size, config.d_model, padding_idx=PAD_ID)
+        if config.positions == "learned":
+            self.positions = nn.Embedding(config.max_positions, config.d_model)
+        else:
+            self.register_buffer("sinusoids", sinusoidal_positions(config.max_positions, config.d_model), persistent=False)
+        self.embedding_dropout = nn.Dropout(config.dropout)
+        self.encoder_layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.n_encoder_layers))
+        self.encoder_norm = nn.LayerNorm(config.d_model)
+        self.decoder_layers = nn.ModuleList(DecoderLayer(config) for _ in range(config.n_decoder_layers))
+        self.decoder_norm = nn.LayerNorm(config.d_model)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for name, parameter in self.named_parameters():
+            if parameter.dim() > 1 and name != "embedding.weight":
+                nn.init.xavier_uniform_(parameter)
+            elif name.endswith("bias"):
+                nn.init.zeros_(parameter)
+        # Embeddings are scaled by √d_model on input, so start them at 1/√d_model.
+        nn.init.normal_(self.embedding.weight, std=self.config.d_model ** -0.5)
+        with torch.no_grad():
+            self.embedding.weight[PAD_ID].zero_()
+
+    def embed(self, ids: Tensor, offset: int = 0) -> Tensor:
+        length = ids.shape[1]
+        if offset + length > self.config.max_positions:
+            raise ValueError(f"Sequence of {offset + length} positions exceeds max_positions={self.config.max_positions}")
+        if self.config.positions == "learned":
+            positions = self.positions.weight[offset:offset + length]
+        else:
+            positions = self.sinusoids[offset:offset + length]
+        return self.embedding_dropout(self.embedding(ids) * math.sqrt(self.config.d_model) + positions)
+
+    @staticmethod
+    def source_mask(source_ids: Tensor) -> Tensor:
+        """[B, S] ids -> [B, 1, 1, S] boolean, True on real tokens (padding is never attended)."""
+        return (source_ids != PAD_ID)[:, None, None, :]
+
+    def encode(self, source_ids: Tensor, maps: AttentionMaps | None = None) -> Tensor:
+        """[B, S] -> memory [B, S, d_model]"""
+        mask = self.source_mask(source_ids)
+        x = self.embed(source_ids)
+        for layer in self.encoder_layers:
+            x, weights = layer(x, mask, need_weights=maps is not None)
+            if maps is not None:
+                maps.encoder_self.append(weights)
+        return self.encoder_norm(x)
+
+    def encoder_states(self, source_ids: Tensor) -> list[Tensor]:
+        """The output of the embedding and of every encoder layer, each [B, S, d_model] (the last
+        one after the final LayerNorm) — used to look at the multilingual representation space."""
+        mask = self.source_mask(source_ids)
+        x = self.embed(source_ids)
+        states = [x]
+        for layer in self.encoder_layers:
+            x, _ = layer(x, mask, need_weights=False)
+            states.append(x)
+        states[-1] = self.encoder_norm(x)
+        return states
+
+    def start_cache(self, memory: Tensor) -> list[LayerCache]:
+        """Cross-attention keys/values, computed once per source sentence."""
+        caches = []
+        for layer in self.decoder_layers:
+            keys, values = layer.cross_attention.project_keys_values(memory)
+            caches.append(LayerCache(None, None, keys, values))
+        return caches
+
+    def decode(
+        self,
+        target_ids: Tensor,
+        caches: list[LayerCache],
+        source_mask: Tensor,
+        offset: int = 0,
+        incremental: bool = False,
+        maps: AttentionMaps | None = None,
+    ) -> Tensor:
+        """Decoder hidden states [B, T, d_model] (before the output projection).
+
+        With `incremental=True`, `target_ids` holds only the new positions starting at `offset`,
+        and the caches grow by those positions.
+        """
+        x = self.embed(target_ids, offset)
+        for layer, cache in zip(self.decoder_layers, caches):
+            x, self_weights, cross_weights = layer(x, cache, source_mask, incremental, need_weights=maps is not None)
+            if maps is not None:
+                maps.decoder_self.append(self_weights)
+                maps.cross.append(cross_weights)
+        return self.decoder_norm(x)
+
+    def logits(self, hidden: Tensor) -> Tensor:
+        """Output projection tied to the embedding matrix."""
+        return hidden @ self.embedding.weight.t()
+
+    def forward(self, source_ids: Tensor, target_in: Tensor, maps: AttentionMaps | None = None) -> Tensor:
+        """Teacher-forced decoder states for a whole batch: [B, T, d_model]."""
+        memory = self.encode(source_ids, maps)
+        return self.decode(target_in, self.start_cache(memory), self.source_mask(source_ids), maps=maps)
+
+    def loss(self, source_ids: Tensor, target_in: Tensor, target_out: Tensor, label_smoothing: float) -> tuple[Tensor, int]:
+        """Mean label-smoothed cross-entropy over real target tokens, and their count.
+
+        Only non-padding positions go through the (vocabulary-sized) output projection: on a
+        bucketed batch that skips the padding's share of the most expensive matmul.
+        """
+        hidden = self(source_ids, target_in)
+        real = target_out != PAD_ID
+        logits = self.logits(hidden[real])
+        loss = F.cross_entropy(logits.float(), target_out[real], label_smoothing=label_smoothing)
+        return loss, int(real.sum())
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def reorder_caches(caches: list[LayerCache], order: Tensor) -> list[LayerCache]:
+    """Select/duplicate batch rows of every cache (beam search keeps the surviving hypotheses)."""
+    return [
+        LayerCache(
+            None if c.self_keys is None else c.self_keys.index_select(0, order),
+            None if c.self_values is None else c.self_values.index_select(0, order),
+            c.cross_keys.index_select(0, order),
+            c.cross_values.index_select(0, order),
+        )
+        for c in caches
+    ]

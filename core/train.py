@@ -1,0 +1,323 @@
+"""Training: one `RunConfig` in, one run folder out.
+
+The loop is the textbook one — batch, forward, label-smoothed loss, backward, clip, AdamW step —
+plus what a real run needs: warm-up and decay of the learning rate, periodic validation with
+BLEU per direction, best/last checkpoints, early stopping, cancellation, and exact resume.
+
+Progress is reported as events (plain dicts) to listeners: the CLI prints them, the metrics file
+stores them, the UI plots them. Event kinds: start, step, valid, checkpoint, done, cancelled,
+early_stop, time_limit, failed.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from core import checkpoint
+from core.batching import BatchStream, collate, make_example, pack
+from core.card import write_card
+from core.config import RunConfig, TrainConfig
+from core.corpus import Corpus, load_corpus
+from core.evaluate import evaluate
+from core.languages import parse_directions, split_direction
+from core.model import Transformer
+from core.tokenizer import Tokenizer
+from core.translator import Translator
+
+Event = dict[str, Any]
+Listener = Callable[[Event], None]
+
+
+@dataclass
+class TrainResult:
+    folder: Path
+    status: str  # "done", "early_stop", "time_limit" or "cancelled"
+    step: int
+    best_bleu: float | None
+
+
+def learning_rate(step: int, config: TrainConfig) -> float:
+    """Linear warm-up to `lr`, then inverse square root (Vaswani et al.) or cosine decay."""
+    step = max(step, 1)
+    if step < config.warmup_steps:
+        return config.lr * step / config.warmup_steps
+    if config.schedule == "cosine":
+        progress = min(1.0, (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps))
+        floor = config.min_lr_ratio
+        return config.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+    if config.schedule == "inverse_sqrt":
+        return config.lr * math.sqrt(max(1, config.warmup_steps) / step)
+    raise ValueError(f"Unknown schedule {config.schedule!r}: use 'inverse_sqrt' or 'cosine'")
+
+
+class Trainer:
+    def __init__(
+        self,
+        config: RunConfig,
+        out: str | Path,
+        corpus: Corpus | None = None,
+        listeners: Iterable[Listener] = (),
+        resume: bool = False,
+    ) -> None:
+        self.config = config
+        self.out = Path(out)
+        self.corpus = corpus
+        self.listeners = list(listeners)
+        self.resume = resume
+        self.cancel_requested = threading.Event()
+        self.records: list[Event] = []
+
+    def cancel(self) -> None:
+        """Ask the run to stop after the current step; it saves a usable checkpoint first."""
+        self.cancel_requested.set()
+
+    def emit(self, event: Event) -> None:
+        self.records.append(event)
+        for listener in self.listeners:
+            listener(event)
+
+    # --- set-up ---------------------------------------------------------------------------
+
+    def _prepare(self) -> None:
+        cfg = self.config
+        torch.set_num_threads(cfg.train.threads or os.cpu_count() or 1)
+        torch.manual_seed(cfg.train.seed)
+        corpus = self.corpus or load_corpus(cfg.data.source)
+        self.languages = cfg.data.languages or corpus.languages
+        corpus = corpus.restrict(self.languages)
+        self.directions = parse_directions(cfg.data.directions, self.languages)
+        self.corpus = corpus
+        state_file = self.out / checkpoint.TRAINING_STATE
+        resuming = self.resume and state_file.exists()
+        if resuming:
+            self.tokenizer = Tokenizer.load(self.out / checkpoint.TOKENIZER, self.languages)
+        else:
+            train = corpus.split("train")
+            self.tokenizer = Tokenizer.train(
+                {lang: train[lang] for lang in self.languages}, cfg.data.vocab_size, cfg.data.tokenizer_type,
+                cfg.data.tokenizer_sentences_per_language, cfg.train.seed,
+            )
+        # SentencePiece may give fewer pieces than asked on a small corpus: the model follows it.
+        cfg.model.vocab_size = len(self.tokenizer)
+        self.model = Transformer(cfg.model)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.train.lr, betas=cfg.train.betas,
+                                           weight_decay=cfg.train.weight_decay)
+        encoded = {lang: self.tokenizer.encode_batch(lines) for lang, lines in corpus.split("train").items()}
+        self.stream = BatchStream(encoded, self.directions, self.tokenizer.tag_ids, cfg.train.tokens_per_batch,
+                                  cfg.train.temperature, cfg.train.seed, cfg.data.max_tokens_per_sentence)
+        self.step = 0
+        self.elapsed = 0.0
+        self.best_bleu: float | None = None
+        self.bad_validations = 0
+        self.snapshots: list[dict[str, torch.Tensor]] = []
+        if resuming:
+            self._restore(state_file)
+        else:
+            self.out.mkdir(parents=True, exist_ok=True)
+            checkpoint.write_bytes(self.out / checkpoint.TOKENIZER, self.tokenizer.model_proto)
+            self._write_config()
+        self._valid_batches = self._validation_batches()
+
+    def _write_config(self, summary: dict[str, Any] | None = None) -> None:
+        checkpoint.write_json(self.out / checkpoint.CONFIG, {
+            "format_version": checkpoint.FORMAT_VERSION,
+            "run": self.config.to_dict(),
+            "languages": self.languages,
+            "directions": self.directions,
+            "corpus": self.corpus.name,
+            "corpus_sizes": self.corpus.sizes(),
+            "parameters": self.model.num_parameters(),
+            "training": summary or {},
+        })
+
+    def _restore(self, state_file: Path) -> None:
+        state = checkpoint.load_training_state(state_file)
+        self.model.load_state_dict(checkpoint.load_weights(self.out / checkpoint.LAST_WEIGHTS))
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.stream.load_state(state["stream"])
+        torch.set_rng_state(state["rng"])
+        self.step = int(state["step"])
+        self.elapsed = float(state["elapsed"])
+        self.best_bleu = state["best_bleu"]
+        self.bad_validations = int(state["bad_validations"])
+        self.records = [r for r in checkpoint.read_metrics(self.out) if r.get("step", 0) <= self.step
+                        and r["event"] in ("step", "valid", "start")]
+
+    def _validation_batches(self) -> list:
+        valid = self.corpus.split("valid")
+        n = self.config.train.eval_sentences
+        examples = []
+        for name in self.directions:
+            src, tgt = split_direction(name)
+            for s, t in zip(self.tokenizer.encode_batch(valid[src][:n]), self.tokenizer.encode_batch(valid[tgt][:n])):
+                examples.append(make_example(s, t, self.tokenizer.tag_ids[tgt]))
+        return [collate(batch) for batch in pack(examples, self.config.train.tokens_per_batch)]
+
+    # --- the loop -------------------------------------------------------------------------
+
+    def run(self) -> TrainResult:
+        try:
+            self._prepare()
+            return self._loop()
+        except Exception as error:
+            self.emit({"event": "failed", "step": getattr(self, "step", 0), "error": f"{type(error).__name__}: {error}"})
+            self._flush_metrics()
+            raise
+
+    def _loop(self) -> TrainResult:
+        cfg = self.config.train
+        self.emit({"event": "start", "step": self.step, "total_steps": cfg.steps, "parameters": self.model.num_parameters(),
+                   "directions": self.directions, "resumed": self.step > 0})
+        batches = iter(self.stream)
+        interval_loss, interval_tokens, interval_steps, interval_start = 0.0, 0, 0, time.perf_counter()
+        status = "done"
+        while self.step < cfg.steps:
+            if self.cancel_requested.is_set():
+                status = "cancelled"
+                break
+            if cfg.max_minutes and self.elapsed >= cfg.max_minutes * 60:
+                status = "time_limit"
+                if self.records[-1]["event"] != "checkpoint" and self.records[-1]["event"] != "valid":
+                    self._validate_and_keep_best()
+                break
+            loss, tokens = self._train_step(batches)
+            self.step += 1
+            interval_loss += loss
+            interval_tokens += tokens
+            interval_steps += 1
+            if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                now = time.perf_counter()
+                self.elapsed += now - interval_start
+                self.emit({"event": "step", "step": self.step, "loss": interval_loss / interval_steps,
+                           "lr": learning_rate(self.step, cfg), "tokens_per_s": interval_tokens / max(now - interval_start, 1e-9),
+                           "elapsed_s": self.elapsed, "total_steps": cfg.steps})
+                interval_loss, interval_tokens, interval_steps, interval_start = 0.0, 0, 0, now
+            pause_start = time.perf_counter()
+            if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
+                if self._validate_and_keep_best():
+                    status = "early_stop"
+                    break
+            if self.step % cfg.save_every == 0:
+                self._save_last()
+            interval_start += time.perf_counter() - pause_start  # validating and saving is not training time
+        return self._finish(status)
+
+    def _train_step(self, batches) -> tuple[float, int]:
+        cfg = self.config.train
+        self.model.train()
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate(self.step + 1, cfg)
+        total_loss, total_tokens = 0.0, 0
+        for _ in range(cfg.accumulation):
+            batch = next(batches)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+                loss, _ = self.model.loss(batch.source, batch.target_in, batch.target_out, cfg.label_smoothing)
+            (loss / cfg.accumulation).backward()
+            total_loss += loss.item() / cfg.accumulation
+            total_tokens += batch.tokens
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return total_loss, total_tokens
+
+    # --- validation and checkpoints --------------------------------------------------------
+
+    @torch.inference_mode()
+    def validation_loss(self) -> float:
+        self.model.eval()
+        total, tokens = 0.0, 0
+        for batch in self._valid_batches:
+            loss, n = self.model.loss(batch.source, batch.target_in, batch.target_out, label_smoothing=0.0)
+            total += float(loss) * n
+            tokens += n
+        return total / max(tokens, 1)
+
+    def validate(self) -> Event:
+        valid_loss = self.validation_loss()
+        translator = Translator(self.model, self.tokenizer, {"languages": self.languages, "directions": self.directions})
+        report = evaluate(translator, self.corpus.split("valid"), self.directions, split="valid", beam_size=1,
+                          max_sentences=self.config.train.eval_sentences)
+        self.model.train()
+        return {"event": "valid", "step": self.step, "valid_loss": valid_loss,
+                "bleu": report.metric("bleu"), "chrf": report.metric("chrf"), "mean_bleu": report.mean("bleu"),
+                "mean_chrf": report.mean("chrf"), "bleu_signature": report.bleu_signature, "elapsed_s": self.elapsed}
+
+    def _validate_and_keep_best(self) -> bool:
+        """Validate, save the model if it is the best so far; True when early stopping triggers."""
+        cfg = self.config.train
+        event = self.validate()
+        self.emit(event)
+        if cfg.average_last:
+            self.snapshots = [*self.snapshots, {k: v.clone() for k, v in self.model.state_dict().items()}][-cfg.average_last:]
+        if self.best_bleu is None or event["mean_bleu"] > self.best_bleu:
+            self.best_bleu, self.bad_validations = event["mean_bleu"], 0
+            checkpoint.save_weights(self.model.state_dict(), self.out / checkpoint.WEIGHTS)
+            self.emit({"event": "checkpoint", "step": self.step, "kind": "best", "mean_bleu": self.best_bleu})
+        else:
+            self.bad_validations += 1
+        self._flush_metrics()
+        return bool(cfg.patience) and self.bad_validations >= cfg.patience
+
+    def _save_last(self) -> None:
+        checkpoint.save_weights(self.model.state_dict(), self.out / checkpoint.LAST_WEIGHTS)
+        checkpoint.save_training_state({
+            "optimizer": self.optimizer.state_dict(),
+            "stream": self.stream.state(),
+            "rng": torch.get_rng_state(),
+            "step": self.step,
+            "elapsed": self.elapsed,
+            "best_bleu": self.best_bleu,
+            "bad_validations": self.bad_validations,
+        }, self.out / checkpoint.TRAINING_STATE)
+        self._flush_metrics()
+
+    def _flush_metrics(self) -> None:
+        if self.out.exists():
+            checkpoint.append_metrics(self.out, self.records)
+
+    def _average_snapshots(self) -> None:
+        """Average the weights of the last validations (a cheap ensemble, Vaswani et al. 2017)
+        and keep the average if it validates better than the best single checkpoint."""
+        if len(self.snapshots) < 2:
+            return
+        best_state = {k: v.clone() for k, v in self.model.state_dict().items()}
+        average = {k: torch.stack([s[k].float() for s in self.snapshots]).mean(0).to(v.dtype) for k, v in best_state.items()}
+        self.model.load_state_dict(average)
+        event = self.validate()
+        event["averaged"] = len(self.snapshots)
+        self.emit(event)
+        if self.best_bleu is None or event["mean_bleu"] > self.best_bleu:
+            self.best_bleu = event["mean_bleu"]
+            checkpoint.save_weights(average, self.out / checkpoint.WEIGHTS)
+            self.emit({"event": "checkpoint", "step": self.step, "kind": "average", "mean_bleu": self.best_bleu})
+        self.model.load_state_dict(best_state)
+
+    def _finish(self, status: str) -> TrainResult:
+        # The run may stop before its first validation (a quick cancel): it still leaves a
+        # loadable model, so a cancelled run is never wasted.
+        if not (self.out / checkpoint.WEIGHTS).exists():
+            checkpoint.save_weights(self.model.state_dict(), self.out / checkpoint.WEIGHTS)
+        self._save_last()
+        if status != "cancelled":
+            self._average_snapshots()
+        summary = {"status": status, "steps": self.step, "train_seconds": round(self.elapsed, 1),
+                   "best_mean_valid_bleu": self.best_bleu}
+        self._write_config(summary)
+        self.emit({"event": status, **summary, "step": self.step})
+        self._flush_metrics()
+        write_card(self.out)
+        return TrainResult(self.out, status, self.step, self.best_bleu)
+
+
+def train(config: RunConfig, out: str | Path, listeners: Iterable[Listener] = (), resume: bool = False,
+          corpus: Corpus | None = None) -> TrainResult:
+    return Trainer(config, out, corpus=corpus, listeners=listeners, resume=resume).run()

@@ -1,0 +1,249 @@
+"""A loaded model ready to use: translate, sample, look at attention and at each decoding step.
+
+`core.load(path)` returns a `Translator`. It works on plain strings and returns plain data
+(strings, floats, numpy arrays), so the UI, the CLI and notebooks all call the same methods.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from core import checkpoint
+from core.config import ModelConfig
+from core.decoding import Hypothesis, SearchLimits, beam_search, greedy, sample, step_by_step
+from core.languages import language_name
+from core.model import BOS_ID, EOS_ID, PAD_ID, AttentionMaps, Transformer
+from core.tokenizer import Tokenizer
+
+MAX_INPUT_CHARS = 5000  # per line, before tokenization; longer lines are cut with a notice
+
+
+@dataclass
+class Translation:
+    source: str
+    text: str
+    pieces: list[str]
+    log_prob: float
+    score: float
+    n_best: list[tuple[str, float]] = field(default_factory=list)  # (text, score), best first
+    truncated: bool = False  # the source was longer than the model reads and was cut
+
+
+@dataclass
+class Candidate:
+    text: str
+    log_prob: float
+    pieces: list[str]
+
+
+@dataclass
+class StepView:
+    candidates: list[tuple[str, float]]  # (piece, probability), most probable first
+    chosen: str
+    chosen_probability: float
+
+
+@dataclass
+class AttentionView:
+    """Attention of the translation shown, per layer and head, as numpy arrays [L, H, queries, keys]."""
+
+    translation: Translation
+    source_pieces: list[str]  # <2xx> pieces… </s>
+    target_pieces: list[str]  # produced pieces … </s> (row i = the step that produced piece i)
+    encoder_self: np.ndarray
+    decoder_self: np.ndarray
+    cross: np.ndarray
+
+
+class Translator:
+    def __init__(self, model: Transformer, tokenizer: Tokenizer, config: dict, path: Path | None = None) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.config = config
+        self.path = path
+        self.languages: list[str] = list(config["languages"])
+        self.directions: list[str] = list(config.get("directions", []))
+
+    @classmethod
+    def load(cls, path: str | Path) -> Translator:
+        folder = Path(path)
+        config = checkpoint.read_config(folder)
+        model_config = ModelConfig(**config["run"]["model"])
+        model = Transformer(model_config)
+        state = checkpoint.load_weights(folder / checkpoint.WEIGHTS)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as error:
+            raise checkpoint.CheckpointError(f"{folder / checkpoint.WEIGHTS}: weights do not match config.json ({error})") from error
+        try:
+            tokenizer = Tokenizer.load(folder / checkpoint.TOKENIZER, config["languages"])
+        except (RuntimeError, OSError, ValueError) as error:
+            raise checkpoint.CheckpointError(f"{folder / checkpoint.TOKENIZER}: unreadable tokenizer ({error})") from error
+        return cls(model, tokenizer, config, folder)
+
+    @property
+    def name(self) -> str:
+        return self.path.name if self.path else "model"
+
+    # --- input checks ---------------------------------------------------------------------
+
+    def check_pair(self, src: str, tgt: str) -> None:
+        for lang in (src, tgt):
+            if lang not in self.languages:
+                known = ", ".join(f"{code} ({language_name(code)})" for code in self.languages)
+                raise ValueError(f"Unknown language {lang!r}. This model knows: {known}")
+        if src == tgt:
+            raise ValueError(f"Source and target are both {src!r}: pick two different languages")
+
+    def _encode(self, text: str, tgt: str) -> tuple[list[int], bool]:
+        """Source ids `<2tgt> … </s>`, cut to what the model can read."""
+        cleaned = _clean(text)
+        truncated = len(cleaned) > MAX_INPUT_CHARS
+        ids = self.tokenizer.source_ids(cleaned[:MAX_INPUT_CHARS], tgt)
+        limit = self.model.config.max_positions // 2  # leave room for a longer translation
+        if len(ids) > limit:
+            ids, truncated = ids[: limit - 1] + [EOS_ID], True
+        return ids, truncated
+
+    # --- translation ----------------------------------------------------------------------
+
+    def translate(
+        self,
+        texts: str | list[str],
+        src: str,
+        tgt: str,
+        beam_size: int = 1,
+        length_penalty: float = 1.0,
+        n_best: int = 1,
+        batch_size: int = 64,
+        limits: SearchLimits = SearchLimits(),
+    ) -> list[Translation]:
+        """Translate each line; empty lines give empty translations. beam_size 1 is greedy search."""
+        self.check_pair(src, tgt)
+        if beam_size < 1 or n_best < 1:
+            raise ValueError("beam_size and n_best must be at least 1")
+        lines = [texts] if isinstance(texts, str) else list(texts)
+        results: list[Translation | None] = [None] * len(lines)
+        encoded = {}
+        for index, line in enumerate(lines):
+            if not _clean(line):
+                results[index] = Translation(line, "", [], 0.0, 0.0, [("", 0.0)])
+            else:
+                encoded[index] = self._encode(line, tgt)
+        # Longest first, in batches of similar length: little padding, and the slowest batch
+        # is met first so progress estimates are honest.
+        order = sorted(encoded, key=lambda i: len(encoded[i][0]), reverse=True)
+        for start in range(0, len(order), batch_size):
+            chunk = order[start:start + batch_size]
+            source = _pad([encoded[i][0] for i in chunk])
+            if beam_size == 1:
+                hypotheses = [[h] for h in greedy(self.model, source, limits)]
+            else:
+                hypotheses = beam_search(self.model, source, beam_size, length_penalty, n_best, limits)
+            for i, hyps in zip(chunk, hypotheses):
+                results[i] = self._translation(lines[i], hyps, encoded[i][1])
+        return results  # type: ignore[return-value]
+
+    def _translation(self, source: str, hypotheses: list[Hypothesis], truncated: bool) -> Translation:
+        best = hypotheses[0]
+        return Translation(
+            source=source,
+            text=self.tokenizer.decode(best.tokens),
+            pieces=self.tokenizer.pieces(best.tokens),
+            log_prob=best.log_prob,
+            score=best.score,
+            n_best=[(self.tokenizer.decode(h.tokens), h.score) for h in hypotheses],
+            truncated=truncated,
+        )
+
+    def translate_to_all(self, text: str, src: str, **options) -> dict[str, Translation]:
+        """One sentence into every other language of the model."""
+        return {tgt: self.translate([text], src, tgt, **options)[0] for tgt in self.languages if tgt != src}
+
+    def pivot(self, texts: list[str], src: str, tgt: str, via: str = "en", **options) -> list[Translation]:
+        """Translate src → via → tgt (the classic alternative to a direct or zero-shot direction)."""
+        middle = self.translate(texts, src, via, **options)
+        return self.translate([m.text for m in middle], via, tgt, **options)
+
+    def sample(self, text: str, src: str, tgt: str, n: int = 5, temperature: float = 1.0,
+               top_k: int = 0, top_p: float = 1.0, seed: int = 0) -> list[Candidate]:
+        """`n` sampled translations, most probable first."""
+        self.check_pair(src, tgt)
+        if not _clean(text):
+            raise ValueError("Enter a sentence to translate")
+        if n < 1:
+            raise ValueError("n must be at least 1")
+        ids, _ = self._encode(text, tgt)
+        hypotheses = sample(self.model, _pad([ids]), n, temperature, top_k, top_p, seed)[0]
+        candidates = [Candidate(self.tokenizer.decode(h.tokens), h.log_prob, self.tokenizer.pieces(h.tokens))
+                      for h in hypotheses]
+        return sorted(candidates, key=lambda c: c.log_prob, reverse=True)
+
+    def step_by_step(self, text: str, src: str, tgt: str, top_k: int = 10, follow: str | None = None) -> list[StepView]:
+        """At each step, the top-k next pieces and the one taken (greedy, or the pieces of `follow`)."""
+        self.check_pair(src, tgt)
+        if not _clean(text):
+            raise ValueError("Enter a sentence to translate")
+        ids, _ = self._encode(text, tgt)
+        forced = self.tokenizer.encode(follow) if follow is not None else None
+        steps = step_by_step(self.model, _pad([ids]), top_k, forced)
+        piece = self.tokenizer.processor.id_to_piece
+        return [StepView([(piece(i), p) for i, p in s.candidates], piece(s.chosen), s.chosen_probability) for s in steps]
+
+    @torch.inference_mode()
+    def attention(self, text: str, src: str, tgt: str, beam_size: int = 1, length_penalty: float = 1.0) -> AttentionView:
+        """Translate, then replay that very translation through the model with attention maps on."""
+        translation = self.translate([text], src, tgt, beam_size=beam_size, length_penalty=length_penalty)[0]
+        if not translation.text and not translation.pieces:
+            raise ValueError("Enter a sentence to translate")
+        ids, _ = self._encode(text, tgt)
+        target = self.tokenizer.encode(translation.text)
+        maps = AttentionMaps()
+        self.model(_pad([ids]), torch.tensor([[BOS_ID, *target]]), maps=maps)
+
+        def stack(layers: list[torch.Tensor]) -> np.ndarray:
+            return torch.stack([w[0] for w in layers]).float().numpy()
+
+        return AttentionView(
+            translation=translation,
+            source_pieces=self.tokenizer.pieces(ids),
+            target_pieces=self.tokenizer.pieces([*target, EOS_ID]),
+            encoder_self=stack(maps.encoder_self),
+            decoder_self=stack(maps.decoder_self),
+            cross=stack(maps.cross),
+        )
+
+    @torch.inference_mode()
+    def sentence_embeddings(self, texts: list[str], lang: str, batch_size: int = 64) -> np.ndarray:
+        """Mean-pooled encoder states of each sentence at every layer: [layers + 1, N, d_model].
+
+        Every sentence gets the same target tag (the model's first language) and the tag and
+        </s> are left out of the mean, so only the sentence's own pieces shape its vector.
+        """
+        if lang not in self.languages:
+            raise ValueError(f"Unknown language {lang!r}")
+        tag = self.languages[0]
+        layers = []
+        for start in range(0, len(texts), batch_size):
+            ids = [self._encode(t, tag)[0] for t in texts[start:start + batch_size]]
+            source = _pad(ids)
+            pieces = (source != PAD_ID) & (source != EOS_ID)
+            pieces[:, 0] = False
+            weights = (pieces.float() / pieces.sum(1, keepdim=True).clamp(min=1))[None, :, :, None]
+            states = torch.stack(self.model.encoder_states(source))
+            layers.append((states * weights).sum(dim=2))
+        return torch.cat(layers, dim=1).numpy()
+
+
+def _clean(text: str) -> str:
+    """Drop control characters (they carry no meaning for the model) and squeeze whitespace."""
+    return " ".join("".join(ch if ch.isprintable() or ch.isspace() else " " for ch in text).split())
+
+
+def _pad(rows: list[list[int]]) -> torch.Tensor:
+    width = max(len(r) for r in rows)
+    return torch.tensor([r + [PAD_ID] * (width - len(r)) for r in rows], dtype=torch.long)

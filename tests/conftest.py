@@ -1,0 +1,46 @@
+"""Shared fixtures: a tiny model trained for real on the built-in corpus, once per test session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from core.corpus import Corpus, find_multi30k, load_builtin
+from tests.helpers import tiny_config
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+# One thread: the suite must behave on a 2-core CI machine, and oversubscribed OpenMP threads
+# slow everything down far more than they help.
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def builtin_corpus() -> Corpus:
+    return load_builtin(n_sentences=3000)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, builtin_corpus: Corpus) -> Path:
+    from core.train import train
+
+    folder = tmp_path_factory.mktemp("runs") / "tiny"
+    train(tiny_config(), folder, corpus=builtin_corpus)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_translator(tiny_checkpoint: Path):
+    import core
+
+    return core.load(tiny_checkpoint)
+
+
+@pytest.fixture(scope="session")
+def multi30k_dir() -> Path:
+    folder = find_multi30k()
+    if folder is None:
+        pytest.skip("Multi30K not found: set POLYGLOT_MULTI30K to a folder with train.en.gz etc.")
+    return folder

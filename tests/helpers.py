@@ -1,0 +1,21 @@
+"""Helpers shared by tests."""
+
+from __future__ import annotations
+
+from core.config import RunConfig, preset
+
+
+def tiny_config(steps: int = 60, languages: tuple[str, ...] = ("en", "de", "fr")) -> RunConfig:
+    """The tiny preset shrunk further so a run takes seconds; still a real Transformer."""
+    config = preset("tiny")
+    config.data.languages = list(languages)
+    config.data.vocab_size = 400
+    config.model.d_model, config.model.d_ff, config.model.n_heads = 64, 128, 4
+    config.model.n_encoder_layers = config.model.n_decoder_layers = 1
+    config.train.steps, config.train.warmup_steps = steps, 10
+    config.train.tokens_per_batch = 1500
+    config.train.eval_every = config.train.save_every = steps // 2
+    config.train.eval_sentences = 8
+    config.train.log_every = 5
+    config.train.threads = 1
+    return config

@@ -1,0 +1,111 @@
+"""The Transformer itself: caching, attention maps, padding, and search invariants."""
+
+from __future__ import annotations
+
+import torch
+
+from core.config import ModelConfig
+from core.decoding import beam_search, greedy, sample, step_by_step
+from core.model import BOS_ID, EOS_ID, PAD_ID, AttentionMaps, Transformer
+
+
+def random_model(seed: int = 0, positions: str = "sinusoidal") -> Transformer:
+    torch.manual_seed(seed)
+    config = ModelConfig(vocab_size=50, d_model=32, n_heads=4, d_ff=64, n_encoder_layers=2,
+                         n_decoder_layers=2, dropout=0.0, max_positions=64, positions=positions)
+    return Transformer(config).eval()
+
+
+def test_incremental_decoding_matches_full_recomputation() -> None:
+    model = random_model()
+    source = torch.tensor([[5, 6, 7, 8, EOS_ID], [9, 10, EOS_ID, PAD_ID, PAD_ID]])
+    target = torch.tensor([[BOS_ID, 11, 12, 13, 14], [BOS_ID, 15, 16, 17, 18]])
+    with torch.no_grad():
+        full = model.logits(model(source, target))
+        caches = model.start_cache(model.encode(source))
+        mask = model.source_mask(source)
+        steps = [model.logits(model.decode(target[:, t:t + 1], caches, mask, offset=t, incremental=True))
+                 for t in range(target.shape[1])]
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=1e-4, atol=1e-5)
+
+
+def test_attention_maps_are_distributions_and_match_fast_path() -> None:
+    model = random_model(positions="learned")
+    source = torch.tensor([[5, 6, 7, EOS_ID, PAD_ID]])
+    target = torch.tensor([[BOS_ID, 8, 9]])
+    maps = AttentionMaps()
+    with torch.no_grad():
+        with_maps = model(source, target, maps=maps)
+        fast = model(source, target)
+    torch.testing.assert_close(with_maps, fast, rtol=1e-4, atol=1e-5)
+    assert len(maps.encoder_self) == len(maps.cross) == len(maps.decoder_self) == 2
+    for weights in maps.encoder_self + maps.decoder_self + maps.cross:
+        torch.testing.assert_close(weights.sum(-1), torch.ones(weights.shape[:-1]))
+    # Padding gets no attention, and the decoder never looks ahead.
+    assert float(maps.cross[0][..., -1].abs().max()) == 0.0
+    assert float(maps.decoder_self[0][0, :, 0, 1:].abs().max()) == 0.0
+
+
+def test_padding_changes_no_output() -> None:
+    model = random_model()
+    alone = torch.tensor([[5, 6, 7, EOS_ID]])
+    batch = torch.tensor([[5, 6, 7, EOS_ID, PAD_ID, PAD_ID, PAD_ID], [8, 9, 10, 11, 12, 13, EOS_ID]])
+    assert greedy(model, alone)[0].tokens == greedy(model, batch)[0].tokens
+    assert beam_search(model, alone, 3)[0][0].tokens == beam_search(model, batch, 3)[0][0].tokens
+
+
+def test_beam_of_one_is_greedy() -> None:
+    model = random_model(seed=3)
+    source = torch.tensor([[5, 6, 7, EOS_ID, PAD_ID], [9, 10, 11, 12, EOS_ID]])
+    for g, b in zip(greedy(model, source), beam_search(model, source, beam_size=1, length_penalty=0.0)):
+        assert b[0].tokens == g.tokens
+        assert abs(b[0].log_prob - g.log_prob) < 1e-4
+
+
+def test_beam_search_n_best_is_sorted_and_distinct() -> None:
+    model = random_model(seed=4)
+    hypotheses = beam_search(model, torch.tensor([[5, 6, 7, EOS_ID]]), beam_size=4, n_best=4)[0]
+    scores = [h.score for h in hypotheses]
+    assert scores == sorted(scores, reverse=True)
+    assert len({tuple(h.tokens) for h in hypotheses}) == len(hypotheses) == 4
+
+
+def test_beam_search_finds_a_sequence_at_least_as_likely_as_greedy() -> None:
+    model = random_model(seed=5)
+    source = torch.tensor([[5, 6, 7, 8, EOS_ID]])
+    best = beam_search(model, source, beam_size=8, length_penalty=0.0)[0][0]
+    assert best.log_prob >= greedy(model, source)[0].log_prob - 1e-5
+
+
+def test_sampling_is_seeded_and_filters() -> None:
+    model = random_model(seed=6)
+    source = torch.tensor([[5, 6, 7, EOS_ID]])
+    first = [h.tokens for h in sample(model, source, n=4, seed=11)[0]]
+    again = [h.tokens for h in sample(model, source, n=4, seed=11)[0]]
+    assert first == again
+    # top_k=1 leaves one choice per step: every candidate is the greedy translation.
+    greedy_tokens = greedy(model, source)[0].tokens
+    assert all(h.tokens == greedy_tokens for h in sample(model, source, n=3, top_k=1, seed=2)[0])
+    assert all(h.tokens == greedy_tokens for h in sample(model, source, n=3, top_p=1e-6, seed=2)[0])
+
+
+def test_step_by_step_follows_greedy_and_reports_distributions() -> None:
+    model = random_model(seed=7)
+    source = torch.tensor([[5, 6, 7, EOS_ID]])
+    steps = step_by_step(model, source, top_k=5)
+    assert [s.chosen for s in steps[:-1]] == greedy(model, source)[0].tokens
+    for s in steps:
+        probabilities = [p for _, p in s.candidates]
+        assert probabilities == sorted(probabilities, reverse=True) and sum(probabilities) <= 1 + 1e-6
+    forced = step_by_step(model, source, forced=[20, 21])
+    assert [s.chosen for s in forced] == [20, 21, EOS_ID]
+
+
+def test_length_limit_is_respected() -> None:
+    model = random_model(seed=8)
+    source = torch.tensor([[5, 6, EOS_ID]])
+    from core.decoding import SearchLimits
+
+    limits = SearchLimits(max_len_a=0.0, max_len_b=2)
+    assert len(greedy(model, source, limits)[0].tokens) <= 1
+    assert len(beam_search(model, source, 3, limits=limits)[0][0].tokens) <= 1
