@@ -193,7 +193,8 @@ def load_text_pair(path_a: str | Path, path_b: str | Path, lang_a: str, lang_b: 
     check_language_code(lang_b)
     if lang_a == lang_b:
         raise CorpusError(f"Both files are marked as {lang_a!r}: give two different languages")
-    lines = {lang_a: _read_user_lines(Path(path_a)), lang_b: _read_user_lines(Path(path_b))}
+    lines = {lang_a: [s.strip() for s in _read_user_lines(Path(path_a))],
+             lang_b: [s.strip() for s in _read_user_lines(Path(path_b))]}
     _check_aligned({Path(path_a): lines[lang_a], Path(path_b): lines[lang_b]})
     return _user_corpus(Path(path_a).stem, lines, held_out, seed)
 
@@ -245,7 +246,7 @@ def _read_user_lines(path: Path, allow_empty_lines: bool = False) -> list[str]:
             raise CorpusError(f"{path}:{number}: empty line (every line must hold a sentence)")
         if len(line) > MAX_LINE_CHARS:
             raise CorpusError(f"{path}:{number}: line of {len(line)} characters is over the {MAX_LINE_CHARS} limit")
-    return [line.strip() for line in lines]
+    return lines
 
 
 def _check_aligned(files: dict[Path, list[str]]) -> None:

@@ -201,7 +201,8 @@ class Translator:
         if not translation.text and not translation.pieces:
             raise ValueError("Enter a sentence to translate")
         ids, _ = self._encode(text, tgt)
-        target = self.tokenizer.encode(translation.text)
+        # Replay the exact pieces of the hypothesis (re-encoding its text could split differently).
+        target = [self.tokenizer.processor.piece_to_id(piece) for piece in translation.pieces]
         maps = AttentionMaps()
         self.model(_pad([ids]), torch.tensor([[BOS_ID, *target]]), maps=maps)
 

@@ -1,0 +1,57 @@
+"""`python -m core` end to end: train → info → translate → evaluate, as a user would run it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "core", *args], cwd=ROOT, input=stdin, capture_output=True,
+                          text=True, timeout=600, env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
+
+
+def test_train_translate_evaluate(tmp_path: Path) -> None:
+    run = tmp_path / "cli-run"
+    trained = cli("train", "--preset", "tiny", "--data", "builtin", "--languages", "en,de", "--steps", "30",
+                  "--d-model", "64", "--d-ff", "128", "--layers", "1", "--vocab-size", "300",
+                  "--tokens-per-batch", "1500", "--eval-every", "15", "--threads", "1", "--out", str(run))
+    assert trained.returncode == 0, trained.stderr
+    assert "done at step 30" in trained.stdout
+    assert "valid step 30" in trained.stdout
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert any(r["event"] == "valid" and "mean_bleu" in r for r in records)
+
+    info = cli("info", "--checkpoint", str(run))
+    assert "en-de, de-en" in info.stdout
+
+    lines = "The dog runs.\n\nTwo cats sleep in the garden.\n"
+    translated = cli("translate", "--checkpoint", str(run), "--src", "en", "--tgt", "de", "--beam", "2", stdin=lines)
+    assert translated.returncode == 0, translated.stderr
+    out = translated.stdout.split("\n")
+    assert len(out) == 4 and out[1] == "" and out[3] == ""  # exactly one output line per input line
+
+    report_file = tmp_path / "report.json"
+    evaluated = cli("evaluate", "--checkpoint", str(run), "--split", "test", "--beam", "2", "--max-sentences", "20",
+                    "--json", str(report_file), "--card")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "| en-de |" in evaluated.stdout and "BLEU signature: nrefs:1|case:mixed" in evaluated.stdout
+    report = json.loads(report_file.read_text())
+    assert set(report["scores"]) == {"en-de", "de-en"}
+    assert "## Evaluation on `test` (beam 2)" in (run / "README.md").read_text()
+
+    again = cli("train", "--preset", "tiny", "--out", str(run))
+    assert again.returncode == 2 and "already holds a run" in again.stderr
+
+
+def test_clear_errors_instead_of_tracebacks(tmp_path: Path) -> None:
+    missing = cli("translate", "--checkpoint", str(tmp_path / "nothing"), "--src", "en", "--tgt", "de", stdin="hi\n")
+    assert missing.returncode == 2 and missing.stderr.startswith("error:") and "Traceback" not in missing.stderr
+    bad_data = cli("train", "--data", "nowhere.xyz", "--out", str(tmp_path / "x"))
+    assert bad_data.returncode == 2 and "Unknown data source" in bad_data.stderr
+    help_text = cli("--help")
+    assert all(word in help_text.stdout for word in ("train", "translate", "evaluate", "info", "download"))

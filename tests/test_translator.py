@@ -1,0 +1,103 @@
+"""The Translator API: bad input, batching, n-best, sampling, attention views, embeddings."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from core.evaluate import evaluate
+
+
+def test_unknown_and_identical_languages(tiny_translator) -> None:
+    with pytest.raises(ValueError, match=r"Unknown language 'xx'. This model knows: en \(English\)"):
+        tiny_translator.translate("Hello", "xx", "de")
+    with pytest.raises(ValueError, match="both 'en'"):
+        tiny_translator.translate("Hello", "en", "en")
+
+
+def test_each_line_gets_one_translation_and_empty_stays_empty(tiny_translator) -> None:
+    lines = ["The dog runs.", "", "   ", "The woman reads a book in the park."]
+    out = tiny_translator.translate(lines, "en", "de", beam_size=3)
+    assert len(out) == 4
+    assert out[1].text == "" and out[2].text == ""
+    assert out[0].text and out[3].text
+
+
+def test_batch_order_and_batch_size_do_not_change_results(tiny_translator) -> None:
+    lines = ["The dog runs.", "The old man buys two red apples in the city.", "We sleep."]
+    one_by_one = [tiny_translator.translate(line, "en", "fr")[0].text for line in lines]
+    batched = [t.text for t in tiny_translator.translate(lines, "en", "fr", batch_size=2)]
+    assert batched == one_by_one
+
+
+def test_long_input_is_truncated_with_notice(tiny_translator) -> None:
+    out = tiny_translator.translate("The dog runs. " * 400, "en", "de")[0]
+    assert out.truncated
+
+
+def test_n_best(tiny_translator) -> None:
+    out = tiny_translator.translate("The cat sleeps.", "en", "de", beam_size=4, n_best=3)[0]
+    assert len(out.n_best) == 3
+    assert out.n_best[0][0] == out.text
+    assert [s for _, s in out.n_best] == sorted((s for _, s in out.n_best), reverse=True)
+
+
+def test_to_every_language_and_pivot(tiny_translator) -> None:
+    everything = tiny_translator.translate_to_all("The dog runs.", "en")
+    assert set(everything) == {"de", "fr"}
+    pivoted = tiny_translator.pivot(["Der Hund läuft."], "de", "fr", via="en")
+    assert len(pivoted) == 1
+
+
+def test_sampling_candidates(tiny_translator) -> None:
+    candidates = tiny_translator.sample("The dog runs.", "en", "de", n=4, temperature=1.2, top_k=20, seed=3)
+    assert len(candidates) == 4
+    assert [c.log_prob for c in candidates] == sorted((c.log_prob for c in candidates), reverse=True)
+    assert all(c.log_prob <= 0 for c in candidates)
+
+
+def test_step_by_step_reproduces_greedy_translation(tiny_translator) -> None:
+    greedy = tiny_translator.translate("The dog runs.", "en", "de")[0]
+    steps = tiny_translator.step_by_step("The dog runs.", "en", "de", top_k=5)
+    assert [s.chosen for s in steps[:-1]] == greedy.pieces
+    assert steps[-1].chosen == "</s>"
+
+
+def test_attention_view_belongs_to_shown_translation(tiny_translator) -> None:
+    view = tiny_translator.attention("The dog runs in the park.", "en", "de", beam_size=3)
+    layers, heads = tiny_translator.model.config.n_decoder_layers, tiny_translator.model.config.n_heads
+    assert view.cross.shape == (layers, heads, len(view.target_pieces), len(view.source_pieces))
+    assert view.source_pieces[0] == "<2de>" and view.source_pieces[-1] == "</s>"
+    assert view.target_pieces[:-1] == view.translation.pieces
+    assert view.translation.text == tiny_translator.translate("The dog runs in the park.", "en", "de", beam_size=3)[0].text
+    for maps in (view.cross, view.encoder_self, view.decoder_self):
+        np.testing.assert_allclose(maps.sum(-1), 1.0, rtol=1e-5)
+
+
+def test_sentence_embeddings_shape(tiny_translator) -> None:
+    vectors = tiny_translator.sentence_embeddings(["The dog runs.", "We sleep."], "en")
+    layers = tiny_translator.model.config.n_encoder_layers + 1
+    assert vectors.shape == (layers, 2, tiny_translator.model.config.d_model)
+
+
+def test_evaluate_reports_signatures_and_zero_shot(tiny_translator, builtin_corpus) -> None:
+    report = evaluate(tiny_translator, builtin_corpus.split("test"), ["en-de", "de-en", "en-cs"][:2],
+                      beam_size=2, max_sentences=10)
+    assert set(report.scores) == {"en-de", "de-en"}
+    assert report.bleu_signature.startswith("nrefs:1|case:mixed|eff:no|tok:13a")
+    assert "chrF2" in report.chrf_signature or "nc:6" in report.chrf_signature
+    assert not report.zero_shot
+    data = report.to_dict()
+    assert data["mean_bleu"] == pytest.approx(report.mean())
+    assert "| en-de |" in report.table()
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.text(max_size=60), min_size=1, max_size=4))
+def test_any_unicode_gives_one_string_per_line(tiny_translator, lines: list[str]) -> None:
+    """Random Unicode — control characters, emoji, RTL scripts, surrogates-free text — never raises."""
+    out = tiny_translator.translate(lines, "en", "de")
+    assert len(out) == len(lines)
+    assert all(isinstance(t.text, str) for t in out)
