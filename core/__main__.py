@@ -1,4 +1,4 @@
-"""Command line: python -m core train | translate | evaluate | info | download."""
+"""Command line: python -m core train | translate | evaluate | transfer | info | download."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     _train_parser(commands.add_parser("train", help="train a model; writes a run folder"))
     _translate_parser(commands.add_parser("translate", help="translate lines from stdin or a file"))
     _evaluate_parser(commands.add_parser("evaluate", help="BLEU and chrF per direction"))
+    _transfer_parser(commands.add_parser("transfer", help="low-resource transfer: bilingual vs multilingual model"))
     info = commands.add_parser("info", help="describe a checkpoint")
     info.add_argument("--checkpoint", required=True)
     download = commands.add_parser("download", help="download Multi30K (en, de, fr, cs)")
@@ -31,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     download.add_argument("--url", default=None, help="mirror base URL")
     args = parser.parse_args(argv)
     handlers = {"train": run_train, "translate": run_translate, "evaluate": run_evaluate,
-                "info": run_info, "download": run_download}
+                "transfer": run_transfer, "info": run_info, "download": run_download}
     try:
         return handlers[args.command](args)
     except (CorpusError, CheckpointError, ValueError, OSError) as error:
@@ -199,6 +200,41 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.card:
         report.save(Path(args.checkpoint) / f"eval_{args.split}.json")
         write_card(Path(args.checkpoint))
+    return 0
+
+
+# --- transfer ------------------------------------------------------------------------------
+
+def _transfer_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", help="builtin (default), multi30k or multi30k:DIR")
+    p.add_argument("--low", default="cs", help="the low-resource target language")
+    p.add_argument("--low-size", type=int, default=2000, help="training pairs of en→LOW")
+    p.add_argument("--helpers", default="de,fr", help="comma-separated high-resource target languages")
+    p.add_argument("--preset", default="tiny", choices=list(PRESETS))
+    p.add_argument("--config", help="a config.json (overrides --preset); other flags override it")
+    p.add_argument("--steps", type=int, default=None, help="training steps of each model")
+    p.add_argument("--temperature", type=float, default=None, help="direction sampling temperature")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--beam", type=int, default=4)
+    p.add_argument("--max-sentences", type=int, default=None, help="test sentences per direction")
+    p.add_argument("--out", help="folder for both runs and transfer.json (default: runs/transfer-<low><size>-<time>)")
+
+
+def run_transfer(args: argparse.Namespace) -> int:
+    from core.analysis import transfer_experiment, transfer_table
+
+    config = RunConfig.load(args.config) if args.config else preset(args.preset)
+    config.data.source = args.data or config.data.source
+    for name in ("steps", "temperature", "threads"):
+        if getattr(args, name) is not None:
+            setattr(config.train, name, getattr(args, name))
+    helpers = tuple(code.strip() for code in args.helpers.split(",") if code.strip())
+    result = transfer_experiment(load_corpus(config.data.source), args.low, args.low_size, helpers, config, args.out,
+                                 listeners=[ProgressPrinter()], beam_size=args.beam, max_sentences=args.max_sentences)
+    report = Path(result["models"]["multilingual"]["folder"]).parent / "transfer.json"
+    checkpoint.write_json(report, result)
+    print(transfer_table(result))
+    print(f"BLEU signature: {result['bleu_signature']}\nchrF signature: {result['chrf_signature']}\nwrote {report}")
     return 0
 
 

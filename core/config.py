@@ -127,9 +127,9 @@ PRESETS: dict[str, RunConfig] = {
         model=ModelConfig(vocab_size=1000, d_model=128, n_heads=4, d_ff=512,
                           n_encoder_layers=2, n_decoder_layers=2, dropout=0.0, max_positions=128),
         data=DataConfig(vocab_size=1000),
-        train=TrainConfig(steps=600, tokens_per_batch=3000, lr=3e-3, warmup_steps=100,
-                          schedule="cosine", label_smoothing=0.1, eval_every=200,
-                          eval_sentences=40, save_every=200, temperature=1.0),
+        train=TrainConfig(steps=600, tokens_per_batch=4000, lr=4e-3, warmup_steps=100,
+                          schedule="cosine", label_smoothing=0.1, eval_every=300,
+                          eval_sentences=40, save_every=300, temperature=1.0),
     ),
     "small": RunConfig(
         preset="small",

@@ -202,10 +202,10 @@ class Trainer:
                            "elapsed_s": self.elapsed, "total_steps": cfg.steps})
                 interval_loss, interval_tokens, interval_steps, interval_start = 0.0, 0, 0, now
             pause_start = time.perf_counter()
-            if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
-                if self._validate_and_keep_best():
-                    status = "early_stop"
-                    break
+            evaluate_now = self.step % cfg.eval_every == 0 or self.step == cfg.steps
+            if evaluate_now and self._validate_and_keep_best():
+                status = "early_stop"
+                break
             if self.step % cfg.save_every == 0:
                 self._save_last()
             interval_start += time.perf_counter() - pause_start  # validating and saving is not training time

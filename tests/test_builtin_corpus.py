@@ -96,7 +96,7 @@ def test_lexicon_tables_cover_the_same_words() -> None:
     for table in (bc.EN_PLACES, bc.DE_PLACES, bc.FR_PLACES, bc.ES_PLACES, bc.CS_PLACES):
         assert table.keys() == bc.PLACE_TAGS.keys()
         assert all(value.count("|") == 1 for value in table.values())
-    for key, entry in bc.CS_NOUNS.items():
+    for key in bc.CS_NOUNS:
         gender, singular, plural = bc._cs_noun(key)
         assert gender in "mifn" and len(singular) == len(plural) == 5, key
     for entry in bc.FR_ADJ.values():

@@ -1,0 +1,468 @@
+"""Looking at what a multilingual model learned: zero-shot directions, transfer to a low-resource
+language, the shared sentence space, and how the shared vocabulary treats each language.
+
+Every function takes plain Python (translators, dicts of sentences) and returns plain data
+(dicts of floats, lists, numpy arrays), so a UI handler, the CLI or a notebook can call it in
+one line and hand the result to `core.plots`:
+
+- `zero_shot_report`      → `plots.direction_matrix(r["bleu"], r["languages"], zero_shot=set(r["zero_shot"]))`
+                            and `plots.bleu_bars({"direct": r["zero_shot_bleu"], "pivot": r["pivot_bleu"]})`
+- `transfer_experiment`   → `plots.bleu_bars(r["bleu"])`
+- `embedding_space`       → `plots.embedding_scatter(r["points"], r["languages"], r["sentence_ids"], r["labels"])`
+- `retrieval_accuracy`    → `plots.line_chart(*to_series(acc), "encoder layer", "top-1 accuracy", title)`
+- `vocab_size_sweep`      → `plots.line_chart(*to_series(sweep), "vocabulary size", "pieces per word", title)`
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core import checkpoint
+from core.config import RunConfig, preset
+from core.corpus import Corpus, CorpusError
+from core.evaluate import Progress, corpus_scores, evaluate
+from core.languages import direction, parse_directions, split_direction
+from core.tokenizer import Tokenizer
+from core.train import train
+from core.translator import Translator
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+Listener = Callable[[dict[str, Any]], None]
+BILINGUAL, MULTILINGUAL = "bilingual", "multilingual"
+
+
+def _mean(values: Iterable[float]) -> float | None:
+    """Mean, or None when there is nothing to average (JSON-friendly, unlike NaN)."""
+    values = list(values)
+    return sum(values) / len(values) if values else None
+
+
+def to_series(nested: Mapping[Any, Mapping[str, float]]) -> tuple[list[Any], dict[str, list[float]]]:
+    """{x: {name: y}} → (xs, {name: [y per x]}): the shape `plots.line_chart` wants.
+
+    Used for retrieval accuracy ({layer: {pair: accuracy}}) and the vocabulary sweep
+    ({size: {lang: fertility}}).
+    """
+    xs = list(nested)
+    names = list(dict.fromkeys(name for row in nested.values() for name in row))
+    return xs, {name: [nested[x].get(name, float("nan")) for x in xs] for name in names}
+
+
+# --- 1. zero-shot directions ---------------------------------------------------------------
+
+def zero_shot_report(
+    translator: Translator,
+    split_lines: dict[str, list[str]],
+    languages: Sequence[str] | None = None,
+    beam_size: int = 4,
+    max_sentences: int | None = None,
+    via: str = "en",
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """BLEU of every direction among `languages`, split into what the model was trained on
+    (supervised) and what it never saw (zero-shot), and for each zero-shot direction the BLEU of
+    the classic alternative: translating through `via` (pivoting, two supervised hops).
+
+    Zero-shot is usually far below pivoting: the model often answers in the wrong language
+    ("off-target"), because it never had to produce that target from that source.
+    `languages` defaults to the model's languages that `split_lines` has.
+    """
+    languages = list(languages) if languages else [lang for lang in translator.languages if lang in split_lines]
+    for lang in languages:
+        if lang not in translator.languages or lang not in split_lines:
+            raise ValueError(f"{lang!r} must be known to the model ({', '.join(translator.languages)}) "
+                             f"and present in the test data ({', '.join(split_lines)})")
+    if len(languages) < 2:
+        raise ValueError("A zero-shot report needs at least two languages")
+    directions = parse_directions("all", languages)
+    trained = set(translator.directions)
+    zero_shot = [d for d in directions if trained and d not in trained]
+    pivotable = [d for d in zero_shot if via in translator.languages and via not in split_direction(d)]
+    # Progress: one unit per direct direction, two per pivoted one (two translation passes).
+    total = len(directions) + 2 * len(pivotable)
+
+    def direct_progress(fraction: float, message: str) -> None:
+        progress(fraction * len(directions) / total, message)
+
+    report = evaluate(translator, split_lines, directions, beam_size=beam_size, max_sentences=max_sentences,
+                      progress=direct_progress if progress else None)
+    rows: dict[str, dict[str, Any]] = {}
+    for name, score in report.scores.items():
+        rows[name] = {"kind": "zero-shot" if name in zero_shot else "supervised", "bleu": score.bleu,
+                      "chrf": score.chrf, "pivot_bleu": None, "pivot_chrf": None, "sentences": score.sentences}
+    for index, name in enumerate(pivotable):
+        src, tgt = split_direction(name)
+        if progress:
+            progress((len(directions) + 2 * index) / total, f"Pivoting {src}→{via}→{tgt}")
+        translations = translator.pivot(split_lines[src][:max_sentences], src, tgt, via=via, beam_size=beam_size)
+        bleu, chrf, _, _ = corpus_scores([t.text for t in translations], split_lines[tgt][:max_sentences])
+        rows[name].update(pivot_bleu=bleu, pivot_chrf=chrf)
+    if progress:
+        progress(1.0, "Done")
+    supervised = [d for d in directions if d not in zero_shot]
+    return {
+        "model": translator.name,
+        "languages": languages,
+        "via": via,
+        "beam_size": beam_size,
+        "max_sentences": max_sentences,
+        "directions": rows,
+        "zero_shot": zero_shot,
+        "supervised": supervised,
+        "bleu": {d: rows[d]["bleu"] for d in directions},
+        "zero_shot_bleu": {d: rows[d]["bleu"] for d in zero_shot},
+        "pivot_bleu": {d: rows[d]["pivot_bleu"] for d in pivotable},
+        "summary": {
+            "mean_supervised_bleu": _mean(rows[d]["bleu"] for d in supervised),
+            "mean_zero_shot_bleu": _mean(rows[d]["bleu"] for d in zero_shot),
+            "mean_pivot_bleu": _mean(rows[d]["pivot_bleu"] for d in pivotable),
+        },
+        "bleu_signature": report.bleu_signature,
+        "chrf_signature": report.chrf_signature,
+    }
+
+
+def _score(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f}"
+
+
+def zero_shot_table(report: dict[str, Any]) -> str:
+    """`zero_shot_report` as a Markdown table (CLI, UI)."""
+    lines = [f"| direction | kind | BLEU | pivot via {report['via']} BLEU |", "| --- | --- | ---: | ---: |"]
+    for name, row in report["directions"].items():
+        lines.append(f"| {name} | {row['kind']} | {_score(row['bleu'])} | {_score(row['pivot_bleu'])} |")
+    summary = report["summary"]
+    lines.append(f"| **mean supervised** | | **{_score(summary['mean_supervised_bleu'])}** | |")
+    lines.append(f"| **mean zero-shot** | | **{_score(summary['mean_zero_shot_bleu'])}** "
+                 f"| **{_score(summary['mean_pivot_bleu'])}** |")
+    return "\n".join(lines)
+
+
+# --- 2. cross-lingual transfer ---------------------------------------------------------------
+
+def low_resource_corpus(corpus: Corpus, languages: Sequence[str], low_resource: str, low_size: int) -> Corpus:
+    """`corpus` restricted to `languages`, where only the first `low_size` training lines of
+    `low_resource` are kept. The others become "" rather than being removed: the corpus stays
+    N-way aligned, and `BatchStream` skips every pair with an empty side, so exactly `low_size`
+    pairs of each direction into or out of `low_resource` are trained on. Valid and test stay whole.
+    """
+    restricted = corpus.restrict(list(languages))
+    train = dict(restricted.split("train"))
+    if not 1 <= low_size <= len(train[low_resource]):
+        raise CorpusError(f"low_size must be between 1 and {len(train[low_resource])} (the training lines of "
+                          f"{corpus.name!r}), got {low_size}")
+    kept = train[low_resource][:low_size]
+    train[low_resource] = kept + [""] * (len(train[low_resource]) - low_size)
+    return Corpus(f"{corpus.name}-{low_resource}{low_size}", {**restricted.splits, "train": train})
+
+
+def _pair_count(lines: dict[str, list[str]], name: str) -> int:
+    """Training pairs of direction `name` with both sides non-empty."""
+    src, tgt = split_direction(name)
+    return sum(1 for s, t in zip(lines[src], lines[tgt], strict=True) if s.strip() and t.strip())
+
+
+def _tagged(listener: Listener, label: str) -> Listener:
+    """Pass training events on with `"model": label` added, so one listener can follow both runs."""
+    return lambda event: listener({**event, "model": label})
+
+
+def transfer_experiment(
+    corpus: Corpus,
+    low_resource: str = "cs",
+    low_size: int = 2000,
+    helpers: Sequence[str] = ("de", "fr"),
+    config: RunConfig | None = None,
+    out_dir: str | Path | None = None,
+    listeners: Iterable[Listener] = (),
+    source: str = "en",
+    beam_size: int = 4,
+    max_sentences: int | None = None,
+) -> dict[str, Any]:
+    """Does a low-resource direction gain from sharing a model with high-resource ones?
+
+    Trains, with the same config (same steps, same model size):
+      (a) bilingual:    source→low_resource on only `low_size` pairs;
+      (b) multilingual: source→low_resource on the same `low_size` pairs, plus source→helper on
+                        every training pair of each helper language;
+    then scores both on the test split. Models go to `out_dir`/bilingual and `out_dir`/multilingual;
+    listeners receive every training event with a "model" key naming the run.
+
+    The multilingual model spends only part of its steps on the low-resource direction; the
+    config's `train.temperature` sets how much (higher evens the directions out). Note that the
+    corpus is N-way parallel, so the helpers' English sides include the English of the
+    low-resource pairs.
+    """
+    languages = [source, low_resource, *helpers]
+    if len(set(languages)) != len(languages):
+        raise ValueError(f"source {source!r}, low-resource {low_resource!r} and helpers {list(helpers)} must differ")
+    if not helpers:
+        raise ValueError("Give at least one helper language")
+    base = config or preset("tiny")
+    listeners = list(listeners)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = Path(out_dir) if out_dir else PROJECT_ROOT / "runs" / f"transfer-{low_resource}{low_size}-{stamp}"
+    low_direction = direction(source, low_resource)
+    multilingual = low_resource_corpus(corpus, languages, low_resource, low_size)
+    bilingual_train = {lang: multilingual.split("train")[lang][:low_size] for lang in (source, low_resource)}
+    bilingual = Corpus(multilingual.name, {**corpus.restrict([source, low_resource]).splits, "train": bilingual_train})
+    runs = {
+        BILINGUAL: (bilingual, [low_direction]),
+        MULTILINGUAL: (multilingual, [low_direction, *(direction(source, h) for h in helpers)]),
+    }
+    for label in runs:
+        checkpoint.check_run_folder(out / label)  # never overwrite a trained model
+    result: dict[str, Any] = {
+        "source": source, "low_resource": low_resource, "low_size": low_size, "helpers": list(helpers),
+        "corpus": corpus.name, "steps": base.train.steps, "split": "test", "beam_size": beam_size,
+        "max_sentences": max_sentences, "bleu": {}, "chrf": {}, "models": {},
+    }
+    for label, (data, directions) in runs.items():
+        run_config = RunConfig.from_dict(base.to_dict())  # a fresh copy: training adjusts vocab_size
+        run_config.data.languages = [source, low_resource] if label == BILINGUAL else languages
+        run_config.data.directions = ",".join(directions)
+        trained = train(run_config, out / label, corpus=data, listeners=[_tagged(lst, label) for lst in listeners])
+        report = evaluate(Translator.load(trained.folder), corpus.split("test"), directions, beam_size=beam_size,
+                          max_sentences=max_sentences)
+        result["bleu"][label], result["chrf"][label] = report.metric("bleu"), report.metric("chrf")
+        result["bleu_signature"], result["chrf_signature"] = report.bleu_signature, report.chrf_signature
+        result["models"][label] = {
+            "folder": str(trained.folder), "status": trained.status, "steps": trained.step,
+            "directions": directions, "train_pairs": {d: _pair_count(data.split("train"), d) for d in directions},
+        }
+    result["gain"] = {metric: result[metric][MULTILINGUAL][low_direction] - result[metric][BILINGUAL][low_direction]
+                      for metric in ("bleu", "chrf")}
+    return result
+
+
+def transfer_table(result: dict[str, Any]) -> str:
+    """`transfer_experiment` as a Markdown table: one row per direction, both models side by side."""
+    models = result["models"]
+    lines = ["| direction | bilingual BLEU | multilingual BLEU | training pairs (bilingual / multilingual) |",
+             "| --- | ---: | ---: | ---: |"]
+    for name in models[MULTILINGUAL]["directions"]:
+        pairs = [str(models[m]["train_pairs"].get(name, "—")) for m in (BILINGUAL, MULTILINGUAL)]
+        lines.append(f"| {name} | {_score(result['bleu'][BILINGUAL].get(name))} "
+                     f"| {_score(result['bleu'][MULTILINGUAL].get(name))} | {' / '.join(pairs)} |")
+    low = direction(result["source"], result["low_resource"])
+    lines.append(f"\nMultilingual minus bilingual on {low}: {result['gain']['bleu']:+.1f} BLEU, "
+                 f"{result['gain']['chrf']:+.1f} chrF ({result['steps']} steps each)")
+    return "\n".join(lines)
+
+
+# --- 3. the shared sentence space ----------------------------------------------------------
+
+def _check_parallel(sentences: Mapping[str, Sequence[str]]) -> int:
+    """Number of sentences per language; every language must have the same number, none empty."""
+    counts = {lang: len(lines) for lang, lines in sentences.items()}
+    if not counts or len(set(counts.values())) != 1 or not next(iter(counts.values())):
+        raise ValueError(f"Give the same (non-zero) number of sentences in every language, got {counts}")
+    for lang, lines in sentences.items():
+        for index, line in enumerate(lines):
+            if not line.strip():
+                raise ValueError(f"Sentence {index + 1} of {lang!r} is empty")
+    return next(iter(counts.values()))
+
+
+def _embeddings(translator: Translator, sentences: Mapping[str, Sequence[str]],
+                remove_language_mean: bool) -> dict[str, np.ndarray]:
+    """{lang: [layers + 1, N, d_model]}. Subtracting each language's mean vector removes what all
+    sentences of a language share (mostly "this is German"), leaving what they mean."""
+    _check_parallel(sentences)
+    vectors = {lang: translator.sentence_embeddings(list(lines), lang) for lang, lines in sentences.items()}
+    if remove_language_mean:
+        vectors = {lang: v - v.mean(axis=1, keepdims=True) for lang, v in vectors.items()}
+    return vectors
+
+
+def _layer_index(layer: int, n_layers: int) -> int:
+    """Layer 0 is the embedding layer, k the output of encoder layer k; negative counts from the top."""
+    if not -n_layers <= layer < n_layers:
+        raise ValueError(f"layer must be between 0 and {n_layers - 1} (or negative from the top), got {layer}")
+    return layer % n_layers
+
+
+def pca_2d(vectors: np.ndarray) -> tuple[np.ndarray, list[float]]:
+    """Project [n, d] vectors on their two main directions: ([n, 2] points, explained variance ratios).
+
+    PCA by SVD of the centred matrix; each axis's sign is fixed (largest loading positive) so the
+    picture does not flip between calls.
+    """
+    centred = vectors - vectors.mean(axis=0, keepdims=True)
+    _, singular, components = np.linalg.svd(centred, full_matrices=False)
+    components = components[:2]
+    signs = np.sign(components[np.arange(len(components)), np.abs(components).argmax(axis=1)])
+    components = components * np.where(signs == 0, 1, signs)[:, None]
+    points = np.zeros((len(vectors), 2))
+    points[:, : len(components)] = centred @ components.T
+    variance = singular**2
+    ratios = (variance[:2] / variance.sum()).tolist() if variance.sum() > 0 else []
+    return points, ratios + [0.0] * (2 - len(ratios))
+
+
+def embedding_space(
+    translator: Translator,
+    sentences: Mapping[str, Sequence[str]],
+    layer: int = -1,
+    method: str = "pca",
+    remove_language_mean: bool = False,
+) -> dict[str, Any]:
+    """A 2-D map of the encoder's sentence vectors at `layer`, for parallel `sentences`
+    ({lang: lines}, line i of every language a translation of line i of the others).
+
+    If the encoder has learned a language-neutral space, translations land together (same
+    `sentence_ids`); if it mostly encodes the language, each language forms its own cloud.
+    Points are language after language, in the order of `sentences`.
+    """
+    if method != "pca":
+        raise ValueError(f"Unknown method {method!r}: only 'pca' is available")
+    vectors = _embeddings(translator, sentences, remove_language_mean)
+    n_layers = next(iter(vectors.values())).shape[0]
+    index = _layer_index(layer, n_layers)
+    points, explained = pca_2d(np.concatenate([v[index] for v in vectors.values()]))
+    n = len(next(iter(sentences.values())))
+    return {
+        "points": points,  # [languages × n, 2]
+        "languages": [lang for lang in sentences for _ in range(n)],
+        "sentence_ids": [i for _ in sentences for i in range(n)],
+        "labels": [line for lines in sentences.values() for line in lines],
+        "layer": index,
+        "n_layers": n_layers,
+        "method": method,
+        "explained_variance": explained,
+    }
+
+
+def retrieval_accuracy(
+    translator: Translator,
+    sentences: Mapping[str, Sequence[str]],
+    layers: Sequence[int] | None = None,
+    remove_language_mean: bool = False,
+) -> dict[int, dict[str, float]]:
+    """{layer: {"a-b": accuracy}}: how often the nearest sentence of language b (cosine similarity
+    of the mean-pooled encoder states) to a sentence of language a is its translation.
+
+    A simple test of a language-neutral space (Artetxe & Schwenk 2019): chance is 1/N.
+    `layers` defaults to all of them (0 = embeddings).
+    """
+    vectors = _embeddings(translator, sentences, remove_language_mean)
+    if len(vectors) < 2:
+        raise ValueError("Retrieval needs sentences in at least two languages")
+    n_layers = next(iter(vectors.values())).shape[0]
+    chosen = [_layer_index(layer, n_layers) for layer in (range(n_layers) if layers is None else layers)]
+    unit = {lang: v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12) for lang, v in vectors.items()}
+    pairs = parse_directions("all", list(sentences))
+    result: dict[int, dict[str, float]] = {}
+    for index in chosen:
+        result[index] = {}
+        for name in pairs:
+            a, b = split_direction(name)
+            nearest = (unit[a][index] @ unit[b][index].T).argmax(axis=1)
+            result[index][name] = float((nearest == np.arange(len(nearest))).mean())
+    return result
+
+
+# --- 4. tokenization across languages ------------------------------------------------------
+
+def _tokenizer(model: Translator | Tokenizer) -> Tokenizer:
+    """Accept a Translator or a bare Tokenizer."""
+    return model.tokenizer if isinstance(model, Translator) else model
+
+
+def tokenization_view(model: Translator | Tokenizer, sentences: Mapping[str, str]) -> dict[str, list[str]]:
+    """{lang: pieces} of one sentence per language: see how the shared vocabulary cuts each one."""
+    tokenizer = _tokenizer(model)
+    return {lang: tokenizer.pieces(tokenizer.encode(text)) for lang, text in sentences.items()}
+
+
+def fertility(model: Translator | Tokenizer, lines_by_lang: Mapping[str, Sequence[str]]) -> dict[str, float]:
+    """{lang: SentencePiece pieces per whitespace word} over all lines (0.0 when there are no words).
+
+    A language the vocabulary serves badly is cut into more pieces per word: longer sequences,
+    slower and usually worse translation.
+    """
+    tokenizer = _tokenizer(model)
+    result = {}
+    for lang, lines in lines_by_lang.items():
+        words = sum(len(line.split()) for line in lines)
+        pieces = sum(len(ids) for ids in tokenizer.encode_batch(lines))
+        result[lang] = pieces / words if words else 0.0
+    return result
+
+
+def vocabulary_usage(model: Translator | Tokenizer, lines_by_lang: Mapping[str, Sequence[str]]) -> dict[str, Any]:
+    """Which part of the shared vocabulary each language actually uses, and how much languages share.
+
+    Returns {"vocab_size": ordinary pieces (no specials or tags), "used": {lang: distinct pieces},
+    "share": {lang: used / vocab_size}, "overlap": {"a-b": pieces used by both}, "jaccard":
+    {"a-b": |A∩B| / |A∪B|}, "shared_by_all": pieces used by every language}. Pair keys come in both
+    orders, so `plots.direction_matrix(r["jaccard"], languages, metric="Jaccard")` draws a full grid.
+    """
+    tokenizer = _tokenizer(model)
+    processor, tags = tokenizer.processor, set(tokenizer.tag_ids.values())
+    ordinary = [i for i in range(len(tokenizer))
+                if not (processor.is_control(i) or processor.is_unknown(i) or i in tags)]
+    used = {lang: {i for ids in tokenizer.encode_batch(lines) for i in ids} for lang, lines in lines_by_lang.items()}
+    pairs = [split_direction(name) for name in parse_directions("all", list(used))] if len(used) > 1 else []
+    union = {(a, b): len(used[a] | used[b]) for a, b in pairs}
+    return {
+        "vocab_size": len(ordinary),
+        "used": {lang: len(ids) for lang, ids in used.items()},
+        "share": {lang: len(ids) / len(ordinary) for lang, ids in used.items()},
+        "overlap": {direction(a, b): len(used[a] & used[b]) for a, b in pairs},
+        "jaccard": {direction(a, b): len(used[a] & used[b]) / union[a, b] if union[a, b] else 0.0 for a, b in pairs},
+        "shared_by_all": len(set.intersection(*used.values())) if used else 0,
+    }
+
+
+def vocab_size_sweep(
+    lines_by_lang: Mapping[str, Sequence[str]],
+    sizes: Sequence[int] = (250, 500, 1000, 2000, 4000),
+    model_type: str = "unigram",
+    seed: int = 1,
+) -> dict[int, dict[str, float]]:
+    """{requested vocabulary size: {lang: fertility}}, training one shared SentencePiece model per size
+    on `lines_by_lang` and measuring on the same lines.
+
+    Bigger vocabularies cut words into fewer pieces, but the gain is uneven across languages.
+    On a small corpus SentencePiece may stop below a requested size (then two sizes can tie).
+    """
+    result = {}
+    for size in sizes:
+        try:
+            tokenizer = Tokenizer.train({lang: list(lines) for lang, lines in lines_by_lang.items()}, size,
+                                        model_type, seed=seed)
+        except RuntimeError as error:  # e.g. fewer pieces allowed than the corpus has characters
+            raise ValueError(f"Cannot train a {size}-piece {model_type} vocabulary on these lines: {error}") from None
+        result[size] = fertility(tokenizer, lines_by_lang)
+    return result
+
+
+# --- 5. side by side ---------------------------------------------------------------------
+
+def compare_translations(translators: Sequence[Translator], text: str, src: str, tgt: str,
+                         beam_size: int = 4) -> list[dict[str, Any]]:
+    """The same sentence through several models, one dict per model in the given order.
+
+    A model that cannot translate src→tgt gets an "error" message instead of stopping the others.
+    """
+    rows = []
+    for translator in translators:
+        row: dict[str, Any] = {"model": translator.name, "text": "", "pieces": [], "score": None, "log_prob": None,
+                               "zero_shot": None, "seconds": None, "error": None}
+        try:
+            start = time.perf_counter()
+            translation = translator.translate([text], src, tgt, beam_size=beam_size)[0]
+        except ValueError as error:
+            row["error"] = str(error)
+        else:
+            row.update(text=translation.text, pieces=translation.pieces, score=translation.score,
+                       log_prob=translation.log_prob, seconds=time.perf_counter() - start,
+                       zero_shot=bool(translator.directions) and direction(src, tgt) not in translator.directions)
+        rows.append(row)
+    return rows

@@ -1,0 +1,253 @@
+"""The analysis API (core.analysis): zero-shot vs pivot, transfer, embedding space, tokenization."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sacrebleu.metrics import BLEU
+
+from core import checkpoint, plots
+from core.analysis import (
+    compare_translations,
+    embedding_space,
+    fertility,
+    low_resource_corpus,
+    pca_2d,
+    retrieval_accuracy,
+    to_series,
+    tokenization_view,
+    transfer_experiment,
+    transfer_table,
+    vocab_size_sweep,
+    vocabulary_usage,
+    zero_shot_report,
+    zero_shot_table,
+)
+from core.batching import BatchStream
+from core.corpus import Corpus
+from core.tokenizer import Tokenizer
+from core.translator import Translator
+from tests.helpers import tiny_config
+
+
+@pytest.fixture(scope="module")
+def en_centric_run(tmp_path_factory: pytest.TempPathFactory, builtin_corpus: Corpus) -> Path:
+    """A tiny model trained on en↔de and en↔fr only: de↔fr are zero-shot."""
+    from core.train import train
+
+    config = tiny_config(steps=30)
+    config.data.directions = "en-centric"
+    folder = tmp_path_factory.mktemp("runs") / "en-centric"
+    train(config, folder, corpus=builtin_corpus)
+    return folder
+
+
+def distinct_sentences(lines: list[str], n: int) -> list[int]:
+    """Indices of `n` lines with different bags of words: at the embedding layer a mean over
+    pieces ignores word order, so two sentences with the same words would be indistinguishable."""
+    seen, chosen = set(), []
+    for index, line in enumerate(lines):
+        bag = tuple(sorted(line.split()))
+        if bag not in seen:
+            seen.add(bag)
+            chosen.append(index)
+        if len(chosen) == n:
+            break
+    return chosen
+
+
+# --- zero-shot -----------------------------------------------------------------------------
+
+def test_zero_shot_report_marks_held_out_directions_and_pivots(en_centric_run: Path, builtin_corpus: Corpus) -> None:
+    config = checkpoint.read_config(en_centric_run)
+    assert "de-fr" not in config["directions"] and "fr-de" not in config["directions"]
+    translator = Translator.load(en_centric_run)
+    test = builtin_corpus.split("test")
+    fractions: list[float] = []
+    report = zero_shot_report(translator, test, ["en", "de", "fr"], beam_size=1, max_sentences=6,
+                              progress=lambda fraction, _: fractions.append(fraction))
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+
+    assert report["zero_shot"] == ["de-fr", "fr-de"]
+    assert sorted(report["supervised"]) == ["de-en", "en-de", "en-fr", "fr-en"]
+    assert [d for d, row in report["directions"].items() if row["kind"] == "zero-shot"] == ["de-fr", "fr-de"]
+    assert set(report["pivot_bleu"]) == {"de-fr", "fr-de"}
+    assert all(report["directions"][d]["pivot_bleu"] is None for d in report["supervised"])
+    # The pivot score is sacreBLEU on src → en → tgt translations of the same sentences.
+    pivoted = translator.pivot(test["de"][:6], "de", "fr", via="en", beam_size=1)
+    expected = BLEU().corpus_score([t.text for t in pivoted], [test["fr"][:6]]).score
+    assert report["pivot_bleu"]["de-fr"] == pytest.approx(expected)
+    summary = report["summary"]
+    assert summary["mean_pivot_bleu"] == pytest.approx(np.mean(list(report["pivot_bleu"].values())))
+    assert summary["mean_zero_shot_bleu"] == pytest.approx(np.mean(list(report["zero_shot_bleu"].values())))
+    assert summary["mean_supervised_bleu"] == pytest.approx(np.mean([report["bleu"][d] for d in report["supervised"]]))
+    assert report["bleu_signature"].startswith("nrefs:1|")
+    assert "| de-fr | zero-shot |" in zero_shot_table(report)
+    json.dumps(report)  # plain data all the way down
+    plots.direction_matrix(report["bleu"], report["languages"], zero_shot=set(report["zero_shot"]))
+    plots.bleu_bars({"direct": report["zero_shot_bleu"], "pivot": report["pivot_bleu"]})
+
+
+def test_model_trained_on_every_direction_has_no_zero_shot(tiny_translator, builtin_corpus: Corpus) -> None:
+    report = zero_shot_report(tiny_translator, builtin_corpus.split("test"), ["en", "de"], beam_size=1,
+                              max_sentences=3)
+    assert report["zero_shot"] == [] and report["pivot_bleu"] == {}
+    assert report["summary"]["mean_zero_shot_bleu"] is None
+    assert report["summary"]["mean_supervised_bleu"] is not None
+
+
+# --- transfer ------------------------------------------------------------------------------
+
+def test_low_resource_corpus_leaves_only_low_size_usable_pairs(builtin_corpus: Corpus) -> None:
+    corpus = low_resource_corpus(builtin_corpus, ["en", "cs", "de"], "cs", 50)
+    train = corpus.split("train")
+    assert len({len(lines) for lines in train.values()}) == 1  # still N-way aligned
+    assert train["cs"][:50] == builtin_corpus.split("train")["cs"][:50]
+    assert corpus.split("test") == builtin_corpus.restrict(["en", "cs", "de"]).split("test")
+    encoded = {lang: [[10 + len(word) for word in line.split()] for line in lines] for lang, lines in train.items()}
+    stream = BatchStream(encoded, ["en-cs", "en-de"], {"en": 4, "cs": 5, "de": 6}, 500, 1.0, 1, 64)
+    assert len(stream.usable["en-cs"]) == 50
+    assert len(stream.usable["en-de"]) == len(train["de"])
+
+
+def test_transfer_experiment_end_to_end(tmp_path: Path, builtin_corpus: Corpus) -> None:
+    events: list[dict] = []
+    result = transfer_experiment(builtin_corpus, "cs", 150, ("de", "fr"), tiny_config(steps=12), tmp_path,
+                                 listeners=[events.append], beam_size=1, max_sentences=5)
+    assert set(result["bleu"]["bilingual"]) == {"en-cs"}
+    assert set(result["bleu"]["multilingual"]) == {"en-cs", "en-de", "en-fr"}
+    assert result["models"]["bilingual"]["train_pairs"] == {"en-cs": 150}
+    pairs = result["models"]["multilingual"]["train_pairs"]
+    assert pairs["en-cs"] == 150 and pairs["en-de"] == pairs["en-fr"] == len(builtin_corpus.split("train")["en"])
+    assert result["models"]["bilingual"]["steps"] == result["models"]["multilingual"]["steps"] == 12
+    assert result["gain"]["bleu"] == pytest.approx(
+        result["bleu"]["multilingual"]["en-cs"] - result["bleu"]["bilingual"]["en-cs"])
+    assert result["bleu_signature"].startswith("nrefs:1|")
+    assert {e["model"] for e in events if e["event"] == "start"} == {"bilingual", "multilingual"}
+    assert checkpoint.read_config(tmp_path / "bilingual")["directions"] == ["en-cs"]
+    assert checkpoint.read_config(tmp_path / "multilingual")["languages"] == ["en", "cs", "de", "fr"]
+    assert "| en-cs |" in transfer_table(result)
+    json.dumps(result)
+    plots.bleu_bars(result["bleu"])
+    with pytest.raises(checkpoint.CheckpointError):  # a trained model is never overwritten
+        transfer_experiment(builtin_corpus, "cs", 150, ("de",), tiny_config(steps=2), tmp_path)
+
+
+def test_transfer_rejects_bad_languages(builtin_corpus: Corpus, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="must differ"):
+        transfer_experiment(builtin_corpus, "cs", 100, ("cs", "de"), tiny_config(), tmp_path)
+    with pytest.raises(ValueError, match="low_size"):
+        transfer_experiment(builtin_corpus, "cs", 10**6, ("de",), tiny_config(), tmp_path)
+
+
+# --- embedding space -----------------------------------------------------------------------
+
+def test_retrieval_of_identical_sentences_is_perfect(tiny_translator, builtin_corpus: Corpus) -> None:
+    en = builtin_corpus.split("test")["en"]
+    lines = [en[i] for i in distinct_sentences(en, 12)]
+    accuracy = retrieval_accuracy(tiny_translator, {"en": lines, "de": lines})
+    n_layers = tiny_translator.model.config.n_encoder_layers + 1
+    assert list(accuracy) == list(range(n_layers))
+    assert all(row == {"en-de": 1.0, "de-en": 1.0} for row in accuracy.values())
+    xs, series = to_series(accuracy)
+    assert xs == list(range(n_layers)) and series == {"en-de": [1.0] * n_layers, "de-en": [1.0] * n_layers}
+    assert list(retrieval_accuracy(tiny_translator, {"en": lines, "de": lines}, layers=[-1])) == [n_layers - 1]
+
+
+def test_embedding_space_points_and_sentence_links(tiny_translator, builtin_corpus: Corpus) -> None:
+    test = builtin_corpus.split("test")
+    sentences = {lang: test[lang][:5] for lang in ("en", "de", "fr")}
+    space = embedding_space(tiny_translator, sentences, layer=1)
+    assert space["points"].shape == (15, 2) and np.isfinite(space["points"]).all()
+    assert space["languages"] == ["en"] * 5 + ["de"] * 5 + ["fr"] * 5
+    for sentence_id in range(5):  # the points sharing an id are one sentence and its translations
+        linked = [space["labels"][i] for i, s in enumerate(space["sentence_ids"]) if s == sentence_id]
+        assert linked == [sentences[lang][sentence_id] for lang in ("en", "de", "fr")]
+    assert space["layer"] == 1 and len(space["explained_variance"]) == 2
+    plots.embedding_scatter(space["points"], space["languages"], space["sentence_ids"], space["labels"])
+    with pytest.raises(ValueError, match="same"):
+        embedding_space(tiny_translator, {"en": test["en"][:3], "de": test["de"][:2]})
+    with pytest.raises(ValueError, match="layer"):
+        embedding_space(tiny_translator, sentences, layer=99)
+
+
+def test_pca_finds_the_main_direction() -> None:
+    t = np.linspace(-1, 1, 7)[:, None]
+    vectors = np.hstack([3 * t, -3 * t, np.zeros((7, 2))]) + 5.0  # a line in 4-D, off the origin
+    points, explained = pca_2d(vectors)
+    assert points.shape == (7, 2)
+    assert np.allclose(np.abs(points[:, 0]), np.abs(t[:, 0]) * np.sqrt(18))
+    assert np.allclose(points[:, 1], 0.0, atol=1e-9)
+    assert explained[0] == pytest.approx(1.0) and explained[1] == pytest.approx(0.0, abs=1e-12)
+
+
+# --- tokenization --------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def small_tokenizer(builtin_corpus: Corpus) -> Tokenizer:
+    train = builtin_corpus.split("train")
+    return Tokenizer.train({lang: train[lang][:400] for lang in ("en", "de", "cs")}, 200)
+
+
+def test_fertility_is_pieces_per_word(small_tokenizer: Tokenizer) -> None:
+    lines = ["Der kleine Hund schläft .", "Zwei Katzen sehen den Vogel ."]
+    pieces = [small_tokenizer.processor.encode(line, out_type=str) for line in lines]
+    expected = (len(pieces[0]) + len(pieces[1])) / (5 + 6)
+    assert fertility(small_tokenizer, {"de": lines}) == {"de": pytest.approx(expected)}
+    assert tokenization_view(small_tokenizer, {"de": lines[0]}) == {"de": pieces[0]}
+    assert fertility(small_tokenizer, {"de": []}) == {"de": 0.0}
+
+
+def test_vocabulary_usage_of_identical_text_overlaps_fully(small_tokenizer: Tokenizer, builtin_corpus: Corpus) -> None:
+    train = builtin_corpus.split("train")
+    usage = vocabulary_usage(small_tokenizer, {"en": train["en"][:50], "xx": train["en"][:50], "cs": train["cs"][:50]})
+    assert usage["jaccard"]["en-xx"] == usage["jaccard"]["xx-en"] == 1.0
+    assert usage["overlap"]["en-xx"] == usage["used"]["en"]
+    assert usage["jaccard"]["en-cs"] < 1.0
+    assert usage["share"]["en"] == pytest.approx(usage["used"]["en"] / usage["vocab_size"])
+    assert usage["vocab_size"] < len(small_tokenizer)  # specials and <2xx> tags are not counted
+    assert usage["shared_by_all"] <= min(usage["used"].values())
+
+
+def test_vocab_sweep_fertility_falls_as_the_vocabulary_grows(builtin_corpus: Corpus) -> None:
+    train = builtin_corpus.split("train")
+    lines = {lang: train[lang][:300] for lang in ("en", "de")}
+    sweep = vocab_size_sweep(lines, sizes=(120, 200, 400))
+    assert list(sweep) == [120, 200, 400]
+    for lang in lines:
+        values = [sweep[size][lang] for size in sweep]
+        assert all(later <= earlier for earlier, later in zip(values, values[1:], strict=False)), values
+        assert values[-1] >= 1.0  # never fewer pieces than words
+    with pytest.raises(ValueError, match="Cannot train"):
+        vocab_size_sweep(lines, sizes=(20,))
+
+
+# --- side by side --------------------------------------------------------------------------
+
+def test_compare_translations(tiny_translator, en_centric_run: Path) -> None:
+    en_centric = Translator.load(en_centric_run)
+    rows = compare_translations([tiny_translator, en_centric], "Der Hund läuft .", "de", "fr", beam_size=1)
+    assert [r["model"] for r in rows] == [tiny_translator.name, en_centric.name]
+    assert [r["zero_shot"] for r in rows] == [False, True]
+    assert all(r["error"] is None and isinstance(r["text"], str) for r in rows)
+    failed = compare_translations([tiny_translator], "Der Hund läuft .", "de", "cs")
+    assert failed[0]["error"] and "cs" in failed[0]["error"]
+
+
+# --- command line --------------------------------------------------------------------------
+
+def test_transfer_command(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from core.__main__ import main
+
+    checkpoint.write_json(tmp_path / "config.json", tiny_config(steps=6).to_dict())
+    code = main(["transfer", "--data", "builtin", "--low", "cs", "--low-size", "100", "--helpers", "de",
+                 "--config", str(tmp_path / "config.json"), "--steps", "4", "--threads", "1", "--beam", "1",
+                 "--max-sentences", "3", "--out", str(tmp_path / "transfer")])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "| en-cs |" in out and "BLEU signature" in out
+    saved = json.loads((tmp_path / "transfer" / "transfer.json").read_text())
+    assert saved["steps"] == 4 and set(saved["bleu"]) == {"bilingual", "multilingual"}
