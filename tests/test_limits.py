@@ -1,0 +1,34 @@
+"""Hosted mode caps: generous locally, strict with POLYGLOT_HOSTED=1, clear messages."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.config import preset
+from core.limits import HOSTED, LOCAL, check_search, check_text, check_training, check_upload_size, current_limits
+
+
+def test_hosted_mode_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("POLYGLOT_HOSTED", raising=False)
+    assert current_limits() is LOCAL
+    monkeypatch.setenv("POLYGLOT_HOSTED", "1")
+    assert current_limits() is HOSTED
+    assert "Hosted mode" in current_limits().describe()
+
+
+def test_hosted_caps_refuse_big_requests() -> None:
+    big = preset("base")
+    with pytest.raises(ValueError, match="Too large for this hosted app: at most 2000 training steps"):
+        check_training(big, HOSTED)
+    check_training(big, LOCAL)
+    check_training(preset("tiny"), HOSTED)
+    with pytest.raises(ValueError, match="at most 2000 characters"):
+        check_text("x" * 2001, HOSTED)
+    with pytest.raises(ValueError, match="at most 50 lines"):
+        check_text("a\n" * 60, HOSTED)
+    with pytest.raises(ValueError, match="a beam of at most 6"):
+        check_search(beam_size=8, limits=HOSTED)
+    with pytest.raises(ValueError, match="at most 10 candidates"):
+        check_search(candidates=11, limits=HOSTED)
+    with pytest.raises(ValueError, match="data.tsv: 6.0 MB is over the 5 MB upload limit"):
+        check_upload_size(6_000_000, "data.tsv", HOSTED)
