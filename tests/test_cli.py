@@ -55,3 +55,30 @@ def test_clear_errors_instead_of_tracebacks(tmp_path: Path) -> None:
     assert bad_data.returncode == 2 and "Unknown data source" in bad_data.stderr
     help_text = cli("--help")
     assert all(word in help_text.stdout for word in ("train", "translate", "evaluate", "info", "download"))
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    import core
+    from core import checkpoint
+
+    run = tmp_path / "stopped"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "core", "train", "--preset", "tiny", "--languages", "en,de", "--steps", "100000",
+         "--d-model", "64", "--d-ff", "128", "--layers", "1", "--vocab-size", "300", "--eval-every", "100000",
+         "--threads", "1", "--out", str(run)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"},
+    )
+    deadline = time.monotonic() + 300
+    while not (run / "spm.model").exists() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    time.sleep(3)  # let it take some steps
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "cancelled at step" in stdout
+    state = checkpoint.load_training_state(run / checkpoint.TRAINING_STATE)
+    assert state["step"] > 0
+    assert core.load(run).translate("The dog runs.", "en", "de")[0].text is not None
