@@ -46,6 +46,7 @@ def render_card(folder: Path) -> str:
         "## Training",
         f"- Status: {training.get('status', 'in progress')}, {training.get('steps', 0)} steps, "
         f"{training.get('train_seconds', 0) / 60:.1f} minutes of training",
+        f"- Hardware: {training.get('hardware', 'not recorded')}",
         f"- Best mean validation BLEU (greedy, capped sample): {_fmt(training.get('best_mean_valid_bleu'))}",
         f"- Reproduce: `python -m core train --config {folder.name}/config.json --out {folder.name}`",
     ]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import platform
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -310,12 +311,24 @@ class Trainer:
         if status != "cancelled":
             self._average_snapshots()
         summary = {"status": status, "steps": self.step, "train_seconds": round(self.elapsed, 1),
-                   "best_mean_valid_bleu": self.best_bleu}
+                   "best_mean_valid_bleu": self.best_bleu, "hardware": hardware_description()}
         self._write_config(summary)
         self.emit({"event": status, **summary, "step": self.step})
         self._flush_metrics()
         write_card(self.out)
         return TrainResult(self.out, status, self.step, self.best_bleu)
+
+
+def hardware_description() -> str:
+    """CPU model and the number of threads torch used, for the model card."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU only"
+    return f"{cpu}, {torch.get_num_threads()} torch threads, {device}"
 
 
 def train(config: RunConfig, out: str | Path, listeners: Iterable[Listener] = (), resume: bool = False,
