@@ -186,9 +186,8 @@ def _sha256(path: Path) -> str:
 
 # --- user files ------------------------------------------------------------------------------
 
-def load_text_pair(path_a: str | Path, path_b: str | Path, lang_a: str, lang_b: str,
-                   held_out: int | None = None, seed: int = 1) -> Corpus:
-    """Two line-aligned plain-text files, one sentence per line."""
+def read_text_pair(path_a: str | Path, path_b: str | Path, lang_a: str, lang_b: str) -> dict[str, list[str]]:
+    """Two line-aligned plain-text files, one sentence per line, as {lang: lines} (not split)."""
     check_language_code(lang_a)
     check_language_code(lang_b)
     if lang_a == lang_b:
@@ -196,11 +195,22 @@ def load_text_pair(path_a: str | Path, path_b: str | Path, lang_a: str, lang_b: 
     lines = {lang_a: [s.strip() for s in _read_user_lines(Path(path_a))],
              lang_b: [s.strip() for s in _read_user_lines(Path(path_b))]}
     _check_aligned({Path(path_a): lines[lang_a], Path(path_b): lines[lang_b]})
-    return _user_corpus(Path(path_a).stem, lines, held_out, seed)
+    return lines
+
+
+def load_text_pair(path_a: str | Path, path_b: str | Path, lang_a: str, lang_b: str,
+                   held_out: int | None = None, seed: int = 1) -> Corpus:
+    """Two aligned files as a corpus, with valid/test lines held out."""
+    return _user_corpus(Path(path_a).stem, read_text_pair(path_a, path_b, lang_a, lang_b), held_out, seed)
 
 
 def load_tsv(path: str | Path, held_out: int | None = None, seed: int = 1) -> Corpus:
-    """A TSV file whose header names a language per column (e.g. `en<TAB>de<TAB>fr`)."""
+    """A TSV file as a corpus, with valid/test lines held out."""
+    return _user_corpus(Path(path).stem, read_tsv(path), held_out, seed)
+
+
+def read_tsv(path: str | Path) -> dict[str, list[str]]:
+    """A TSV file whose header names a language per column (e.g. `en<TAB>de<TAB>fr`), as {lang: lines}."""
     path = Path(path)
     rows = _read_user_lines(path, allow_empty_lines=False)
     header = rows[0].split("\t")
@@ -221,7 +231,7 @@ def load_tsv(path: str | Path, held_out: int | None = None, seed: int = 1) -> Co
             if not cell.strip():
                 raise CorpusError(f"{path}:{number}: empty {lang} cell")
             lines[lang].append(cell.strip())
-    return _user_corpus(path.stem, lines, held_out, seed)
+    return lines
 
 
 def _read_user_lines(path: Path, allow_empty_lines: bool = False) -> list[str]:
@@ -284,16 +294,21 @@ def load_corpus(source: str, languages: list[str] | None = None) -> Corpus:
         corpus = loaders[source]()
     elif source.startswith("multi30k:"):
         corpus = load_multi30k(source.split(":", 1)[1])
-    elif "," in source:
+    else:
+        corpus = _user_corpus(Path(source.split(",")[0]).stem, read_user_files(source), None, 1)
+    return corpus.restrict(languages) if languages else corpus
+
+
+def read_user_files(source: str) -> dict[str, list[str]]:
+    """User files as {lang: lines}, unsplit (e.g. a whole test set): "FILE.tsv" or "A.en.txt,B.de.txt"."""
+    if "," in source:
         paths = [Path(p.strip()) for p in source.split(",")]
         if len(paths) != 2:
             raise CorpusError(f"Give exactly two aligned files separated by a comma, got {len(paths)}")
-        corpus = load_text_pair(paths[0], paths[1], _language_from_name(paths[0]), _language_from_name(paths[1]))
-    elif source.endswith(".tsv"):
-        corpus = load_tsv(source)
-    else:
-        raise CorpusError(f"Unknown data source {source!r}: use builtin, multi30k[:DIR], FILE.tsv or A.xx,B.yy")
-    return corpus.restrict(languages) if languages else corpus
+        return read_text_pair(paths[0], paths[1], _language_from_name(paths[0]), _language_from_name(paths[1]))
+    if source.endswith(".tsv"):
+        return read_tsv(source)
+    raise CorpusError(f"Unknown data source {source!r}: use builtin, multi30k[:DIR], FILE.tsv or A.xx,B.yy")
 
 
 def _language_from_name(path: Path) -> str:

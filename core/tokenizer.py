@@ -79,7 +79,7 @@ class Tokenizer:
         return self.processor.encode(list(texts))
 
     def decode(self, ids: list[int]) -> str:
-        return self.processor.decode([i for i in ids if i not in (PAD_ID, BOS_ID, EOS_ID)])
+        return self.processor.decode([i for i in ids if i not in (PAD_ID, BOS_ID, EOS_ID)]).strip()
 
     def pieces(self, ids: Iterable[int]) -> list[str]:
         return [self.processor.id_to_piece(int(i)) for i in ids]

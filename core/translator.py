@@ -197,9 +197,9 @@ class Translator:
     @torch.inference_mode()
     def attention(self, text: str, src: str, tgt: str, beam_size: int = 1, length_penalty: float = 1.0) -> AttentionView:
         """Translate, then replay that very translation through the model with attention maps on."""
-        translation = self.translate([text], src, tgt, beam_size=beam_size, length_penalty=length_penalty)[0]
-        if not translation.text and not translation.pieces:
+        if not _clean(text):
             raise ValueError("Enter a sentence to translate")
+        translation = self.translate([text], src, tgt, beam_size=beam_size, length_penalty=length_penalty)[0]
         ids, _ = self._encode(text, tgt)
         # Replay the exact pieces of the hypothesis (re-encoding its text could split differently).
         target = [self.tokenizer.processor.piece_to_id(piece) for piece in translation.pieces]

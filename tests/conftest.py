@@ -44,3 +44,31 @@ def multi30k_dir() -> Path:
     if folder is None:
         pytest.skip("Multi30K not found: set POLYGLOT_MULTI30K to a folder with train.en.gz etc.")
     return folder
+
+
+# --- the web app (demo/ and app.py) -----------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def app_checkpoints(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path) -> Path:
+    """A checkpoints folder for the app holding a copy of the tiny model, named "tiny"."""
+    from tests.app_server import copy_checkpoint
+
+    folder = tmp_path_factory.mktemp("app-checkpoints")
+    copy_checkpoint(tiny_checkpoint, folder, "tiny")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def app_server(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path):
+    """`python app.py` in a subprocess on a free port, serving its own copy of the tiny model.
+
+    Shared by the HTTP and browser tests; stopped at the end of the session.
+    """
+    from tests.app_server import copy_checkpoint, launch_app
+
+    folder = tmp_path_factory.mktemp("server-checkpoints")
+    copy_checkpoint(tiny_checkpoint, folder, "tiny")
+    server = launch_app(folder, tmp_path_factory.mktemp("server-log") / "app.log")
+    yield server
+    server.stop()

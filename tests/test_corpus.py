@@ -12,7 +12,15 @@ from pathlib import Path
 import pytest
 
 from core import corpus as corpus_module
-from core.corpus import CorpusError, download_multi30k, load_builtin, load_corpus, load_multi30k, load_text_pair, load_tsv
+from core.corpus import (
+    CorpusError,
+    download_multi30k,
+    load_builtin,
+    load_corpus,
+    load_multi30k,
+    load_text_pair,
+    load_tsv,
+)
 from core.languages import parse_directions
 
 

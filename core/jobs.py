@@ -1,0 +1,230 @@
+"""Background training jobs: run a `Trainer` in a thread and watch its events from elsewhere.
+
+The web UI (and anything else that must stay responsive while a model trains) starts a run with
+`TrainingJobs.start(...)`, which returns at once; the run's events pile up in a thread-safe list
+that any thread can read through `Job.events`, `Job.progress` and `Job.eta_seconds`.
+
+One `TrainingJobs` holds at most one running job: training takes every CPU core, so a second
+run on the same machine would only make both slow. `start` refuses while a run is in progress.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from core import checkpoint
+from core.config import RunConfig
+from core.corpus import Corpus
+from core.train import Event, Trainer
+
+SHIPPED_CHECKPOINTS: tuple[str, ...] = ("multi30k-4lang",)  # listed first, in this order
+TERMINAL_EVENTS = ("done", "cancelled", "early_stop", "time_limit", "failed")
+
+CorpusSource = Corpus | Callable[[], Corpus] | None
+
+
+class JobError(ValueError):
+    """A training run that cannot be started, with a message meant for the user."""
+
+
+class Job:
+    """One training run in a background thread. Every property is safe to read from any thread."""
+
+    def __init__(self, name: str, folder: Path, config: RunConfig, corpus: CorpusSource) -> None:
+        self.name = name
+        self.folder = folder
+        self.config = config
+        self.total_steps = config.train.steps
+        self._corpus = corpus
+        self._lock = threading.Lock()
+        self._events: list[Event] = []
+        self._trainer: Trainer | None = None
+        self._cancel_requested = False
+        self._error: str | None = None
+        self._started_at = time.monotonic()
+        self._training_since: tuple[float, int] | None = None  # (time, step) of the "start" event
+        self._thread = threading.Thread(target=self._run, name=f"training-{name}", daemon=True)
+
+    # --- running ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            corpus = self._corpus() if callable(self._corpus) else self._corpus
+            with self._lock:
+                self._trainer = Trainer(self.config, self.folder, corpus=corpus, listeners=[self._record])
+                if self._cancel_requested:
+                    self._trainer.cancel()  # cancelled while the data was loading: stop at step 0
+            self._trainer.run()
+        except Exception as error:  # the run is over either way; keep the reason for the UI
+            with self._lock:
+                self._error = f"{type(error).__name__}: {error}"
+                if not self._events or self._events[-1]["event"] != "failed":
+                    self._events.append({"event": "failed", "step": self._last_step(), "error": self._error})
+
+    def _record(self, event: Event) -> None:
+        with self._lock:
+            self._events.append(dict(event))
+            if event["event"] == "start":
+                self._training_since = (time.monotonic(), int(event.get("step", 0)))
+                self.total_steps = int(event.get("total_steps", self.total_steps))
+
+    def cancel(self) -> None:
+        """Stop after the current step; the run saves a loadable checkpoint before it ends."""
+        with self._lock:
+            self._cancel_requested = True
+            if self._trainer is not None:
+                self._trainer.cancel()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the run ends (or `timeout` seconds pass); True when it has ended."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    # --- watching --------------------------------------------------------------------------
+
+    @property
+    def events(self) -> list[Event]:
+        """A snapshot of every event so far (start, step, valid, checkpoint, and the final one)."""
+        with self._lock:
+            return list(self._events)
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive() and self.status == "running"
+
+    @property
+    def status(self) -> str:
+        """"running", or how the run ended: done, cancelled, early_stop, time_limit or failed."""
+        with self._lock:
+            final = next((e["event"] for e in reversed(self._events) if e["event"] in TERMINAL_EVENTS), None)
+        if final is not None:
+            return final
+        return "running" if self._thread.is_alive() or not self._thread.ident else "failed"
+
+    @property
+    def stage(self) -> str:
+        """What the run is doing now, in words."""
+        if self.status != "running":
+            return self.status
+        with self._lock:
+            started = self._training_since is not None
+            cancelling = self._cancel_requested
+        if cancelling:
+            return "stopping after the current step"
+        return "training" if started else "preparing data and tokenizer"
+
+    @property
+    def error(self) -> str | None:
+        with self._lock:
+            return self._error or next((e.get("error") for e in self._events if e["event"] == "failed"), None)
+
+    @property
+    def step(self) -> int:
+        with self._lock:
+            return self._last_step()
+
+    def _last_step(self) -> int:
+        return max((int(e.get("step", 0)) for e in self._events), default=0)
+
+    @property
+    def progress(self) -> float:
+        """Fraction of the planned steps done, 0…1 (1 once the run has ended normally)."""
+        if self.status in ("done", "early_stop", "time_limit"):
+            return 1.0
+        return min(1.0, self.step / max(1, self.total_steps))
+
+    @property
+    def elapsed_seconds(self) -> float:
+        return time.monotonic() - self._started_at
+
+    @property
+    def eta_seconds(self) -> float | None:
+        """Wall-clock seconds left at the pace so far (validation included); None until known."""
+        with self._lock:
+            since = self._training_since
+            step = self._last_step()
+        if since is None or self.status != "running":
+            return None
+        started_at, first_step = since
+        done = step - first_step
+        if done <= 0:
+            return None
+        seconds_per_step = (time.monotonic() - started_at) / done
+        return max(0.0, (self.total_steps - step) * seconds_per_step)
+
+    def summary(self) -> dict[str, Any]:
+        return {"name": self.name, "folder": str(self.folder), "status": self.status, "step": self.step,
+                "total_steps": self.total_steps, "progress": self.progress, "eta_seconds": self.eta_seconds,
+                "error": self.error}
+
+
+class TrainingJobs:
+    """Starts training runs in the background, at most one at a time."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._current: Job | None = None
+
+    @property
+    def current(self) -> Job | None:
+        """The running job, or else the last one started (None before the first)."""
+        return self._current
+
+    @property
+    def running(self) -> Job | None:
+        job = self._current
+        return job if job is not None and job.running else None
+
+    def start(self, config: RunConfig, run_name: str, checkpoints_dir: str | Path,
+              corpus: CorpusSource = None) -> Job:
+        """Start training `config` into `checkpoints_dir/run_name` and return at once.
+
+        `corpus` is a loaded Corpus, a function returning one (called in the background thread,
+        so a slow download does not block the caller), or None to load `config.data.source`.
+        Raises JobError when a run is in progress or the name is invalid or already taken.
+        """
+        try:
+            name = checkpoint.check_run_name(run_name)
+        except ValueError as error:
+            raise JobError(str(error)) from None
+        folder = Path(checkpoints_dir) / name
+        with self._lock:
+            busy = self.running
+            if busy is not None:
+                raise JobError(f"A training run is already in progress ({busy.name}, step {busy.step}/"
+                               f"{busy.total_steps}). Wait for it to finish or cancel it first.")
+            if folder.exists():
+                raise JobError(f"A run named {name!r} already exists in {folder.parent}; choose another name")
+            job = Job(name, folder, config, corpus)
+            job.start()
+            self._current = job
+        return job
+
+    def cancel(self) -> Job | None:
+        """Cancel the running job, if any; returns it."""
+        job = self.running
+        if job is not None:
+            job.cancel()
+        return job
+
+
+def list_checkpoints(checkpoints_dir: str | Path) -> list[Path]:
+    """Every complete checkpoint folder directly under `checkpoints_dir`: shipped ones first,
+    then the others by name. A missing folder gives an empty list."""
+    root = Path(checkpoints_dir)
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and checkpoint.is_checkpoint(p)]
+
+    def order(path: Path) -> tuple[int, str]:
+        shipped = SHIPPED_CHECKPOINTS.index(path.name) if path.name in SHIPPED_CHECKPOINTS else len(SHIPPED_CHECKPOINTS)
+        return shipped, path.name.lower()
+
+    return sorted(found, key=order)

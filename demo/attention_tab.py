@@ -1,0 +1,101 @@
+"""Attention tab: where each produced piece looks in the source, per layer and head."""
+
+from __future__ import annotations
+
+import gradio as gr
+import numpy as np
+import plotly.graph_objects as go
+
+from core import plots
+from core.translator import AttentionView
+from demo import state
+from demo.ui import explain, friendly_errors, language_pair, language_pair_update
+
+INTRO = ("Translate one sentence and look inside: each row of the cross-attention map is one produced "
+         "piece, each column a source piece; dark cells are where the decoder looked. Change the layer "
+         "and head to compare what different heads attend to.")
+AVERAGE = "mean"
+Figures = tuple[go.Figure, go.Figure, go.Figure, go.Figure]
+
+
+def head_choices(n_heads: int) -> list[tuple[str, str]]:
+    """Heads are numbered from 0, as in the grid of all heads."""
+    return [("average of heads", AVERAGE)] + [(f"head {h}", str(h)) for h in range(n_heads)]
+
+
+def layer_choices(layers: int) -> list[tuple[str, int]]:
+    return [(f"layer {n}", n) for n in range(1, layers + 1)]
+
+
+def _layer_index(layers: int, layer: float) -> int:
+    return min(max(int(layer), 1), layers) - 1
+
+
+def _heads(weights: np.ndarray, head: str) -> np.ndarray:
+    """One head of [H, T, S] weights, or their average."""
+    return weights.mean(axis=0) if head == AVERAGE else weights[min(int(head), weights.shape[0] - 1)]
+
+
+def _head_label(head: str) -> str:
+    return "average of heads" if head == AVERAGE else f"head {int(head)}"
+
+
+def attention_figures(view: AttentionView | None, layer: float = 1, head: str = AVERAGE) -> Figures:
+    """Cross-attention heatmap, all heads of that layer, encoder and decoder self-attention."""
+    if view is None:
+        empty = plots.attention_heatmap(np.zeros((0, 0)), [], [])
+        return empty, empty, empty, empty
+    decoder_layer = _layer_index(view.cross.shape[0], layer)
+    encoder_layer = _layer_index(view.encoder_self.shape[0], layer)
+    label = _head_label(head)
+    source, target = view.source_pieces, view.target_pieces
+    decoder_inputs = ["<s>", *target[:-1]]  # key j of decoder self-attention is the piece fed in at step j
+    cross = plots.attention_heatmap(_heads(view.cross[decoder_layer], head), source, target,
+                                    title=f"Cross-attention · decoder layer {decoder_layer + 1} · {label}")
+    grid = plots.attention_head_grid(view.cross[decoder_layer], source, target,
+                                     title=f"Every head of decoder layer {decoder_layer + 1} (cross-attention)")
+    encoder = plots.attention_heatmap(_heads(view.encoder_self[encoder_layer], head), source, source,
+                                      title=f"Encoder self-attention · layer {encoder_layer + 1} · {label}")
+    decoder = plots.attention_heatmap(_heads(view.decoder_self[decoder_layer], head), decoder_inputs, target,
+                                      title=f"Decoder self-attention · layer {decoder_layer + 1} · {label}")
+    return cross, grid, encoder, decoder
+
+
+@friendly_errors
+def attend(checkpoint: str, text: str, src: str, tgt: str, beam_size: float = 1) -> tuple:
+    """Translate `text` and return its attention: the view (kept in gr.State), the translation,
+    layer and head selectors sized to the model, and the four figures."""
+    translator = state.get_translator(checkpoint)
+    view = translator.attention(text or "", src, tgt, beam_size=int(beam_size))
+    layers, heads = view.cross.shape[0], view.cross.shape[1]
+    translation = f"**Translation:** {view.translation.text or '(empty)'}"
+    layer = gr.update(choices=layer_choices(layers), value=layers)
+    head = gr.update(choices=head_choices(heads), value=AVERAGE)
+    return (view, translation, layer, head, *attention_figures(view, layers, AVERAGE))
+
+
+def build(picker: gr.Dropdown) -> None:
+    explain(INTRO)
+    src, tgt, _ = language_pair(picker.value, swap=False)
+    with gr.Row():
+        text = gr.Textbox(label="Source sentence", lines=2, scale=4)
+        beam_size = gr.Slider(1, 8, value=1, step=1, label="Beam size", scale=1)
+    show_button = gr.Button("Translate and show attention", variant="primary")
+    view = gr.State(None)
+    translation = gr.Markdown(label="Translation", elem_id="attention-translation")
+    with gr.Row():
+        layer = gr.Dropdown(layer_choices(1), value=1, label="Layer", info="1 is nearest the input")
+        head = gr.Dropdown(head_choices(0), value=AVERAGE, label="Head")
+    cross = gr.Plot(label="Cross-attention (target × source)", elem_id="cross-attention")
+    grid = gr.Plot(label="All heads of this layer")
+    with gr.Row():
+        encoder = gr.Plot(label="Encoder self-attention")
+        decoder = gr.Plot(label="Decoder self-attention")
+
+    figures = [cross, grid, encoder, decoder]
+    show_button.click(attend, [picker, text, src, tgt, beam_size], [view, translation, layer, head, *figures],
+                      api_name="attention")
+    # .input: only a user's change re-plots (attend already returns the figures it sets up).
+    layer.input(attention_figures, [view, layer, head], figures, api_name="attention_plots")
+    head.input(attention_figures, [view, layer, head], figures, api_visibility="private")
+    picker.change(language_pair_update, [picker, src, tgt], [src, tgt], api_visibility="private")

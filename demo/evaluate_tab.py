@@ -1,0 +1,143 @@
+"""Evaluate tab: BLEU and chrF per direction for one or two checkpoints, with sacreBLEU signatures."""
+
+from __future__ import annotations
+
+import threading
+
+import gradio as gr
+import plotly.graph_objects as go
+
+from core import checkpoint as ckpt
+from core import plots
+from core.evaluate import EvalReport, evaluate
+from core.languages import parse_directions
+from demo import data, state
+from demo.ui import explain, friendly_errors
+
+INTRO = ("Score a model on a test set it never trained on: BLEU counts matching word n-grams, chrF "
+         "matching character n-grams (kinder to rich morphology). Directions marked * are zero-shot: "
+         "the model never saw a single pair of them.")
+NONE = "(none)"
+DEFAULT_MAX_SENTENCES = 100
+
+
+class ReportCache:
+    """Evaluation reports by (checkpoint, weights version, test set, directions, beam, max sentences)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._reports: dict[tuple, EvalReport] = {}
+
+    def get(self, key: tuple) -> EvalReport | None:
+        with self._lock:
+            return self._reports.get(key)
+
+    def put(self, key: tuple, report: EvalReport) -> None:
+        with self._lock:
+            self._reports[key] = report
+
+
+REPORTS = ReportCache()
+
+
+def _evaluate_one(choice: str, test_key: str, lines: dict[str, list[str]], directions_spec: str, beam: int,
+                  max_sentences: int, progress: gr.Progress, share: tuple[float, float]) -> EvalReport:
+    folder = state.resolve_checkpoint(choice)
+    key = (str(folder), (folder / ckpt.WEIGHTS).stat().st_mtime, test_key, directions_spec, beam, max_sentences)
+    cached = REPORTS.get(key)
+    if cached is not None:
+        return cached
+    translator = state.get_translator(choice)
+    languages = [lang for lang in translator.languages if lang in lines]
+    if len(languages) < 2:
+        raise ValueError(f"The test set ({', '.join(lines)}) shares fewer than two languages with "
+                         f"{folder.name} ({', '.join(translator.languages)})")
+    directions = parse_directions(directions_spec or "all", languages)
+    start, width = share
+
+    def report_progress(fraction: float, message: str) -> None:
+        progress(start + width * fraction, desc=f"{folder.name}: {message}")
+
+    report = evaluate(translator, lines, directions, beam_size=beam, max_sentences=max_sentences,
+                      progress=report_progress)
+    REPORTS.put(key, report)
+    return report
+
+
+def _summary(report: EvalReport, name: str) -> str:
+    return "\n\n".join([f"### {name}", report.table(), f"BLEU signature: `{report.bleu_signature}`  \n"
+                        f"chrF signature: `{report.chrf_signature}`"])
+
+
+@friendly_errors
+def run_evaluation(checkpoint: str, other: str | None, test_set: str, files: list | None = None,
+                   directions: str = "all", beam_size: float = 4, max_sentences: float = DEFAULT_MAX_SENTENCES,
+                   progress: gr.Progress = gr.Progress()) -> tuple[str, go.Figure, go.Figure, go.Figure, dict]:
+    """Scores of one or two checkpoints: Markdown tables with signatures, BLEU and chrF bars,
+    and a source × target BLEU matrix per checkpoint."""
+    choices = [checkpoint] + ([other] if other and other not in (NONE, checkpoint) else [])
+    state.resolve_checkpoint(checkpoint)  # a clear message before any work when nothing is picked
+    test_key, lines = data.load_test_set(test_set, files)
+    beam, limit = max(1, int(beam_size)), max(1, int(max_sentences))
+    reports = {}
+    for index, choice in enumerate(choices):
+        share = (index / len(choices), 1 / len(choices))
+        reports[state.resolve_checkpoint(choice).name] = _evaluate_one(choice, test_key, lines, directions.strip(),
+                                                                        beam, limit, progress, share)
+    summary = "\n\n".join(_summary(report, name) for name, report in reports.items())
+    bleu = plots.bleu_bars({name: r.metric("bleu") for name, r in reports.items()}, "BLEU")
+    chrf = plots.bleu_bars({name: r.metric("chrf") for name, r in reports.items()}, "chrF")
+    matrices = [_matrix(name, report) for name, report in reports.items()]
+    second = gr.update(value=matrices[1], visible=True) if len(matrices) > 1 else gr.update(visible=False)
+    return summary, bleu, chrf, matrices[0], second
+
+
+def _matrix(name: str, report: EvalReport) -> go.Figure:
+    languages = list(dict.fromkeys(lang for d in report.scores for lang in d.split("-")))
+    return plots.direction_matrix(report.metric("bleu"), languages, "BLEU", zero_shot=report.zero_shot,
+                                  title=f"BLEU per direction · {name}")
+
+
+def other_choices(names: list[str]) -> list[str]:
+    return [NONE, *names]
+
+
+def refresh_other(current: str | None) -> dict:
+    """Fresh choices each time the 'compare with' list is opened (runs may have finished since)."""
+    choices = other_choices(state.checkpoint_names())
+    return gr.update(choices=choices, value=current if current in choices else NONE)
+
+
+def toggle_files(test_set: str) -> dict:
+    return gr.update(visible=data.TEST_SETS.get(test_set) == data.UPLOAD)
+
+
+def build(picker: gr.Dropdown) -> gr.Dropdown:
+    """The tab; returns the second-checkpoint picker so the app can refresh its choices."""
+    explain(INTRO)
+    with gr.Row():
+        other = gr.Dropdown(other_choices(state.checkpoint_names()), value=NONE, allow_custom_value=True,
+                            label="Compare with (optional)", info="The first model is the one picked at the top",
+                            elem_id="compare-with")
+        test_set = gr.Radio(list(data.TEST_SETS), value="Built-in test split", label="Test set")
+    files = gr.File(file_count="multiple", file_types=[".txt", ".tsv"], type="filepath", visible=False,
+                    label="Test files (two aligned NAME.xx.txt files, or one TSV)")
+    with gr.Row():
+        directions = gr.Textbox(value="all", label="Directions", info="all, en-centric, or e.g. en-de,de-en")
+        beam_size = gr.Slider(1, 8, value=4, step=1, label="Beam size")
+        max_sentences = gr.Number(value=DEFAULT_MAX_SENTENCES, precision=0, minimum=1,
+                                  label="Sentences per direction", info="more is more reliable, and slower")
+    run_button = gr.Button("Evaluate", variant="primary")
+    summary = gr.Markdown(label="Scores", elem_id="evaluation-scores")
+    with gr.Row():
+        bleu = gr.Plot(label="BLEU by direction")
+        chrf = gr.Plot(label="chrF by direction")
+    with gr.Row():
+        matrix = gr.Plot(label="BLEU matrix")
+        second_matrix = gr.Plot(label="BLEU matrix (second model)", visible=False)
+
+    other.focus(refresh_other, other, other, api_visibility="private", show_progress="hidden")
+    test_set.change(toggle_files, test_set, files, api_visibility="private")
+    run_button.click(run_evaluation, [picker, other, test_set, files, directions, beam_size, max_sentences],
+                     [summary, bleu, chrf, matrix, second_matrix], api_name="evaluate", concurrency_limit=1)
+    return other

@@ -1,0 +1,87 @@
+"""Generate tab: sampling several translations, and the decoder as a language model, step by step."""
+
+from __future__ import annotations
+
+import html
+
+import gradio as gr
+import pandas as pd
+import plotly.graph_objects as go
+
+from core import plots
+from core.translator import StepView
+from demo import state
+from demo.ui import explain, friendly_errors, language_pair, language_pair_update, results_table
+
+INTRO = ("The decoder is a language model: at each step it gives a probability to every next piece. "
+         "Sample several translations (temperature, top-k, top-p), or walk through the steps and see "
+         "which pieces competed.")
+SAMPLE_COLUMNS = ["rank", "candidate", "log-probability", "pieces"]
+
+
+@friendly_errors
+def sample(checkpoint: str, text: str, src: str, tgt: str, n: float = 5, temperature: float = 1.0,
+           top_k: float = 0, top_p: float = 1.0, seed: float = 0) -> pd.DataFrame:
+    """`n` sampled translations, most probable first, with the model's log-probabilities."""
+    translator = state.get_translator(checkpoint)
+    candidates = translator.sample(text or "", src, tgt, n=int(n), temperature=float(temperature),
+                                   top_k=int(top_k), top_p=float(top_p), seed=int(seed))
+    rows = [[rank, c.text, round(c.log_prob, 3), len(c.pieces)] for rank, c in enumerate(candidates, 1)]
+    return pd.DataFrame(rows, columns=SAMPLE_COLUMNS)
+
+
+@friendly_errors
+def decode_steps(checkpoint: str, text: str, src: str, tgt: str, top_k: float = 10,
+                 follow: str = "") -> tuple[list[StepView], dict, go.Figure, str]:
+    """Greedy decoding (or the pieces of `follow`), one step at a time: the steps, a slider over
+    them, and the first step's chart and text."""
+    translator = state.get_translator(checkpoint)
+    steps = translator.step_by_step(text or "", src, tgt, top_k=int(top_k), follow=follow.strip() or None)
+    slider = gr.update(minimum=1, maximum=max(2, len(steps)), value=1, interactive=len(steps) > 1)  # Gradio: min < max
+    figure, description = show_step(steps, 1)
+    return steps, slider, figure, description
+
+
+def show_step(steps: list[StepView] | None, number: float) -> tuple[go.Figure, str]:
+    """Chart of the top next pieces at step `number` (1-based), and the translation so far."""
+    if not steps:
+        return plots.next_token_bars([], None), "Press *Show the steps* first."
+    index = min(max(int(number), 1), len(steps)) - 1
+    step = steps[index]
+    figure = plots.next_token_bars(step.candidates, step.chosen, title=f"Step {index + 1} of {len(steps)}: next piece")
+    so_far = " ".join(html.escape(s.chosen) for s in steps[:index])
+    description = (f"**Step {index + 1}/{len(steps)}** · so far: {so_far or '(start)'} · chosen: "
+                   f"**{html.escape(step.chosen)}** with probability {step.chosen_probability:.1%}")
+    return figure, description
+
+
+def build(picker: gr.Dropdown) -> None:
+    explain(INTRO)
+    src, tgt, _ = language_pair(picker.value, swap=False)
+    text = gr.Textbox(label="Source sentence", lines=2)
+    with gr.Tab("Sampling"):
+        with gr.Row():
+            n = gr.Slider(1, 20, value=5, step=1, label="Candidates")
+            temperature = gr.Slider(0.1, 2.0, value=1.0, step=0.05, label="Temperature",
+                                    info="below 1: safer, above 1: more varied")
+            top_k = gr.Slider(0, 100, value=0, step=1, label="Top-k", info="0 = no limit")
+            top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Top-p (nucleus)")
+            seed = gr.Number(value=0, precision=0, label="Seed")
+        sample_button = gr.Button("Sample", variant="primary")
+        candidates = results_table("Candidates (log-probability: higher is more likely)", SAMPLE_COLUMNS)
+    with gr.Tab("Step by step"):
+        with gr.Row():
+            step_top_k = gr.Slider(2, 30, value=10, step=1, label="Pieces shown per step")
+            follow = gr.Textbox(label="Follow this translation instead of the greedy one (optional)")
+        steps_button = gr.Button("Show the steps", variant="primary")
+        steps = gr.State([])
+        slider = gr.Slider(1, 2, value=1, step=1, label="Step", interactive=False)
+        description = gr.Markdown(label="Current step")
+        chart = gr.Plot(label="Next-piece probabilities")
+
+    sample_button.click(sample, [picker, text, src, tgt, n, temperature, top_k, top_p, seed], candidates,
+                        api_name="sample")
+    steps_button.click(decode_steps, [picker, text, src, tgt, step_top_k, follow],
+                       [steps, slider, chart, description], api_name="step_by_step")
+    slider.input(show_step, [steps, slider], [chart, description], api_name="show_step")
+    picker.change(language_pair_update, [picker, src, tgt], [src, tgt], api_visibility="private")

@@ -1,0 +1,113 @@
+"""Process-wide state of the app: where checkpoints live, the model cache, the training jobs.
+
+Everything here is plain Python (no Gradio components), so handlers and tests share it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import core
+from core import checkpoint
+from core.jobs import SHIPPED_CHECKPOINTS, TrainingJobs, list_checkpoints
+from core.languages import language_name
+from core.translator import Translator
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CHECKPOINTS_ENV = "POLYGLOT_CHECKPOINTS"
+MAX_CACHED_MODELS = 4
+
+JOBS = TrainingJobs()  # one training run per server process
+
+
+def checkpoints_dir() -> Path:
+    """$POLYGLOT_CHECKPOINTS, or checkpoints/ in the project. Read at every call, so tests can point it elsewhere."""
+    return Path(os.environ.get(CHECKPOINTS_ENV) or PROJECT_ROOT / "checkpoints").resolve()
+
+
+def available_checkpoints() -> list[Path]:
+    """Complete checkpoints, shipped first; the folder of a run still training is left out."""
+    busy = JOBS.running
+    return [p for p in list_checkpoints(checkpoints_dir()) if busy is None or p.resolve() != busy.folder.resolve()]
+
+
+def checkpoint_names() -> list[str]:
+    return [p.name for p in available_checkpoints()]
+
+
+def default_checkpoint(names: list[str] | None = None) -> str | None:
+    names = checkpoint_names() if names is None else names
+    return next((n for n in SHIPPED_CHECKPOINTS if n in names), names[0] if names else None)
+
+
+def resolve_checkpoint(choice: str | None) -> Path:
+    """The folder of a picker choice: the name (or full path) of a checkpoint under checkpoints_dir().
+
+    Nothing outside that folder is ever loaded, whatever a client sends.
+    """
+    if not choice:
+        raise ValueError("No model selected. Train one in the Train tab, or put a checkpoint in "
+                         f"{checkpoints_dir()}, then pick it at the top of the page.")
+    for path in available_checkpoints():
+        if choice in (path.name, str(path)):
+            return path
+    raise ValueError(f"Unknown model {choice!r}. Available: {', '.join(checkpoint_names()) or 'none yet'}")
+
+
+def read_model_config(choice: str | None) -> dict[str, Any]:
+    """config.json of a checkpoint: cheap, no weights loaded."""
+    return checkpoint.read_config(resolve_checkpoint(choice))
+
+
+class ModelCache:
+    """Loaded translators, most recently used last. A checkpoint whose weights file changed
+    (a run that kept training) is loaded again."""
+
+    def __init__(self, capacity: int = MAX_CACHED_MODELS) -> None:
+        self.capacity = capacity
+        self._lock = threading.Lock()
+        self._models: OrderedDict[tuple[str, float], Translator] = OrderedDict()
+
+    def get(self, folder: Path) -> Translator:
+        key = (str(folder.resolve()), (folder / checkpoint.WEIGHTS).stat().st_mtime)
+        with self._lock:  # one load at a time: two requests for a new model load it once
+            if key in self._models:
+                self._models.move_to_end(key)
+                return self._models[key]
+            translator = core.load(folder)
+            for stale in [k for k in self._models if k[0] == key[0]]:
+                del self._models[stale]
+            self._models[key] = translator
+            while len(self._models) > self.capacity:
+                self._models.popitem(last=False)
+            return translator
+
+    def clear(self) -> None:
+        with self._lock:
+            self._models.clear()
+
+
+MODELS = ModelCache()
+
+
+def get_translator(choice: str | None) -> Translator:
+    return MODELS.get(resolve_checkpoint(choice))
+
+
+def model_summary(choice: str | None) -> str:
+    """One Markdown line about the selected model, or how to get one."""
+    if not choice:
+        return ("**No model yet.** Open the **Train** tab and press *Start training*: the tiny preset "
+                "trains a first model in a few minutes.")
+    config = read_model_config(choice)
+    model = config["run"]["model"]
+    languages = ", ".join(language_name(code) for code in config["languages"])
+    training = config.get("training") or {}
+    status = f"{training['steps']} steps, {training['status']}" if training else "still training"
+    return (f"**{resolve_checkpoint(choice).name}** · {languages} · {len(config['directions'])} trained directions · "
+            f"{model['n_encoder_layers']}+{model['n_decoder_layers']} layers, d_model {model['d_model']}, "
+            f"{config.get('parameters', 0):,} parameters · {status}")

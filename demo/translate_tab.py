@@ -1,0 +1,120 @@
+"""Translate tab: greedy or beam search, n-best lists, and one sentence into every language."""
+
+from __future__ import annotations
+
+import gradio as gr
+import pandas as pd
+
+from core.languages import language_name
+from demo import data, state
+from demo.ui import explain, friendly_errors, language_pair, language_pair_update, results_table, swap_languages
+
+INTRO = ("Type one sentence per line and pick two languages: the model translates each line. "
+         "Greedy search takes the most probable piece at every step; beam search keeps several "
+         "partial translations and returns the best ones with their scores.")
+GREEDY, BEAM = "Greedy", "Beam search"
+NBEST_COLUMNS = ["line", "rank", "translation", "score"]
+ALL_COLUMNS = ["language", "translation", "score"]
+MAX_LINES = 200  # per request: keeps the shared server responsive (use the CLI for whole files)
+
+
+def _beam(decoding: str, beam_size: float) -> int:
+    return 1 if decoding == GREEDY else max(1, int(beam_size))
+
+
+@friendly_errors
+def translate(checkpoint: str, text: str, src: str, tgt: str, decoding: str = GREEDY, beam_size: float = 4,
+              length_penalty: float = 1.0, n_best: float = 1) -> tuple[str, pd.DataFrame]:
+    """Translate each line of `text`; returns the translations (one per line) and the n-best table."""
+    if not text or not text.strip():
+        raise gr.Error("Enter a sentence to translate (one per line).")
+    translator = state.get_translator(checkpoint)
+    beam = _beam(decoding, beam_size)
+    lines = text.strip("\n").splitlines()
+    if len(lines) > MAX_LINES:
+        raise gr.Error(f"{len(lines)} lines is more than the {MAX_LINES} translated at once here; "
+                       "use `python -m core translate` for whole files.")
+    results = translator.translate(lines, src, tgt, beam_size=beam, length_penalty=float(length_penalty),
+                                   n_best=min(int(n_best), beam))
+    if any(r.truncated for r in results):
+        gr.Warning("Some lines were longer than the model reads and were cut.")
+    rows = [[number, rank, hypothesis, round(score, 3)]
+            for number, result in enumerate(results, 1) if result.source.strip()
+            for rank, (hypothesis, score) in enumerate(result.n_best, 1)]
+    return "\n".join(r.text for r in results), pd.DataFrame(rows, columns=NBEST_COLUMNS)
+
+
+@friendly_errors
+def translate_to_all(checkpoint: str, text: str, src: str, decoding: str = GREEDY, beam_size: float = 4,
+                     length_penalty: float = 1.0) -> pd.DataFrame:
+    """The first line of `text` translated into every other language of the model."""
+    sentence = next((line for line in (text or "").splitlines() if line.strip()), "")
+    if not sentence:
+        raise gr.Error("Enter a sentence to translate.")
+    translator = state.get_translator(checkpoint)
+    results = translator.translate_to_all(sentence, src, beam_size=_beam(decoding, beam_size),
+                                          length_penalty=float(length_penalty))
+    rows = [[f"{language_name(lang)} ({lang})", result.text, round(result.score, 3)]
+            for lang, result in results.items()]
+    return pd.DataFrame(rows, columns=ALL_COLUMNS)
+
+
+def swap(src: str, tgt: str, text: str, translation: str) -> tuple[str, str, str, str]:
+    """Swap the languages; the translation becomes the new input."""
+    new_src, new_tgt = swap_languages(src, tgt)
+    return new_src, new_tgt, translation if translation and translation.strip() else text, ""
+
+
+def _example_samples(checkpoint: str | None, src: str | None) -> list[list[str]]:
+    if not checkpoint or not src:
+        return []
+    try:
+        corpus = state.read_model_config(checkpoint).get("corpus", "")
+    except ValueError:
+        return []
+    return [[sentence] for sentence in data.example_sentences(corpus, src)]
+
+
+def examples(checkpoint: str | None, src: str | None) -> dict:
+    """Example sentences in the source language (from the model's own corpus when possible)."""
+    return gr.update(samples=_example_samples(checkpoint, src))
+
+
+def pick_example(sample: list[str] | None) -> str:
+    return sample[0] if sample else ""
+
+
+def build(picker: gr.Dropdown) -> None:
+    explain(INTRO)
+    src, tgt, swap_button = language_pair(picker.value)
+    with gr.Row():
+        with gr.Column():
+            text = gr.Textbox(label="Text (one sentence per line)", lines=5, elem_id="translate-input")
+            sample_set = gr.Dataset(components=[text], samples=_example_samples(picker.value, src.value),
+                                    label="Examples (click to use)",
+                                    samples_per_page=5)
+        with gr.Column():
+            output = gr.Textbox(label="Translation", lines=5, interactive=False, elem_id="translate-output",
+                                buttons=["copy"])
+    with gr.Row():
+        decoding = gr.Radio([GREEDY, BEAM], value=GREEDY, label="Search")
+        beam_size = gr.Slider(1, 12, value=4, step=1, label="Beam size")
+        length_penalty = gr.Slider(0.0, 2.0, value=1.0, step=0.1, label="Length penalty",
+                                   info="0 favours short outputs, 1 ranks by mean log-probability per piece")
+        n_best = gr.Slider(1, 12, value=3, step=1, label="n-best (beam only)")
+    with gr.Row():
+        translate_button = gr.Button("Translate", variant="primary", elem_id="translate-button")
+        all_button = gr.Button("Translate into every language")
+    nbest_table = results_table("n-best list (higher score is better)", NBEST_COLUMNS, elem_id="nbest-table")
+    all_table = results_table("One sentence in every language", ALL_COLUMNS)
+
+    options = [decoding, beam_size, length_penalty]
+    translate_button.click(translate, [picker, text, src, tgt, *options, n_best], [output, nbest_table],
+                           api_name="translate")
+    text.submit(translate, [picker, text, src, tgt, *options, n_best], [output, nbest_table],
+                api_visibility="private")
+    all_button.click(translate_to_all, [picker, text, src, *options], all_table, api_name="translate_to_all")
+    swap_button.click(swap, [src, tgt, text, output], [src, tgt, text, output], api_name="swap_languages")
+    picker.change(language_pair_update, [picker, src, tgt], [src, tgt], api_visibility="private")
+    src.change(examples, [picker, src], sample_set, api_visibility="private")
+    sample_set.click(pick_example, sample_set, text, api_visibility="private")

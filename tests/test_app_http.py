@@ -1,0 +1,113 @@
+"""app.py served for real (subprocess, free port) and driven through its HTTP API with gradio_client."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from gradio_client import Client
+from gradio_client.exceptions import AppError
+
+from tests.app_server import AppServer
+
+pytestmark = pytest.mark.slow
+
+SENTENCE = "The dog runs in the park."
+TRAIN_TIMEOUT_S = 180
+
+
+@pytest.fixture(scope="module")
+def client(app_server: AppServer) -> Client:
+    return Client(app_server.url, verbose=False)
+
+
+def _rows(table: dict) -> list[list]:
+    return table["data"]
+
+
+def _figure(plot: dict) -> dict:
+    assert plot["type"] == "plotly"
+    return json.loads(plot["plot"])
+
+
+def test_the_api_names_every_tab(client: Client) -> None:
+    endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    expected = {"/refresh_models", "/describe_model", "/translate", "/translate_to_all", "/swap_languages", "/sample",
+                "/step_by_step", "/show_step", "/attention", "/attention_plots", "/evaluate", "/start_training",
+                "/cancel_training", "/training_status"}
+    assert expected <= set(endpoints)
+
+
+def test_model_picker(client: Client) -> None:
+    picker, other = client.predict(None, api_name="/refresh_models")
+    assert picker["value"] == "tiny" and ["tiny", "tiny"] in picker["choices"]
+    assert ["(none)", "(none)"] in other["choices"]
+    assert "English, German, French" in client.predict("tiny", api_name="/describe_model")
+
+
+def test_translate_lines_and_n_best(client: Client) -> None:
+    output, table = client.predict("tiny", f"{SENTENCE}\nThe cat sleeps.", "en", "de", "Greedy", 4, 1.0, 1,
+                                   api_name="/translate")
+    assert len(output.split("\n")) == 2 and [row[0] for row in _rows(table)] == [1, 2]
+    output, table = client.predict("tiny", SENTENCE, "en", "fr", "Beam search", 4, 1.0, 3, api_name="/translate")
+    assert [row[1] for row in _rows(table)] == [1, 2, 3] and _rows(table)[0][2] == output
+    everywhere = client.predict("tiny", SENTENCE, "en", "Greedy", 4, 1.0, api_name="/translate_to_all")
+    assert [row[0] for row in _rows(everywhere)] == ["German (de)", "French (fr)"]
+
+
+def test_errors_come_back_as_messages(client: Client) -> None:
+    with pytest.raises(AppError, match="two different languages"):
+        client.predict("tiny", SENTENCE, "en", "en", "Greedy", 4, 1.0, 1, api_name="/translate")
+    with pytest.raises(AppError, match="Unknown model"):
+        client.predict("../../etc", SENTENCE, "en", "de", "Greedy", 4, 1.0, 1, api_name="/translate")
+
+
+def test_generate_sampling_and_steps(client: Client) -> None:
+    table = client.predict("tiny", SENTENCE, "en", "de", 3, 1.0, 0, 1.0, 7, api_name="/sample")
+    assert len(_rows(table)) == 3 and all(row[2] <= 0 for row in _rows(table))
+    slider, chart, description = client.predict("tiny", SENTENCE, "en", "de", 5, "", api_name="/step_by_step")
+    assert slider["value"] == 1 and "Step 1/" in description
+    assert len(_figure(chart)["data"][0]["x"]) == 5
+    chart, description = client.predict(2, api_name="/show_step")  # the steps live in the session's state
+    assert "Step 2/" in description
+
+
+def test_attention_and_replotting_from_state(client: Client) -> None:
+    translation, layer, head, cross, grid, encoder, decoder = client.predict("tiny", SENTENCE, "en", "de", 1,
+                                                                             api_name="/attention")
+    assert translation.startswith("**Translation:**")
+    assert layer["choices"] == [["layer 1", 1]] and head["value"] == "mean"
+    assert "Cross-attention" in _figure(cross)["layout"]["title"]["text"]
+    cross, grid, encoder, decoder = client.predict(1, "0", api_name="/attention_plots")
+    assert "head 0" in _figure(cross)["layout"]["title"]["text"]
+    assert len(_figure(grid)["data"]) == 4
+
+
+def test_evaluate_builtin_test_split(client: Client) -> None:
+    summary, bleu, chrf, matrix, second = client.predict("tiny", "(none)", "Built-in test split", [], "en-de,de-fr",
+                                                         1, 3, api_name="/evaluate")
+    assert "BLEU signature: `nrefs:1" in summary and "de-fr (zero-shot)" not in summary
+    assert _figure(bleu)["data"][0]["x"] == ["en-de", "de-fr"]
+    assert _figure(matrix)["data"][0]["type"] == "heatmap"
+
+
+def test_a_short_training_run_ends_up_in_the_picker(client: Client) -> None:
+    form = ["Built-in corpus", "", False, None, ["en", "de"], "All pairs", "", "tiny", 1, 32, 20, 600, 0.003, 1.0]
+    status, timer = client.predict(*form, "http-run", api_name="/start_training")
+    assert "http-run" in status and timer["active"] is True
+    with pytest.raises(AppError, match="already in progress"):
+        client.predict(*form, "http-second", api_name="/start_training")
+    deadline = time.monotonic() + TRAIN_TIMEOUT_S
+    while True:
+        status, progress, loss, speed, bleu, timer, picker = client.predict("tiny", api_name="/training_status")
+        if not timer["active"] or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert "**done**" in status, status
+    assert "value='1.000'" in progress
+    assert ["http-run", "http-run"] in picker["choices"] and picker["value"] == "tiny"
+    picker, _ = client.predict("tiny", api_name="/refresh_models")
+    assert ["http-run", "http-run"] in picker["choices"]
+    output, _ = client.predict("http-run", SENTENCE, "en", "de", "Greedy", 4, 1.0, 1, api_name="/translate")
+    assert isinstance(output, str)
