@@ -8,6 +8,7 @@ A sentence may produce at most `max_len_a · source_length + max_len_b` target t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -63,8 +64,9 @@ def _force_end(log_probs: Tensor, over_limit: Tensor) -> Tensor:
     return log_probs
 
 
-@torch.inference_mode()
-def greedy(model: Transformer, source: Tensor, limits: SearchLimits = SearchLimits()) -> list[Hypothesis]:
+def _extend(model: Transformer, source: Tensor, limits: SearchLimits, choose: Callable[[Tensor], Tensor]) -> list[Hypothesis]:
+    """Left to right, one continuation per row: `choose` picks each next token from the [B, V]
+    log-probabilities (argmax for greedy search, a random draw for sampling)."""
     batch = source.shape[0]
     caches, mask = _start(model, source)
     max_tokens = limits.per_sentence(source, model.config.max_positions)
@@ -73,14 +75,20 @@ def greedy(model: Transformer, source: Tensor, limits: SearchLimits = SearchLimi
     log_prob = torch.zeros(batch)
     for step in range(int(max_tokens.max())):
         log_probs = _force_end(_next_log_probs(model, tokens[:, -1:], caches, mask, step), step + 1 >= max_tokens)
-        best = log_probs.argmax(dim=-1)
-        log_prob += torch.where(finished, 0.0, log_probs.gather(1, best[:, None]).squeeze(1))
-        best = best.masked_fill(finished, PAD_ID)
-        tokens = torch.cat([tokens, best[:, None]], dim=1)
-        finished |= best == EOS_ID
+        choice = choose(log_probs)
+        log_prob += torch.where(finished, 0.0, log_probs.gather(1, choice[:, None]).squeeze(1))
+        choice = choice.masked_fill(finished, PAD_ID)
+        tokens = torch.cat([tokens, choice[:, None]], dim=1)
+        finished |= choice == EOS_ID
         if finished.all():
             break
     return [_hypothesis(row, float(lp), float(lp)) for row, lp in zip(tokens[:, 1:].tolist(), log_prob)]
+
+
+@torch.inference_mode()
+def greedy(model: Transformer, source: Tensor, limits: SearchLimits = SearchLimits()) -> list[Hypothesis]:
+    """The most probable next piece at every step."""
+    return _extend(model, source, limits, lambda log_probs: log_probs.argmax(dim=-1))
 
 
 def _hypothesis(ids: list[int], log_prob: float, score: float) -> Hypothesis:
@@ -199,22 +207,11 @@ def sample(
     generator = torch.Generator().manual_seed(seed)
     batch = source.shape[0]
     expand = torch.arange(batch).repeat_interleave(n)
-    source = source.index_select(0, expand)
-    caches, mask = _start(model, source)
-    max_tokens = limits.per_sentence(source, model.config.max_positions)
-    tokens = torch.full((batch * n, 1), BOS_ID, dtype=torch.long)
-    finished = torch.zeros(batch * n, dtype=torch.bool)
-    log_prob = torch.zeros(batch * n)
-    for step in range(int(max_tokens.max())):
-        log_probs = _force_end(_next_log_probs(model, tokens[:, -1:], caches, mask, step), step + 1 >= max_tokens)
-        choice = torch.multinomial(_filtered(log_probs, temperature, top_k, top_p), 1, generator=generator).squeeze(1)
-        log_prob += torch.where(finished, 0.0, log_probs.gather(1, choice[:, None]).squeeze(1))
-        choice = choice.masked_fill(finished, PAD_ID)
-        tokens = torch.cat([tokens, choice[:, None]], dim=1)
-        finished |= choice == EOS_ID
-        if finished.all():
-            break
-    rows = [_hypothesis(ids, float(lp), float(lp)) for ids, lp in zip(tokens[:, 1:].tolist(), log_prob)]
+
+    def draw(log_probs: Tensor) -> Tensor:
+        return torch.multinomial(_filtered(log_probs, temperature, top_k, top_p), 1, generator=generator).squeeze(1)
+
+    rows = _extend(model, source.index_select(0, expand), limits, draw)
     return [rows[b * n:(b + 1) * n] for b in range(batch)]
 
 
