@@ -15,6 +15,7 @@ import argparse
 import os
 
 from core.corpus import MAX_UPLOAD_BYTES
+from core.limits import current_limits
 from demo import state
 from demo.app import CSS, THEME, build_demo
 
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
         css=CSS,
         allowed_paths=[],  # nothing beyond Gradio's own upload cache is served
         blocked_paths=[str(state.checkpoints_dir())],  # model files are never downloadable
-        max_file_size=MAX_UPLOAD_BYTES,
+        max_file_size=min(MAX_UPLOAD_BYTES, int(current_limits().max_upload_mb * 1e6)),  # hosted: a smaller cap
         show_error=True,
     )
 

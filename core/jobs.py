@@ -6,6 +6,11 @@ that any thread can read through `Job.events`, `Job.progress` and `Job.eta_secon
 
 One `TrainingJobs` holds at most one running job: training takes every CPU core, so a second
 run on the same machine would only make both slow. `start` refuses while a run is in progress.
+
+`TrainingJobs.start_task(...)` runs any other long job under the same rule: a function that takes
+a list of event listeners and trains one or more models with them (e.g.
+`core.analysis.transfer_experiment`). Its events are watched the same way, its return value is
+`Job.result`, and cancelling it stops the training at its next event.
 """
 
 from __future__ import annotations
@@ -19,26 +24,46 @@ from typing import Any
 from core import checkpoint
 from core.config import RunConfig
 from core.corpus import Corpus
-from core.train import Event, Trainer
+from core.train import Event, Listener, Trainer
 
 SHIPPED_CHECKPOINTS: tuple[str, ...] = ("multi30k-4lang",)  # listed first, in this order
 TERMINAL_EVENTS = ("done", "cancelled", "early_stop", "time_limit", "failed")
 
 CorpusSource = Corpus | Callable[[], Corpus] | None
+Task = Callable[[list[Listener]], Any]  # trains with the listeners it is given; returns the job's result
+TRAINING = "training"
 
 
 class JobError(ValueError):
     """A training run that cannot be started, with a message meant for the user."""
 
 
-class Job:
-    """One training run in a background thread. Every property is safe to read from any thread."""
+class JobCancelled(Exception):
+    """Raised by a task's listener at the first event after `cancel()`: it unwinds the task."""
 
-    def __init__(self, name: str, folder: Path, config: RunConfig, corpus: CorpusSource) -> None:
+
+class Job:
+    """One training run (or task) in a background thread. Every property is safe to read from any thread.
+
+    A task job runs `task(listeners)` instead of one `Trainer`: it may train several models one
+    after the other, so its `step` adds up the steps of all of them (out of `total_steps`, given
+    when it starts), and its status is how the task ended, not how its last training run did.
+    """
+
+    def __init__(self, name: str, folder: Path, config: RunConfig | None, corpus: CorpusSource = None, *,
+                 task: Task | None = None, total_steps: int | None = None, kind: str = TRAINING) -> None:
+        if task is None and config is None:
+            raise ValueError("A training job needs a config")
         self.name = name
         self.folder = folder
         self.config = config
-        self.total_steps = config.train.steps
+        self.kind = kind
+        self.total_steps = total_steps or (config.train.steps if config is not None else 1)
+        self._task = task
+        self._outcome: str | None = None  # how a task ended (tasks only)
+        self._result: Any = None
+        self._task_steps = 0  # a task's steps so far, over all its training runs
+        self._phase_offset = 0  # steps of the task's earlier training runs
         self._corpus = corpus
         self._lock = threading.Lock()
         self._events: list[Event] = []
@@ -55,6 +80,9 @@ class Job:
         self._thread.start()
 
     def _run(self) -> None:
+        if self._task is not None:
+            self._run_task(self._task)
+            return
         try:
             corpus = self._corpus() if callable(self._corpus) else self._corpus
             with self._lock:
@@ -68,12 +96,36 @@ class Job:
                 if not self._events or self._events[-1]["event"] != "failed":
                     self._events.append({"event": "failed", "step": self._last_step(), "error": self._error})
 
+    def _run_task(self, task: Task) -> None:
+        result, error = None, None
+        try:
+            result = task([self._record])
+            outcome = "done"
+        except JobCancelled:
+            outcome = "cancelled"
+        except Exception as exception:  # the task is over either way; keep the reason for the UI
+            outcome, error = "failed", f"{type(exception).__name__}: {exception}"
+        with self._lock:
+            self._result, self._error, self._outcome = result, error, outcome
+            final: Event = {"event": outcome, "step": self._last_step()}
+            self._events.append({**final, "error": error} if error else final)
+
     def _record(self, event: Event) -> None:
         with self._lock:
             self._events.append(dict(event))
-            if event["event"] == "start":
-                self._training_since = (time.monotonic(), int(event.get("step", 0)))
-                self.total_steps = int(event.get("total_steps", self.total_steps))
+            if self._task is None:
+                if event["event"] == "start":
+                    self._training_since = (time.monotonic(), int(event.get("step", 0)))
+                    self.total_steps = int(event.get("total_steps", self.total_steps))
+                return
+            if event["event"] == "start":  # a task's next training run: its steps come after the last one's
+                self._phase_offset = self._task_steps
+                if self._training_since is None:
+                    self._training_since = (time.monotonic(), self._task_steps)
+            self._task_steps = max(self._task_steps, self._phase_offset + int(event.get("step", 0)))
+            stop = self._cancel_requested and event["event"] not in TERMINAL_EVENTS
+        if stop:
+            raise JobCancelled(f"{self.name} was cancelled")
 
     def cancel(self) -> None:
         """Stop after the current step; the run saves a loadable checkpoint before it ends."""
@@ -100,10 +152,19 @@ class Job:
         return self._thread.is_alive() and self.status == "running"
 
     @property
+    def result(self) -> Any:
+        """What a task returned (None for a training run, and until the task is done)."""
+        with self._lock:
+            return self._result
+
+    @property
     def status(self) -> str:
         """"running", or how the run ended: done, cancelled, early_stop, time_limit or failed."""
         with self._lock:
-            final = next((e["event"] for e in reversed(self._events) if e["event"] in TERMINAL_EVENTS), None)
+            if self._task is not None:
+                final = self._outcome
+            else:
+                final = next((e["event"] for e in reversed(self._events) if e["event"] in TERMINAL_EVENTS), None)
         if final is not None:
             return final
         return "running" if self._thread.is_alive() or not self._thread.ident else "failed"
@@ -123,6 +184,8 @@ class Job:
     @property
     def error(self) -> str | None:
         with self._lock:
+            if self._task is not None:  # not a training run's "failed" event: a cancel unwinds through one
+                return self._error
             return self._error or next((e.get("error") for e in self._events if e["event"] == "failed"), None)
 
     @property
@@ -131,6 +194,8 @@ class Job:
             return self._last_step()
 
     def _last_step(self) -> int:
+        if self._task is not None:
+            return self._task_steps
         return max((int(e.get("step", 0)) for e in self._events), default=0)
 
     @property
@@ -160,7 +225,7 @@ class Job:
         return max(0.0, (self.total_steps - step) * seconds_per_step)
 
     def summary(self) -> dict[str, Any]:
-        return {"name": self.name, "folder": str(self.folder), "status": self.status, "step": self.step,
+        return {"name": self.name, "kind": self.kind, "folder": str(self.folder), "status": self.status, "step": self.step,
                 "total_steps": self.total_steps, "progress": self.progress, "eta_seconds": self.eta_seconds,
                 "error": self.error}
 
@@ -190,6 +255,22 @@ class TrainingJobs:
         so a slow download does not block the caller), or None to load `config.data.source`.
         Raises JobError when a run is in progress or the name is invalid or already taken.
         """
+        return self._launch(run_name, checkpoints_dir, lambda name, folder: Job(name, folder, config, corpus))
+
+    def start_task(self, run_name: str, checkpoints_dir: str | Path, task: Task, total_steps: int,
+                   kind: str = "task", config: RunConfig | None = None) -> Job:
+        """Run `task(listeners)` in the background under the same rules as `start` (one job at a
+        time, a fresh `checkpoints_dir/run_name` that the task may write to) and return at once.
+
+        The task trains with the listeners it is given (e.g. `transfer_experiment(..., listeners=listeners)`);
+        `total_steps` is the sum of the steps of its training runs, for the progress bar. Its return
+        value becomes `Job.result`. Cancelling raises `JobCancelled` from the listeners at the next
+        training event, which ends the task with status "cancelled".
+        """
+        return self._launch(run_name, checkpoints_dir, lambda name, folder: Job(
+            name, folder, config, task=task, total_steps=total_steps, kind=kind))
+
+    def _launch(self, run_name: str, checkpoints_dir: str | Path, make: Callable[[str, Path], Job]) -> Job:
         try:
             name = checkpoint.check_run_name(run_name)
         except ValueError as error:
@@ -198,11 +279,12 @@ class TrainingJobs:
         with self._lock:
             busy = self.running
             if busy is not None:
-                raise JobError(f"A training run is already in progress ({busy.name}, step {busy.step}/"
+                what = "A training run" if busy.kind == TRAINING else f"A {busy.kind}"
+                raise JobError(f"{what} is already in progress ({busy.name}, step {busy.step}/"
                                f"{busy.total_steps}). Wait for it to finish or cancel it first.")
             if folder.exists():
                 raise JobError(f"A run named {name!r} already exists in {folder.parent}; choose another name")
-            job = Job(name, folder, config, corpus)
+            job = make(name, folder)
             job.start()
             self._current = job
         return job

@@ -328,12 +328,17 @@ def attention_heatmap(
     source_pieces: list[str],
     target_pieces: list[str],
     title: str = "Cross-attention",
+    x_title: str = "source (keys)",
+    y_title: str = "target (queries)",
 ) -> go.Figure:
     """Heatmap of one attention matrix ``weights[tgt, src]``.
 
     Row i shows where target piece i looks in the source.  Rows are the
     target (query) pieces, read top to bottom; columns are the source (key)
     pieces.  The colour scale runs from 0 to the largest weight.
+
+    ``x_title``/``y_title`` name the axes; the defaults fit cross-attention.
+    For self-attention pass e.g. "source (keys)"/"source (queries)".
     """
     w = np.asarray(weights, dtype=float)
     if w.size == 0 or not source_pieces or not target_pieces:
@@ -362,9 +367,7 @@ def attention_heatmap(
         yaxis={**_index_axis(target_pieces), "autorange": "reversed"},
     )
     height = max(320, 140 + 24 * len(target_pieces))
-    return _style(
-        fig, title, x_title="source (keys)", y_title="target (queries)", height=height
-    )
+    return _style(fig, title, x_title=x_title, y_title=y_title, height=height)
 
 
 def attention_head_grid(
@@ -372,12 +375,15 @@ def attention_head_grid(
     source_pieces: list[str],
     target_pieces: list[str],
     title: str = "All heads",
+    x_title: str | None = None,
+    y_title: str | None = None,
 ) -> go.Figure:
     """One small heatmap per attention head of ``weights[head, tgt, src]``.
 
     Up to 4 heads per row.  Heads are numbered from 0, like ``weights[i]``.
     All heads share one colour scale (0 to the largest weight of any head),
-    so they can be compared.
+    so they can be compared.  ``x_title``/``y_title`` (none by default) name
+    the axes of every small heatmap.
     """
     w = np.asarray(weights, dtype=float)
     if w.size == 0 or not source_pieces or not target_pieces:
@@ -427,7 +433,7 @@ def attention_head_grid(
             "colorbar": {"title": {"text": "weight"}},
         }
     )
-    return _style(fig, title, height=120 + 260 * rows)
+    return _style(fig, title, x_title=x_title, y_title=y_title, height=120 + 260 * rows)
 
 
 # ---------------------------------------------------------------------------

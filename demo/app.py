@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gradio as gr
 
-from demo import attention_tab, evaluate_tab, generate_tab, guide_tab, state, train_tab, translate_tab
+from core.limits import current_limits
+from demo import attention_tab, evaluate_tab, generate_tab, guide_tab, inside_tab, state, train_tab, translate_tab
+from demo.ui import limits_note
 
 TITLE = "Polyglot Lab"
 DEFAULT_CONCURRENCY = 2  # translations are served while another request (or a training run) works
@@ -37,6 +39,8 @@ def build_demo() -> gr.Blocks:
     names = state.checkpoint_names()
     with gr.Blocks(title=TITLE) as demo:
         gr.Markdown(f"# {TITLE}\nTrain, use and look inside a multilingual neural machine translation model.")
+        if current_limits().hosted:  # visitors should know the caps before they hit one
+            gr.Markdown(limits_note(), elem_id="limits")
         with gr.Row(equal_height=True):
             picker = gr.Dropdown(names, value=state.default_checkpoint(names), label="Model", scale=4,
                                  allow_custom_value=True, elem_id="model-picker",
@@ -54,6 +58,8 @@ def build_demo() -> gr.Blocks:
                 attention_tab.build(picker)
             with gr.Tab("Evaluate", id="evaluate"):
                 other = evaluate_tab.build(picker)
+            with gr.Tab("Inside", id="inside"):
+                inside_tab.build(demo, picker)
             with gr.Tab("Guide", id="guide"):
                 guide_tab.build()
         refresh.click(refresh_models, picker, [picker, other], api_name="refresh_models")

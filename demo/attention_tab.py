@@ -6,7 +6,7 @@ import gradio as gr
 import numpy as np
 import plotly.graph_objects as go
 
-from core import plots
+from core import limits, plots
 from core.translator import AttentionView
 from demo import state
 from demo.ui import explain, friendly_errors, language_pair, language_pair_update
@@ -55,9 +55,11 @@ def attention_figures(view: AttentionView | None, layer: float = 1, head: str = 
     grid = plots.attention_head_grid(view.cross[decoder_layer], source, target,
                                      title=f"Every head of decoder layer {decoder_layer + 1} (cross-attention)")
     encoder = plots.attention_heatmap(_heads(view.encoder_self[encoder_layer], head), source, source,
-                                      title=f"Encoder self-attention · layer {encoder_layer + 1} · {label}")
+                                      title=f"Encoder self-attention · layer {encoder_layer + 1} · {label}",
+                                      x_title="source (keys)", y_title="source (queries)")
     decoder = plots.attention_heatmap(_heads(view.decoder_self[decoder_layer], head), decoder_inputs, target,
-                                      title=f"Decoder self-attention · layer {decoder_layer + 1} · {label}")
+                                      title=f"Decoder self-attention · layer {decoder_layer + 1} · {label}",
+                                      x_title="target (keys)", y_title="target (queries)")
     return cross, grid, encoder, decoder
 
 
@@ -65,6 +67,8 @@ def attention_figures(view: AttentionView | None, layer: float = 1, head: str = 
 def attend(checkpoint: str, text: str, src: str, tgt: str, beam_size: float = 1) -> tuple:
     """Translate `text` and return its attention: the view (kept in gr.State), the translation,
     layer and head selectors sized to the model, and the four figures."""
+    limits.check_text(text or "")
+    limits.check_search(beam_size=int(beam_size))
     translator = state.get_translator(checkpoint)
     view = translator.attention(text or "", src, tgt, beam_size=int(beam_size))
     layers, heads = view.cross.shape[0], view.cross.shape[1]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from core.builtin_corpus import BUILTIN_LANGUAGES
 from core.corpus import MULTI30K_LANGUAGES, Corpus, CorpusError, find_multi30k, load_builtin, load_corpus, read_user_files
+from core.limits import check_upload_size
 
 BUILTIN, MULTI30K, UPLOAD = "Built-in corpus", "Multi30K", "Uploaded files"
 DATA_SOURCES = [BUILTIN, MULTI30K, UPLOAD]
@@ -35,8 +36,14 @@ def paths_of(files: list | str | Path | None) -> list[Path]:
 
 
 def upload_source(files: list | str | None) -> str:
-    """The `data.source` string for uploaded files: two aligned `NAME.xx.txt` files or one TSV."""
+    """The `data.source` string for uploaded files: two aligned `NAME.xx.txt` files or one TSV.
+
+    Every upload passes here, so this is where the upload size cap (core.limits) is enforced.
+    """
     paths = paths_of(files)
+    for path in paths:
+        if path.is_file():
+            check_upload_size(path.stat().st_size, path.name)
     one_tsv = len(paths) == 1 and paths[0].suffix.lower() == ".tsv"
     two_texts = len(paths) == 2 and not any(p.suffix.lower() == ".tsv" for p in paths)
     if not (one_tsv or two_texts):
@@ -59,6 +66,11 @@ def _digest(paths: list[Path]) -> str:
 @lru_cache(maxsize=4)
 def _builtin() -> Corpus:
     return load_builtin()
+
+
+def builtin_corpus() -> Corpus:
+    """The built-in corpus, loaded once."""
+    return _builtin()
 
 
 @lru_cache(maxsize=2)

@@ -8,17 +8,18 @@ import gradio as gr
 import plotly.graph_objects as go
 
 from core import checkpoint as ckpt
-from core import plots
+from core import limits, plots
 from core.evaluate import EvalReport, evaluate
 from core.languages import parse_directions
 from demo import data, state
-from demo.ui import explain, friendly_errors
+from demo.ui import check_sentences, explain, friendly_errors
 
 INTRO = ("Score a model on a test set it never trained on: BLEU counts matching word n-grams, chrF "
          "matching character n-grams (kinder to rich morphology). Directions marked * are zero-shot: "
          "the model never saw a single pair of them.")
 NONE = "(none)"
 DEFAULT_MAX_SENTENCES = 100
+HEAVY = "whole-test-set"  # evaluation-sized requests (here and in the Inside tab) run one at a time
 
 
 class ReportCache:
@@ -77,8 +78,10 @@ def run_evaluation(checkpoint: str, other: str | None, test_set: str, files: lis
     and a source × target BLEU matrix per checkpoint."""
     choices = [checkpoint] + ([other] if other and other not in (NONE, checkpoint) else [])
     state.resolve_checkpoint(checkpoint)  # a clear message before any work when nothing is picked
-    test_key, lines = data.load_test_set(test_set, files)
     beam, limit = max(1, int(beam_size)), max(1, int(max_sentences))
+    limits.check_search(beam_size=beam)
+    check_sentences(limit)
+    test_key, lines = data.load_test_set(test_set, files)
     reports = {}
     for index, choice in enumerate(choices):
         share = (index / len(choices), 1 / len(choices))
@@ -139,5 +142,6 @@ def build(picker: gr.Dropdown) -> gr.Dropdown:
     other.focus(refresh_other, other, other, api_visibility="private", show_progress="hidden")
     test_set.change(toggle_files, test_set, files, api_visibility="private")
     run_button.click(run_evaluation, [picker, other, test_set, files, directions, beam_size, max_sentences],
-                     [summary, bleu, chrf, matrix, second_matrix], api_name="evaluate", concurrency_limit=1)
+                     [summary, bleu, chrf, matrix, second_matrix], api_name="evaluate",
+                     concurrency_id=HEAVY, concurrency_limit=1)
     return other

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import gradio as gr
 
-from demo.ui import explain
+from demo.ui import explain, limits_note
 
-INTRO = "New here? Follow these five exercises, in order; each takes a few minutes."
+INTRO = "New here? Follow these six exercises, in order; each takes a few minutes."
 
 GUIDE = """
 ### 1 · Train a tiny model (Train tab)
@@ -52,9 +52,23 @@ Evaluate your model on the built-in test split, then compare it with another che
   In the matrix those zero-shot directions are marked *. Can the model translate them at all?
 * The signatures under each table say exactly how the scores were computed, so they can be compared
   with published numbers.
+
+### 6 · Look inside multilingual learning (Inside tab)
+* **Zero-shot vs pivot:** with your English-centric model, is translating German → French directly
+  (zero-shot) better or worse than going through English (pivot)? Do zero-shot outputs come out in the
+  right language?
+* **Transfer:** run the experiment. Does the English → Czech direction gain from sharing the model with
+  German and French, although it has exactly the same Czech data?
+* **Sentence space:** move the layer slider. Do translations of a sentence come closer in higher
+  layers? Does retrieval accuracy rise with the layer?
+* **Shared vocabulary:** which language needs the most pieces per word? Which two languages share the
+  most pieces, and why?
+* **Side by side:** compare a tiny model with the shipped one on the same sentence: is the attention of
+  the better model more diagonal?
 """
 
 
 def build() -> None:
     explain(INTRO)
     gr.Markdown(GUIDE, elem_id="guide")
+    gr.Markdown(f"**Limits of this server.** {limits_note()}", elem_id="guide-limits")

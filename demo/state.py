@@ -24,6 +24,12 @@ MAX_CACHED_MODELS = 4
 JOBS = TrainingJobs()  # one training run per server process
 
 
+def training_threads() -> int:
+    """Torch threads of a run started from the UI: every core but one, which keeps serving
+    translations while it trains (on a 2-vCPU Space: one thread each)."""
+    return max(1, (os.cpu_count() or 1) - 1)
+
+
 def checkpoints_dir() -> Path:
     """$POLYGLOT_CHECKPOINTS, or checkpoints/ in the project. Read at every call, so tests can point it elsewhere."""
     return Path(os.environ.get(CHECKPOINTS_ENV) or PROJECT_ROOT / "checkpoints").resolve()

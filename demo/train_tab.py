@@ -12,8 +12,9 @@ import plotly.graph_objects as go
 from core import plots
 from core.config import PRESETS, RunConfig, preset
 from core.corpus import Corpus, download_multi30k, find_multi30k, load_corpus
-from core.jobs import Job
+from core.jobs import TRAINING, Job
 from core.languages import parse_directions
+from core.limits import check_training, current_limits
 from demo import data, state
 from demo.ui import explain, friendly_errors, language_choices
 
@@ -83,6 +84,8 @@ def _data(source: str, folder: str, download: bool, files: Any) -> tuple[str, An
         corpus = data.corpus_from_uploads(files)  # small files: read now, so mistakes show at once
         return data.upload_source(files), corpus, corpus.languages
     if source == data.MULTI30K:
+        if folder.strip() and current_limits().hosted:
+            raise ValueError("This hosted app reads Multi30K from its own folder only: leave the folder empty.")
         spec = f"multi30k:{folder.strip()}" if folder.strip() else "multi30k"
         return spec, _multi30k_loader(folder, download), data.KNOWN_LANGUAGES[data.MULTI30K]
     return "builtin", None, data.KNOWN_LANGUAGES[data.BUILTIN]
@@ -102,6 +105,8 @@ def start_training(source: str, multi30k_folder: str, download: bool, files: Any
     parse_directions(directions, chosen)  # a bad spec is reported now, not from the background thread
     config = build_config(preset_name, layers, d_model, steps, tokens_per_batch, lr, temperature, spec, chosen,
                           directions)
+    check_training(config)
+    config.train.threads = state.training_threads()  # one core keeps serving translations meanwhile
     name = (run_name or "").strip() or f"{preset_name}-{time.strftime('%Y%m%d-%H%M%S')}"
     job = state.JOBS.start(config, name, state.checkpoints_dir(), corpus=corpus)
     return f"Started **{job.name}** ({len(chosen)} languages, {config.train.steps} steps).", gr.update(active=True)
@@ -132,6 +137,8 @@ def status_text(job: Job | None) -> str:
         return f"**{job.name}** · {job.stage} · step {job.step}/{job.total_steps}"
     if job.status == "failed":
         return f"**{job.name}** · **failed** · {job.error}"
+    if job.kind != TRAINING:
+        return f"**{job.name}** ({job.kind}) · **{job.status}** at step {job.step} · see the **Inside** tab."
     best = next((e.get("best_mean_valid_bleu") for e in reversed(job.events) if "best_mean_valid_bleu" in e), None)
     bleu = f" · best mean validation BLEU {best:.1f}" if best is not None else ""
     return (f"**{job.name}** · **{job.status}** at step {job.step}{bleu} · the model is now in the picker "
@@ -207,13 +214,14 @@ def uploaded_languages(files: Any) -> dict:
 def data_source_changed(source: str, files: Any) -> tuple[dict, dict, dict, dict]:
     """Show the inputs of the chosen data source and offer its languages."""
     multi30k, upload = source == data.MULTI30K, source == data.UPLOAD
+    folder_box = multi30k and not current_limits().hosted  # no server paths typed in on a public Space
     if upload:
         languages = uploaded_languages(files)
     else:
         available = data.KNOWN_LANGUAGES.get(source, data.KNOWN_LANGUAGES[data.BUILTIN])
         default = [lang for lang in DEFAULT_LANGUAGES if lang in available]
         languages = gr.update(choices=language_choices(available), value=default)
-    return gr.update(visible=multi30k), gr.update(visible=multi30k), gr.update(visible=upload), languages
+    return gr.update(visible=folder_box), gr.update(visible=multi30k), gr.update(visible=upload), languages
 
 
 def custom_visible(mode: str) -> dict:

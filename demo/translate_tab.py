@@ -5,6 +5,7 @@ from __future__ import annotations
 import gradio as gr
 import pandas as pd
 
+from core import limits
 from core.languages import language_name
 from demo import data, state
 from demo.ui import explain, friendly_errors, language_pair, language_pair_update, results_table, swap_languages
@@ -28,8 +29,10 @@ def translate(checkpoint: str, text: str, src: str, tgt: str, decoding: str = GR
     """Translate each line of `text`; returns the translations (one per line) and the n-best table."""
     if not text or not text.strip():
         raise gr.Error("Enter a sentence to translate (one per line).")
-    translator = state.get_translator(checkpoint)
     beam = _beam(decoding, beam_size)
+    limits.check_text(text)
+    limits.check_search(beam_size=beam)
+    translator = state.get_translator(checkpoint)
     lines = text.strip("\n").splitlines()
     if len(lines) > MAX_LINES:
         raise gr.Error(f"{len(lines)} lines is more than the {MAX_LINES} translated at once here; "
@@ -51,9 +54,11 @@ def translate_to_all(checkpoint: str, text: str, src: str, decoding: str = GREED
     sentence = next((line for line in (text or "").splitlines() if line.strip()), "")
     if not sentence:
         raise gr.Error("Enter a sentence to translate.")
+    beam = _beam(decoding, beam_size)
+    limits.check_text(text)
+    limits.check_search(beam_size=beam)
     translator = state.get_translator(checkpoint)
-    results = translator.translate_to_all(sentence, src, beam_size=_beam(decoding, beam_size),
-                                          length_penalty=float(length_penalty))
+    results = translator.translate_to_all(sentence, src, beam_size=beam, length_penalty=float(length_penalty))
     rows = [[f"{language_name(lang)} ({lang})", result.text, round(result.score, 3)]
             for lang, result in results.items()]
     return pd.DataFrame(rows, columns=ALL_COLUMNS)

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import gradio as gr
 
 from core.languages import language_name
+from core.limits import current_limits
 from demo import state
 
 log = logging.getLogger("polyglot.demo")
@@ -37,6 +38,19 @@ def friendly_errors(handler: Handler) -> Handler:
                            "The server log has the details.") from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def check_sentences(count: int) -> None:
+    """Refuse more test sentences per direction than the limits allow (core.limits), like its check_* do."""
+    limits = current_limits()
+    if count > limits.max_eval_sentences:
+        mode = "this hosted app" if limits.hosted else "this app"
+        raise ValueError(f"Too large for {mode}: at most {limits.max_eval_sentences} sentences per direction please.")
+
+
+def limits_note() -> str:
+    """The caps in force, in one line (shown under the header in hosted mode, and in the Guide)."""
+    return f"<span class='tab-intro'>{current_limits().describe()}</span>"
 
 
 def explain(text: str) -> gr.Markdown:

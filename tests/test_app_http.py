@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
-from tests.app_server import AppServer
+from tests.app_server import AppServer, copy_checkpoint, launch_app
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +36,8 @@ def test_the_api_names_every_tab(client: Client) -> None:
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
     expected = {"/refresh_models", "/describe_model", "/translate", "/translate_to_all", "/swap_languages", "/sample",
                 "/step_by_step", "/show_step", "/attention", "/attention_plots", "/evaluate", "/start_training",
-                "/cancel_training", "/training_status"}
+                "/cancel_training", "/training_status", "/zero_shot", "/start_transfer", "/cancel_transfer",
+                "/transfer_status", "/embedding_space", "/embedding_layer", "/tokenization", "/side_by_side"}
     assert expected <= set(endpoints)
 
 
@@ -92,6 +94,46 @@ def test_evaluate_builtin_test_split(client: Client) -> None:
     assert _figure(matrix)["data"][0]["type"] == "heatmap"
 
 
+def test_inside_zero_shot(client: Client) -> None:
+    summary, matrix, bars = client.predict("tiny", "Built-in test split", [], 1, 3, api_name="/zero_shot")
+    assert "| en-de | supervised |" in summary and "none is zero-shot" in summary
+    assert _figure(matrix)["data"][0]["type"] == "heatmap"
+    assert [trace["name"] for trace in _figure(bars)["data"]] == ["direct"]
+
+
+def test_inside_embedding_space(client: Client) -> None:
+    scatter, chart, table, layer = client.predict("tiny", "Built-in test split", [], 10, 1, False,
+                                                  api_name="/embedding_space")
+    assert [trace["name"] for trace in _figure(scatter)["data"]] == ["same sentence", "en", "de", "fr"]
+    assert table["headers"][:2] == ["layer", "mean"] and [row[0] for row in _rows(table)] == [0, 1]
+    assert _figure(chart)["data"][0]["name"] == "mean" and layer["maximum"] == 1
+    scatter = client.predict("tiny", "Built-in test split", [], 10, 0, True, api_name="/embedding_layer")
+    assert "embeddings" in _figure(scatter)["layout"]["title"]["text"]
+
+
+def test_inside_tokenization(client: Client) -> None:
+    pieces, stats, bars, matrix = client.predict("tiny", "Built-in test split", [], 1, api_name="/tokenization")
+    assert [row[0] for row in _rows(pieces)] == ["English (en)", "German (de)", "French (fr)"]
+    assert all(row[3] >= 1 for row in _rows(pieces)) and len(_rows(stats)) == 3
+    assert _figure(bars)["data"][0]["x"] == ["en", "de", "fr"]
+    assert _figure(matrix)["data"][0]["type"] == "heatmap"
+
+
+@pytest.fixture(scope="module")
+def second_model(app_server: AppServer, tiny_checkpoint: Path) -> str:
+    copy_checkpoint(tiny_checkpoint, app_server.checkpoints, "tiny-b")  # the app re-reads its folder on each call
+    return "tiny-b"
+
+
+def test_inside_side_by_side(client: Client, second_model: str) -> None:
+    table, first, second = client.predict("tiny", second_model, SENTENCE, "en", "de", 1, api_name="/side_by_side")
+    assert [row[0] for row in _rows(table)] == ["tiny", second_model]
+    assert _rows(table)[0][1] == _rows(table)[1][1]
+    assert _figure(first)["data"][0]["type"] == "heatmap" and second_model in _figure(second)["layout"]["title"]["text"]
+    with pytest.raises(AppError, match="Pick a second model"):
+        client.predict("tiny", "(none)", SENTENCE, "en", "de", 1, api_name="/side_by_side")
+
+
 def test_a_short_training_run_ends_up_in_the_picker(client: Client) -> None:
     form = ["Built-in corpus", "", False, None, ["en", "de"], "All pairs", "", "tiny", 1, 32, 20, 600, 0.003, 1.0]
     status, timer = client.predict(*form, "http-run", api_name="/start_training")
@@ -111,3 +153,21 @@ def test_a_short_training_run_ends_up_in_the_picker(client: Client) -> None:
     assert ["http-run", "http-run"] in picker["choices"]
     output, _ = client.predict("http-run", SENTENCE, "en", "de", "Greedy", 4, 1.0, 1, api_name="/translate")
     assert isinstance(output, str)
+
+
+@pytest.fixture(scope="module")
+def hosted_server(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path):
+    """A second app, launched with POLYGLOT_HOSTED=1 (the caps of a public Space)."""
+    folder = tmp_path_factory.mktemp("hosted-checkpoints")
+    copy_checkpoint(tiny_checkpoint, folder, "tiny")
+    server = launch_app(folder, tmp_path_factory.mktemp("hosted-log") / "app.log", env={"POLYGLOT_HOSTED": "1"})
+    yield server
+    server.stop()
+
+
+def test_hosted_app_refuses_an_oversize_beam(hosted_server: AppServer) -> None:
+    client = Client(hosted_server.url, verbose=False)
+    with pytest.raises(AppError, match="Too large for this hosted app: a beam of at most 6 please"):
+        client.predict("tiny", SENTENCE, "en", "de", "Beam search", 8, 1.0, 1, api_name="/translate")
+    output, table = client.predict("tiny", SENTENCE, "en", "de", "Beam search", 6, 1.0, 1, api_name="/translate")
+    assert _rows(table)[0][2] == output

@@ -32,7 +32,8 @@ TAB_INTROS = {
     "Generate": "The decoder is a language model",
     "Attention": "Translate one sentence and look inside",
     "Evaluate": "Score a model on a test set",
-    "Guide": "Follow these five exercises",
+    "Inside": "Look inside multilingual learning",
+    "Guide": "Follow these six exercises",
 }
 
 
@@ -121,6 +122,15 @@ def test_attention_shows_the_translation_and_heatmaps(page, shots) -> None:
     page.locator("#attention-translation").get_by_text("Translation:").wait_for()
     page.locator("#cross-attention .heatmaplayer .hm").first.wait_for(state="attached")
     shots(page, "attention")
+
+
+def test_inside_tab_shows_how_each_language_is_cut_into_pieces(page, shots) -> None:
+    _open(page, "Inside")
+    page.get_by_text("Shared vocabulary").click()  # open the accordion
+    page.get_by_role("button", name="Show the pieces").click()
+    page.locator("#pieces-table").get_by_text("German (de)").first.wait_for()
+    assert page.locator("#pieces-table").get_by_text("French (fr)").first.is_visible()
+    shots(page, "inside-tokenization")
 
 
 def test_start_a_tiny_training_run_and_watch_the_chart(page, shots) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import pytest
 from core.config import preset
 from core.corpus import load_builtin
 from demo import app as demo_app
-from demo import attention_tab, data, evaluate_tab, generate_tab, state, train_tab, translate_tab
+from demo import attention_tab, data, evaluate_tab, generate_tab, guide_tab, inside_tab, state, train_tab, translate_tab
 from tests.app_server import copy_checkpoint
 
 SENTENCE = "The dog runs in the park."
@@ -39,6 +41,22 @@ def no_training_left_running():
 def second_model(app_checkpoints: Path, tiny_checkpoint: Path) -> str:
     copy_checkpoint(tiny_checkpoint, app_checkpoints, "tiny-copy")
     return "tiny-copy"
+
+
+@pytest.fixture(scope="module")
+def en_centric_model(app_checkpoints: Path, tiny_checkpoint: Path) -> str:
+    """The tiny model, declared as trained on en↔de and en↔fr only: de↔fr count as zero-shot.
+    (Its weights saw every direction; only the zero-shot bookkeeping is exercised, quickly.)"""
+    folder = copy_checkpoint(tiny_checkpoint, app_checkpoints, "tiny-en-centric")
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    config["directions"] = ["en-de", "en-fr", "de-en", "fr-en"]
+    (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    return "tiny-en-centric"
+
+
+@pytest.fixture
+def hosted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POLYGLOT_HOSTED", "1")
 
 
 def _figure_text(figure) -> str:
@@ -185,6 +203,9 @@ def test_attention_figures_belong_to_the_translation_shown() -> None:
     assert len(grid.data) == view.cross.shape[1]
     assert np.asarray(encoder.data[0].z).shape == (len(view.source_pieces),) * 2
     assert np.asarray(decoder.data[0].z).shape == (len(view.target_pieces),) * 2
+    assert (cross.layout.xaxis.title.text, cross.layout.yaxis.title.text) == ("source (keys)", "target (queries)")
+    assert (encoder.layout.xaxis.title.text, encoder.layout.yaxis.title.text) == ("source (keys)", "source (queries)")
+    assert (decoder.layout.xaxis.title.text, decoder.layout.yaxis.title.text) == ("target (keys)", "target (queries)")
 
 
 def test_changing_head_replots_without_translating_again() -> None:
@@ -283,6 +304,7 @@ def test_start_training_refuses_a_bad_form(changes: dict, message: str) -> None:
 def test_train_from_the_form_watch_it_and_find_it_in_the_picker(checkpoints: Path) -> None:
     status, timer = train_tab.start_training(**TINY_FORM, run_name="handler-run")
     assert "handler-run" in status and timer["active"] is True
+    assert state.JOBS.current.config.train.threads == max(1, os.cpu_count() - 1)  # one core keeps serving
     with pytest.raises(gr.Error, match="already in progress"):
         train_tab.start_training(**TINY_FORM, run_name="another")
     seen: dict = {}
@@ -317,6 +339,166 @@ def test_form_helpers(tmp_path: Path) -> None:
     assert update["value"] == ["en", "de"]
     assert train_tab.custom_visible(train_tab.CUSTOM)["visible"] is True
     assert train_tab.preset_knobs("small")[1] == preset("small").model.d_model
+
+
+# --- Inside ----------------------------------------------------------------------------------
+
+def test_zero_shot_section_on_a_model_trained_on_every_direction() -> None:
+    summary, matrix, bars = inside_tab.zero_shot("tiny", "Built-in test split", None, 1, 3)
+    assert "none is zero-shot" in summary and "BLEU signature" in summary
+    assert np.asarray(matrix.data[0].z).shape == (3, 3) and "*" not in _figure_text(matrix).split('"text"')[0]
+    assert [trace.name for trace in bars.data] == ["direct"] and len(bars.data[0].x) == 6
+
+
+def test_zero_shot_section_marks_and_pivots_held_out_directions(en_centric_model: str) -> None:
+    summary, matrix, bars = inside_tab.zero_shot(en_centric_model, "Built-in test split", None, 1, 3)
+    assert "| de-fr | zero-shot |" in summary and "| en-de | supervised |" in summary
+    assert "mean zero-shot" in summary and "none is zero-shot" not in summary
+    assert "zero-shot direction" in _figure_text(matrix)
+    direct, pivot = bars.data
+    assert pivot.name == "pivot via en"
+    assert sorted(x for x, y in zip(pivot.x, pivot.y) if y is not None) == ["de-fr", "fr-de"]
+
+
+def test_transfer_experiment_runs_in_the_background(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(inside_tab, "TRANSFER_TEST_SENTENCES", 4)
+    assert inside_tab.transfer_status()[0].startswith("No experiment yet")
+    status, timer = inside_tab.start_transfer("cs", ["de"], 60, 3)
+    assert "two models of 3 steps" in status and timer["active"] is True
+    assert state.JOBS.current.config.train.threads == max(1, os.cpu_count() - 1)
+    with pytest.raises(gr.Error, match="already in progress"):  # one run per server, whatever its kind
+        train_tab.start_training(**TINY_FORM, run_name="during-transfer")
+    with pytest.raises(gr.Error, match="already in progress"):
+        inside_tab.start_transfer("cs", ["de"], 60, 3)
+    outputs = None
+    for _ in range(3000):
+        outputs = inside_tab.transfer_status()
+        if outputs[4]["active"] is False:
+            break
+        time.sleep(0.1)
+    text, progress, chart, table, timer = outputs
+    assert "**done**" in text, text
+    assert "value='1.000'" in progress
+    assert [trace.name for trace in chart.data] == ["bilingual", "multilingual"]
+    assert list(chart.data[1].x) == ["en-cs", "en-de"]
+    assert "| en-cs |" in table and "60 / 60" in table
+    assert state.JOBS.current.step == 6
+    assert "Inside" in train_tab.status_text(state.JOBS.current)  # the Train tab points to the right place
+    assert inside_tab.cancel_transfer() == "No experiment is running."
+
+
+@pytest.mark.parametrize("args, message", [
+    (("en", ["de"], 60, 3), "other than English"),
+    (("cs", ["cs", "en"], 60, 3), "at least one helper"),
+    (("cs", ["de"], 0, 3), "between 1 and"),
+])
+def test_transfer_experiment_refuses_a_bad_form(args: tuple, message: str) -> None:
+    with pytest.raises(gr.Error, match=message):
+        inside_tab.start_transfer(*args)
+    assert state.JOBS.running is None
+
+
+def test_embedding_space_and_retrieval_per_layer() -> None:
+    scatter, chart, table, slider = inside_tab.embedding("tiny", "Built-in test split", None, 12, 5)
+    assert [trace.name for trace in scatter.data] == ["same sentence", "en", "de", "fr"]
+    assert sum(len(trace.x) for trace in scatter.data[1:]) == 36
+    assert "encoder layer 1" in scatter.layout.title.text  # 5 is clamped to the tiny model's one layer
+    assert slider["maximum"] == 1 and slider["value"] == 1
+    assert [trace.name for trace in chart.data][0] == "mean" and len(chart.data) == 7  # mean + 6 pairs
+    assert list(table.columns)[:2] == ["layer", "mean"] and list(table["layer"]) == [0, 1]
+    assert ((table.drop(columns="layer") >= 0) & (table.drop(columns="layer") <= 1)).all().all()
+    at_zero = inside_tab.embedding_layer("tiny", "Built-in test split", None, 12, 0, True)
+    assert "embeddings" in at_zero.layout.title.text
+    assert inside_tab.layer_slider("tiny")["maximum"] == 1 and inside_tab.layer_slider(None)["maximum"] == 1
+
+
+def test_tokenization_across_languages() -> None:
+    pieces, stats, bars, matrix = inside_tab.tokenization("tiny", "Built-in test split", None, 2)
+    test = load_builtin().split("test")
+    assert list(pieces.columns) == inside_tab.PIECES_COLUMNS
+    assert list(pieces["sentence"]) == [test[lang][1] for lang in LANGUAGES]
+    assert all(count == len(text.split(" · ")) for count, text in zip(pieces["number of pieces"], pieces["pieces"]))
+    assert list(stats["language"]) == ["English (en)", "German (de)", "French (fr)"]
+    assert (stats["pieces per word"] >= 1).all()
+    assert list(bars.data[0].x) == LANGUAGES and bars.layout.xaxis.title.text == "language"
+    jaccard = np.asarray(matrix.data[0].z, dtype=float)
+    assert jaccard.shape == (3, 3) and np.nanmax(jaccard) <= 100 and np.nanmin(jaccard) > 1  # percent
+    with pytest.raises(gr.Error, match="between 1 and"):
+        inside_tab.tokenization("tiny", "Built-in test split", None, 10_000)
+
+
+def test_two_models_side_by_side(second_model: str) -> None:
+    table, first, second = inside_tab.side_by_side("tiny", second_model, SENTENCE, "en", "de", 1)
+    assert list(table.columns) == inside_tab.SIDE_COLUMNS and list(table["model"]) == ["tiny", second_model]
+    assert table["translation"][0] == table["translation"][1]  # the same weights
+    assert list(table["zero-shot"]) == ["no", "no"]
+    assert first.data[0].type == "heatmap" and second_model in second.layout.title.text
+    assert np.allclose(np.asarray(first.data[0].z), np.asarray(second.data[0].z))
+    with pytest.raises(gr.Error, match="Pick a second model"):
+        inside_tab.side_by_side("tiny", evaluate_tab.NONE, SENTENCE, "en", "de")
+    with pytest.raises(gr.Error, match="Enter a sentence"):
+        inside_tab.side_by_side("tiny", second_model, " ", "en", "de")
+
+
+# --- hosted mode ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: translate_tab.translate("tiny", SENTENCE, "en", "de", translate_tab.BEAM, 8), "a beam of at most 6"),
+    (lambda: translate_tab.translate("tiny", "a\n" * 60, "en", "de"), "at most 50 lines"),
+    (lambda: translate_tab.translate_to_all("tiny", "x" * 2001, "en"), "at most 2000 characters"),
+    (lambda: translate_tab.translate_to_all("tiny", SENTENCE, "en", translate_tab.BEAM, 7), "a beam of at most 6"),
+    (lambda: generate_tab.sample("tiny", SENTENCE, "en", "de", n=11), "at most 10 candidates"),
+    (lambda: generate_tab.decode_steps("tiny", "x" * 2001, "en", "de"), "at most 2000 characters"),
+    (lambda: attention_tab.attend("tiny", SENTENCE, "en", "de", 7), "a beam of at most 6"),
+    (lambda: evaluate_tab.run_evaluation("tiny", None, "Built-in test split", None, "en-de", 1, 201),
+     "at most 200 sentences per direction"),
+    (lambda: evaluate_tab.run_evaluation("tiny", None, "Built-in test split", None, "en-de", 8, 5), "a beam of at most 6"),
+    (lambda: train_tab.start_training(**{**TINY_FORM, "steps": 5000}, run_name="too-long"), "at most 2000 training steps"),
+    (lambda: train_tab.start_training(**{**TINY_FORM, "d_model": 512}, run_name="too-wide"), "d_model at most 256"),
+    (lambda: inside_tab.zero_shot("tiny", "Built-in test split", None, 1, 500), "at most 200 sentences"),
+    (lambda: inside_tab.zero_shot("tiny", "Built-in test split", None, 8, 5), "a beam of at most 6"),
+    (lambda: inside_tab.start_transfer("cs", ["de"], 60, 5000), "at most 2000 training steps"),
+    (lambda: inside_tab.side_by_side("tiny", "tiny-copy", SENTENCE, "en", "de", 8), "a beam of at most 6"),
+    (lambda: inside_tab.side_by_side("tiny", "tiny-copy", "x" * 2001, "en", "de"), "at most 2000 characters"),
+])
+def test_hosted_mode_refuses_oversize_requests(hosted: None, second_model: str, call, message: str) -> None:
+    with pytest.raises(gr.Error, match=f"Too large for this hosted app: {message}"):
+        call()
+    assert state.JOBS.running is None
+
+
+def test_hosted_mode_refuses_big_uploads(hosted: None, tmp_path: Path) -> None:
+    big = tmp_path / "big.tsv"
+    big.write_text("en\tde\n" + "a dog\tein Hund\n" * 400_000, encoding="utf-8")  # about 6 MB
+    with pytest.raises(gr.Error, match="big.tsv: .* MB is over the 5 MB upload limit"):
+        evaluate_tab.run_evaluation("tiny", None, "Uploaded files", [str(big)])
+    with pytest.raises(gr.Error, match="upload limit"):
+        train_tab.start_training(**{**TINY_FORM, "source": data.UPLOAD, "files": [str(big)]}, run_name="big-upload")
+    with pytest.raises(gr.Error, match="upload limit"):
+        inside_tab.tokenization("tiny", "Uploaded files", [str(big)])
+
+
+def test_hosted_mode_allows_what_fits_and_says_what_the_caps_are(hosted: None) -> None:
+    output, _ = translate_tab.translate("tiny", SENTENCE, "en", "de", translate_tab.BEAM, 6)
+    assert isinstance(output, str)
+    folder, *_ = train_tab.data_source_changed(data.MULTI30K, None)
+    assert folder["visible"] is False  # no free-text server folder on a public Space
+    with pytest.raises(gr.Error, match="reads Multi30K from its own folder only"):
+        train_tab.start_training(**{**TINY_FORM, "source": data.MULTI30K, "multi30k_folder": "/etc"},
+                                 run_name="server-path")
+    blocks = demo_app.build_demo()
+    notes = [str(block.value) for block in blocks.blocks.values() if isinstance(block, gr.Markdown)]
+    assert any("Hosted mode: training ≤ 2000 steps" in note for note in notes)
+
+
+def test_local_mode_shows_its_caps_in_the_guide_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("POLYGLOT_HOSTED", raising=False)
+    folder, *_ = train_tab.data_source_changed(data.MULTI30K, None)
+    assert folder["visible"] is True
+    blocks = demo_app.build_demo()
+    limits = [block for block in blocks.blocks.values() if getattr(block, "elem_id", None) in ("limits", "guide-limits")]
+    assert [block.elem_id for block in limits] == ["guide-limits"] and "Local mode" in limits[0].value
+    assert "six exercises" in guide_tab.INTRO
 
 
 # --- app.py ----------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import core
 from core import checkpoint
 from core.corpus import Corpus
 from core.jobs import Job, JobError, TrainingJobs, list_checkpoints
+from core.train import train
 from tests.helpers import tiny_config
 
 RUN_TIMEOUT_S = 120
@@ -109,6 +110,63 @@ def test_a_failing_run_reports_its_error(tmp_path: Path) -> None:
     assert job.status == "failed"
     assert "no such corpus" in job.error
     assert job.events[-1]["event"] == "failed"
+
+
+def _two_runs(folder: Path, corpus: Corpus, steps: int):
+    """A task like transfer_experiment: two training runs one after the other, then a result."""
+
+    def task(listeners: list) -> dict:
+        config = tiny_config(steps=steps)
+        config.train.log_every = 1
+        first = train(config, folder / "a", corpus=corpus, listeners=listeners)
+        second = train(tiny_config(steps=steps), folder / "b", corpus=corpus, listeners=listeners)
+        return {"steps": [first.step, second.step]}
+
+    return task
+
+
+def test_a_task_runs_in_the_background_and_counts_the_steps_of_all_its_runs(tmp_path: Path,
+                                                                            builtin_corpus: Corpus) -> None:
+    jobs = TrainingJobs()
+    job = jobs.start_task("two-runs", tmp_path, _two_runs(tmp_path / "two-runs", builtin_corpus, 6), total_steps=12,
+                          kind="experiment")
+    with pytest.raises(JobError, match="A experiment is already in progress"):
+        jobs.start(tiny_config(steps=4), "meanwhile", tmp_path, corpus=builtin_corpus)
+    _wait(job)
+    assert job.status == "done", job.error
+    assert job.result == {"steps": [6, 6]}
+    assert job.step == 12 and job.progress == 1.0 and job.total_steps == 12
+    kinds = [event["event"] for event in job.events]
+    assert kinds.count("start") == 2 and kinds[-1] == "done"
+    assert job.summary()["kind"] == "experiment" and jobs.running is None
+    assert checkpoint.is_checkpoint(tmp_path / "two-runs" / "b")
+    with pytest.raises(JobError, match="already exists"):  # the folder is the task's
+        jobs.start_task("two-runs", tmp_path, lambda listeners: None, total_steps=1)
+
+
+def test_cancelling_a_task_stops_its_training(tmp_path: Path, builtin_corpus: Corpus) -> None:
+    jobs = TrainingJobs()
+    job = jobs.start_task("long-task", tmp_path, _two_runs(tmp_path / "long-task", builtin_corpus, 5000),
+                          total_steps=10000)
+    for _ in range(RUN_TIMEOUT_S * 10):
+        if job.step > 0 or not job.running:
+            break
+        job.wait(0.1)
+    assert job.step > 0 and job.status == "running", job.error
+    jobs.cancel()
+    _wait(job)
+    assert job.status == "cancelled" and job.result is None and job.error is None
+    assert not (tmp_path / "long-task" / "b").exists()  # the second run never started
+
+
+def test_a_failing_task_reports_its_error(tmp_path: Path) -> None:
+    def broken(listeners: list) -> None:
+        raise ValueError("no helper languages")
+
+    job = TrainingJobs().start_task("broken-task", tmp_path, broken, total_steps=10)
+    _wait(job)
+    assert job.status == "failed" and "no helper languages" in job.error
+    assert job.events[-1]["event"] == "failed" and job.progress == 0.0
 
 
 def test_list_checkpoints_shipped_first_then_by_name(tmp_path: Path) -> None:

@@ -192,6 +192,22 @@ def test_attention_heatmap_content():
     assert "%{text}" in heat.hovertemplate
 
 
+def test_attention_axis_titles_default_to_cross_attention_and_can_be_named():
+    w = make_weights(len(TGT), len(SRC))
+    fig = attention_heatmap(w, SRC, TGT)
+    assert fig.layout.xaxis.title.text == "source (keys)"
+    assert fig.layout.yaxis.title.text == "target (queries)"
+    square = make_weights(len(SRC), len(SRC))
+    fig = attention_heatmap(square, SRC, SRC, x_title="source (keys)", y_title="source (queries)")
+    assert fig.layout.yaxis.title.text == "source (queries)"
+    heads = np.stack([make_weights(len(TGT), len(TGT), seed=h) for h in range(2)])
+    grid = attention_head_grid(heads, TGT, TGT)
+    assert grid.layout.xaxis.title.text is None  # unchanged default: no axis titles
+    grid = attention_head_grid(heads, TGT, TGT, x_title="target (keys)", y_title="target (queries)")
+    assert grid.layout.xaxis2.title.text == "target (keys)"
+    assert grid.layout.yaxis.title.text == "target (queries)"
+
+
 def test_attention_heatmap_rejects_wrong_shape():
     with pytest.raises(ValueError, match="shape"):
         attention_heatmap(make_weights(len(SRC), len(TGT)), SRC, TGT)

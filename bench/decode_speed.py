@@ -1,0 +1,245 @@
+"""Benchmark 2 — decoding throughput on identical weights: core vs HF generate() vs CTranslate2.
+
+    python bench/decode_speed.py [--quick] [--checkpoint checkpoints/multi30k-4lang]
+
+The shipped checkpoint translates the 1000 Multi30K test_2016_flickr English sentences into
+German, greedy and beam 4 (length penalty 1), batch 64, longest sentences first, with:
+- core: `Translator.translate` (its own batching, search and detokenisation);
+- HF: the same weights exported to `M2M100ForConditionalGeneration` (bench/export.py), `generate()`;
+- CTranslate2 4.x: the same weights as a `TransformerSpec`, compute_type float32 and int8.
+Every system gets the same source ids (`<2de> … </s>`, core's preprocessing), the same batches and
+the same length limit (core's 1.5·source + 10; HF and CT2 get the batch's largest limit), and the
+timing covers tokenisation, search and detokenisation. Reported: sentences/s, generated tokens/s
+(</s> included), sacreBLEU against the references, and how many outputs equal core's.
+A profile of core's beam search (cProfile by function, torch.profiler by op) says where its time goes.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import pstats
+import tempfile
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch
+from sacrebleu.metrics import BLEU
+
+from bench import common
+from bench.common import log
+from bench.common import pad as _pad
+from core.decoding import SearchLimits, beam_search
+from core.model import EOS_ID, PAD_ID
+
+SRC, TGT = "en", "de"
+BATCH = 64
+LIMITS = SearchLimits()
+
+
+def _strip(ids: list[int]) -> list[int]:
+    out = []
+    for i in ids:
+        if i in (EOS_ID, PAD_ID):
+            break
+        out.append(i)
+    return out
+
+
+def sorted_chunks(translator, lines: list[str]) -> list[tuple[list[int], list[list[int]]]]:
+    """(line indices, source ids) per batch: core's preprocessing and order (longest first)."""
+    encoded = [common.source_ids(translator, line, TGT) for line in lines]
+    order = sorted(range(len(lines)), key=lambda i: len(encoded[i]), reverse=True)
+    return [(order[s:s + BATCH], [encoded[i] for i in order[s:s + BATCH]]) for s in range(0, len(order), BATCH)]
+
+
+def sentence_limits(ids: list[list[int]], max_positions: int) -> list[int]:
+    """Core's per-sentence limits (generated tokens, </s> included). HF and CT2 only take one
+    limit per batch (the largest); their outputs are then cut to each sentence's own limit, so a
+    hypothesis that runs on (a loop of an undertrained model) ends where core's would."""
+    return LIMITS.per_sentence(_pad(ids), max_positions).tolist()
+
+
+def run_core(translator, lines: list[str], beam: int) -> tuple[list[str], int]:
+    results = translator.translate(lines, SRC, TGT, beam_size=beam, length_penalty=1.0, batch_size=BATCH, limits=LIMITS)
+    return [r.text for r in results], sum(len(r.pieces) + 1 for r in results)
+
+
+@torch.inference_mode()
+def run_hf(hf_model, translator, lines: list[str], beam: int) -> tuple[list[str], int]:
+    texts, generated = [""] * len(lines), 0
+    max_positions = translator.model.config.max_positions
+    for indices, ids in sorted_chunks(translator, lines):
+        source = _pad(ids)
+        limits = sentence_limits(ids, max_positions)
+        options = {"num_beams": beam, "length_penalty": 1.0, "early_stopping": False} if beam > 1 else {"num_beams": 1}
+        out = hf_model.generate(input_ids=source, attention_mask=(source != PAD_ID).long(), do_sample=False,
+                                num_return_sequences=1, max_length=1 + max(limits), **options)
+        for i, row, limit in zip(indices, out[:, 1:].tolist(), limits):
+            tokens = _strip(row)[:limit - 1]
+            generated += len(tokens) + 1
+            texts[i] = translator.tokenizer.decode(tokens)
+    return texts, generated
+
+
+def run_ct2(ct2_translator, translator, vocabulary: list[str], lines: list[str], beam: int) -> tuple[list[str], int]:
+    texts, generated = [""] * len(lines), 0
+    piece_id = translator.tokenizer.processor.piece_to_id
+    max_positions = translator.model.config.max_positions
+    for indices, ids in sorted_chunks(translator, lines):
+        limits = sentence_limits(ids, max_positions)
+        results = ct2_translator.translate_batch(
+            [[vocabulary[i] for i in row] for row in ids], beam_size=beam, length_penalty=1.0, num_hypotheses=1,
+            max_batch_size=BATCH, max_decoding_length=max(limits))
+        for i, result, limit in zip(indices, results, limits):
+            tokens = [piece_id(p) for p in result.hypotheses[0]][:limit - 1]
+            generated += len(tokens) + 1
+            texts[i] = translator.tokenizer.decode(tokens)
+    return texts, generated
+
+
+def profile_core_beam(translator, lines: list[str], beam: int = 4, sentences: int = 128) -> dict:
+    """Where core's beam search spends its time, on the first `sentences` (longest-first batches)."""
+    chunks = sorted_chunks(translator, lines[:sentences])
+    model = translator.model
+    profiler = cProfile.Profile()
+    start = time.perf_counter()
+    profiler.enable()
+    for _, ids in chunks:
+        beam_search(model, _pad(ids), beam, 1.0, 1, LIMITS)
+    profiler.disable()
+    total = time.perf_counter() - start
+    stats = pstats.Stats(profiler)
+    functions = []
+    for (filename, _line, name), (_, calls, tottime, cumtime, _) in stats.stats.items():
+        short = f"{Path(filename).parent.name}/{Path(filename).name}:{name}" if filename != "~" else name
+        functions.append({"function": short, "calls": calls, "self_s": tottime, "cumulative_s": cumtime})
+    by_cumulative = sorted(functions, key=lambda f: -f["cumulative_s"])
+    by_self = sorted(functions, key=lambda f: -f["self_s"])
+    wanted = ("_next_log_probs", "reorder_caches", "_beams_done", "_force_end", "decode", "encode", "_start",
+              "logits", "<method 'topk'", "<method 'argsort'", "<built-in method cat>", "<method 'index_select'",
+              "<method 'nonzero'", "<method 'tolist'", "<method 'log_softmax'")
+    key = {f["function"]: f for f in functions}
+    breakdown = {name: {"cumulative_s": round(f["cumulative_s"], 3), "share": round(f["cumulative_s"] / total, 3),
+                        "calls": f["calls"]}
+                 for name, f in key.items() if any(w in name for w in wanted) and f["cumulative_s"] > 0.005}
+    # Op-level view of the same work (one batch is enough).
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        beam_search(model, _pad(chunks[0][1]), beam, 1.0, 1, LIMITS)
+    ops = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+    op_total = sum(e.self_cpu_time_total for e in ops) or 1
+    return {
+        "sentences": sum(len(i) for i, _ in chunks), "beam": beam, "total_s": total,
+        "functions": breakdown,
+        "top_by_self_time": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in f.items()} for f in by_self[:15]],
+        "top_by_cumulative": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in f.items()} for f in by_cumulative[:25]],
+        "top_ops_one_batch": [{"op": e.key, "calls": e.count, "self_ms": e.self_cpu_time_total / 1000,
+                               "share": e.self_cpu_time_total / op_total} for e in ops[:15]],
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = common.base_parser(__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", type=Path, default=common.DEFAULT_CHECKPOINT)
+    parser.add_argument("--sentences", type=int, default=1000, help="first N test sentences (default: all 1000)")
+    parser.add_argument("--no-profile", action="store_true")
+    args = parser.parse_args(argv)
+    n_threads = common.threads(args.threads)
+
+    import ctranslate2
+    import transformers
+
+    import core
+
+    transformers.logging.set_verbosity_error()
+    from bench.export import to_ctranslate2, to_m2m100, vocabulary_of
+
+    translator = core.load(args.checkpoint)
+    sources, references = common.test_set(SRC, TGT)
+    sources, references = sources[:args.sentences], references[:args.sentences]
+    vocabulary = vocabulary_of(translator.tokenizer)
+    hf_model, export_hf_s = common.timed(lambda: to_m2m100(translator.model).eval())
+    ct2_dir = Path(tempfile.mkdtemp(prefix="bench-ct2-"))
+    _, export_ct2_s = common.timed(lambda: to_ctranslate2(translator.model, vocabulary, ct2_dir))
+    ct2 = {kind: ctranslate2.Translator(str(ct2_dir), device="cpu", compute_type=kind, intra_threads=n_threads,
+                                        inter_threads=1)
+           for kind in ("float32", "int8")}
+    systems = {
+        "core": lambda lines, beam: run_core(translator, lines, beam),
+        "hf": lambda lines, beam: run_hf(hf_model, translator, lines, beam),
+        "ct2_float32": lambda lines, beam: run_ct2(ct2["float32"], translator, vocabulary, lines, beam),
+        "ct2_int8": lambda lines, beam: run_ct2(ct2["int8"], translator, vocabulary, lines, beam),
+    }
+    log(f"decode_speed: {len(sources)} sentences {SRC}->{TGT}, batch {BATCH}, {n_threads} threads; "
+        f"exports took {export_hf_s:.1f} s (HF), {export_ct2_s:.1f} s (CT2)")
+    for fn in systems.values():  # warm-up: first calls allocate and pick kernels
+        fn(sources[:8], 1)
+        fn(sources[:8], 4)
+
+    bleu = BLEU()
+    out = {"benchmark": "decode_speed", "quick": args.quick, "machine": common.machine_info(n_threads),
+           "setup": {"checkpoint": str(args.checkpoint), "direction": f"{SRC}-{TGT}", "test_set": "test_2016_flickr",
+                     "sentences": len(sources), "batch_size": BATCH, "length_penalty": 1.0,
+                     "max_len": f"{LIMITS.max_len_a}*source+{LIMITS.max_len_b}", "ct2_intra_threads": n_threads,
+                     "export_s": {"hf": export_hf_s, "ct2": export_ct2_s}}}
+    for beam, key in ((1, "decode_greedy"), (4, "decode_beam4")):
+        block, outputs = {}, {}
+        for name, fn in systems.items():
+            (texts, generated), seconds = common.timed(lambda fn=fn, beam=beam: fn(sources, beam))
+            outputs[name] = texts
+            score = bleu.corpus_score(texts, [references])
+            block[name] = {"sentences_per_s": len(sources) / seconds, "tokens_per_s": generated / seconds,
+                           "seconds": seconds, "generated_tokens": generated, "bleu": score.score}
+            log(f"  beam {beam} {name:12s} {len(sources) / seconds:7.1f} sent/s {generated / seconds:8.1f} tok/s "
+                f"BLEU {score.score:.2f}")
+        for name in systems:
+            same = sum(a == b for a, b in zip(outputs[name], outputs["core"]))
+            block[name]["identical_to_core"] = same / len(sources)
+            block[name]["bleu_minus_core"] = block[name]["bleu"] - block["core"]["bleu"]
+        block["bleu_signature"] = str(bleu.get_signature())
+        block["float32_bleu_within_0.1"] = all(abs(block[n]["bleu_minus_core"]) <= 0.1 for n in ("hf", "ct2_float32"))
+        block["speedup_core_over_hf"] = block["core"]["sentences_per_s"] / block["hf"]["sentences_per_s"]
+        block["core_over_ct2_float32"] = block["core"]["sentences_per_s"] / block["ct2_float32"]["sentences_per_s"]
+        out[key] = block
+    out["targets"] = {
+        "beam4_core_over_hf": {"target": common.TARGETS["beam4_core_over_hf"],
+                               "measured": out["decode_beam4"]["speedup_core_over_hf"]},
+        "beam4_core_over_ct2_float32": {"target": common.TARGETS["beam4_core_over_ct2_float32"],
+                                        "measured": out["decode_beam4"]["core_over_ct2_float32"]},
+    }
+    if not args.no_profile:
+        log("  profiling core beam search")
+        out["core_beam4_profile"] = profile_core_beam(translator, sources)
+    print(table(out))
+    path = common.write_json(common.result_path("decode_speed", args.json), out)
+    log(f"wrote {path}")
+    return out
+
+
+def table(out: dict) -> str:
+    rows = []
+    for key, label in (("decode_greedy", "greedy"), ("decode_beam4", "beam 4")):
+        block = out[key]
+        for name in ("core", "hf", "ct2_float32", "ct2_int8"):
+            b = block[name]
+            rows.append([label, name, b["sentences_per_s"], b["tokens_per_s"], f"{b['bleu']:.2f}",
+                         f"{b['bleu_minus_core']:+.2f}", f"{100 * b['identical_to_core']:.1f}%"])
+    text = (f"### Decoding {out['setup']['direction']}, {out['setup']['sentences']} sentences, batch {BATCH}\n\n"
+            + common.markdown_table(["search", "system", "sent/s", "tokens/s", "BLEU", "ΔBLEU vs core", "same as core"], rows))
+    profile = out.get("core_beam4_profile")
+    if profile:
+        rows = [[name, v["cumulative_s"], f"{100 * v['share']:.0f}%", v["calls"]]
+                for name, v in sorted(profile["functions"].items(), key=lambda kv: -kv[1]["cumulative_s"])]
+        text += (f"\n\ncore beam-4 profile ({profile['sentences']} sentences, {profile['total_s']:.1f} s under cProfile)\n\n"
+                 + common.markdown_table(["function", "cumulative s", "share", "calls"], rows))
+    return text
+
+
+if __name__ == "__main__":
+    main()

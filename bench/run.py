@@ -1,0 +1,192 @@
+"""Run every benchmark and write bench/results.json (and bench/results.md).
+
+    python bench/run.py            # the full suite (about an hour on a 2-core CPU)
+    python bench/run.py --quick    # the same comparisons in about 10 minutes
+    python bench/run.py --quick --only train_speed,decode_speed
+
+Each benchmark runs in its own subprocess (`python bench/NAME.py`), writes its own JSON under
+bench/results/, and prints its own Markdown table; this script gathers the headline numbers into
+bench/results.json with the keys train_tokens_per_s, mfu, decode_greedy, decode_beam4 and
+peak_rss_mb, next to the machine description, reference numbers and targets, and prints a summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import common
+from bench.common import BENCH_DIR, ROOT, log
+
+BENCHMARKS = ("train_speed", "decode_speed", "memory", "scaling", "quality")
+
+
+def run_one(name: str, args: argparse.Namespace) -> tuple[dict, float, str | None]:
+    path = common.RESULTS_DIR / f"{name}.json"
+    if path.exists():
+        path.unlink()
+    command = [sys.executable, str(BENCH_DIR / f"{name}.py"), "--json", str(path), "--checkpoint", str(args.checkpoint)]
+    if args.quick:
+        command.append("--quick")
+    if args.threads:
+        command += ["--threads", str(args.threads)]
+    if name == "quality" and args.quality_minutes:
+        command += ["--minutes", str(args.quality_minutes)]
+    log(f"=== {name}: {' '.join(command[1:])}")
+    start = time.perf_counter()
+    process = subprocess.run(command, cwd=ROOT)
+    seconds = time.perf_counter() - start
+    if process.returncode != 0 or not path.exists():
+        return {}, seconds, f"{name} exited with code {process.returncode}"
+    return json.loads(path.read_text(encoding="utf-8")), seconds, None
+
+
+def summarise(results: dict[str, dict]) -> dict:
+    out: dict = {}
+    train = results.get("train_speed")
+    if train:
+        out["train_tokens_per_s"] = train["train_tokens_per_s"]
+        out["mfu"] = train["mfu"]
+        if "train_tokens_per_s_bf16" in train:
+            out["train_tokens_per_s_bf16"] = train["train_tokens_per_s_bf16"]
+            bf16 = train["by_precision"]["bf16"]
+            out["mfu_bf16"] = {name: {"vs_fp32_matmul": bf16[name]["mfu_vs_fp32_matmul"],
+                                      "vs_bf16_matmul": bf16[name]["mfu_vs_bf16_matmul"]} for name in ("core", "hf")}
+        out["matmul_gflops"] = train["matmul_gflops"]
+    decode = results.get("decode_speed")
+    if decode:
+        for key in ("decode_greedy", "decode_beam4"):
+            block = decode[key]
+            out[key] = {name: {"sentences_per_s": block[name]["sentences_per_s"],
+                               "tokens_per_s": block[name]["tokens_per_s"], "bleu": block[name]["bleu"],
+                               "identical_to_core": block[name]["identical_to_core"]}
+                        for name in ("core", "hf", "ct2_float32", "ct2_int8")}
+            out[key]["float32_bleu_within_0.1"] = block["float32_bleu_within_0.1"]
+            out[key]["bleu_signature"] = block["bleu_signature"]
+        out["decode_setup"] = decode["setup"]
+    memory = results.get("memory")
+    if memory:
+        out["peak_rss_mb"] = memory["peak_rss_mb"]
+    scaling = results.get("scaling")
+    if scaling:
+        out["scaling_step_s"] = {
+            "model_size": {k: v["step_s"] for k, v in scaling["model_size"].items()},
+            "batch_tokens": {k: v["step_s"] for k, v in scaling["batch_tokens"].items()},
+            "sentence_length": {k: v["step_s"] for k, v in scaling["sentence_length"].items()},
+        }
+        out["profile_small_step_categories"] = scaling["profile_small_step"]["categories_share"]
+    quality = results.get("quality")
+    if quality:
+        out["quality_at_equal_time"] = {"setup": quality["setup"], "final": quality["final"],
+                                        "curves": quality["curves"]}
+    targets = {}
+    if train:
+        targets["train_core_over_hf"] = {"target": common.TARGETS["train_ratio_core_over_hf"],
+                                         "measured": train["train_tokens_per_s"]["ratio"]}
+    if decode:
+        targets.update(decode["targets"])
+    for value in targets.values():
+        value["met"] = value["measured"] >= value["target"]
+    out["targets"] = targets
+    return out
+
+
+def summary_table(summary: dict) -> str:
+    parts = []
+    if "train_tokens_per_s" in summary:
+        t, m = summary["train_tokens_per_s"], summary["mfu"]
+        rows = [["fp32", t["core"], t["hf"], f"{t['ratio']:.2f}x", f"{100 * m['core']:.0f}%", f"{100 * m['hf']:.0f}%"]]
+        if "train_tokens_per_s_bf16" in summary:
+            b, mb = summary["train_tokens_per_s_bf16"], summary["mfu_bf16"]
+            rows.append(["bf16 autocast", b["core"], b["hf"], f"{b['ratio']:.2f}x",
+                         f"{100 * mb['core']['vs_fp32_matmul']:.0f}% ({100 * mb['core']['vs_bf16_matmul']:.0f}% of bf16)",
+                         f"{100 * mb['hf']['vs_fp32_matmul']:.0f}% ({100 * mb['hf']['vs_bf16_matmul']:.0f}% of bf16)"])
+        parts.append("#### Training tokens/s (small shape, Multi30K batches)\n\n" + common.markdown_table(
+            ["precision", "core", "HF M2M100", "core/HF", "MFU core (fp32 peak)", "MFU HF (fp32 peak)"], rows))
+    if "decode_greedy" in summary:
+        rows = []
+        for name, label in (("core", "core"), ("hf", "HF generate()"), ("ct2_float32", "CTranslate2 float32"),
+                            ("ct2_int8", "CTranslate2 int8")):
+            g, b = summary["decode_greedy"][name], summary["decode_beam4"][name]
+            rows.append([label, g["sentences_per_s"], f"{g['bleu']:.2f}", b["sentences_per_s"], f"{b['bleu']:.2f}",
+                         g["tokens_per_s"], b["tokens_per_s"]])
+        parts.append("#### Decoding en→de, 1000 sentences, batch 64\n\n" + common.markdown_table(
+            ["system", "greedy sent/s", "greedy BLEU", "beam-4 sent/s", "beam-4 BLEU", "greedy tok/s", "beam-4 tok/s"], rows))
+    if "peak_rss_mb" in summary:
+        rows = [[k, v] for k, v in summary["peak_rss_mb"].items()]
+        parts.append("#### Peak RSS (MB)\n\n" + common.markdown_table(["process", "MB"], rows))
+    if "quality_at_equal_time" in summary:
+        q = summary["quality_at_equal_time"]
+        rows = [[name, f"{f['valid_bleu']:.2f}", f["steps"], f["tokens_per_s"]] for name, f in q["final"].items()]
+        parts.append(f"#### Quality after {q['setup']['minutes_each']:g} min each ({q['setup']['size']} shape, "
+                     f"{q['setup']['direction']})\n\n" + common.markdown_table(["system", "valid BLEU", "steps", "tokens/s"], rows))
+    if summary.get("targets"):
+        rows = [[k, v["target"], f"{v['measured']:.2f}", "yes" if v["met"] else "no"] for k, v in summary["targets"].items()]
+        parts.append("#### Targets (reported, not asserted)\n\n" + common.markdown_table(["target", "wanted ≥", "measured", "met"], rows))
+    return "\n\n".join(parts)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description="Run all benchmarks; write bench/results.json.")
+    parser.add_argument("--quick", action="store_true", help="a few-minute version with the same comparisons")
+    parser.add_argument("--only", default=",".join(BENCHMARKS), help=f"comma-separated subset of {', '.join(BENCHMARKS)}")
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--checkpoint", type=Path, default=common.DEFAULT_CHECKPOINT)
+    parser.add_argument("--quality-minutes", type=float, default=None, help="override the quality budget per system")
+    parser.add_argument("--out", type=Path, default=BENCH_DIR / "results.json")
+    args = parser.parse_args(argv)
+    names = [n.strip() for n in args.only.split(",") if n.strip()]
+    unknown = set(names) - set(BENCHMARKS)
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
+    if not (args.checkpoint / "model.safetensors").exists():
+        parser.error(f"{args.checkpoint} has no model.safetensors: train the shipped model first or pass --checkpoint")
+
+    n_threads = args.threads or common.threads(0)
+    start_load = common.other_cpu_load()
+    started = time.perf_counter()
+    results, durations, errors, shared = {}, {}, {}, {}
+    for name in names:
+        before = common.other_cpu_load().get("shipped_training_running", False)
+        data, seconds, error = run_one(name, args)
+        after = common.other_cpu_load().get("shipped_training_running", False)
+        durations[name] = round(seconds, 1)
+        shared[name] = before or after
+        if error:
+            errors[name] = error
+            log(f"!!! {error}")
+        else:
+            results[name] = data
+
+    out = {
+        "quick": args.quick,
+        "machine": common.machine_info(n_threads),
+        "checkpoint": str(args.checkpoint),
+        **summarise(results),
+        "reference": common.REFERENCE,
+        "durations_s": {**durations, "total": round(time.perf_counter() - started, 1)},
+        "training_job_shared_cpu": {"at_start": start_load.get("shipped_training_running", False), "per_benchmark": shared},
+        "errors": errors,
+        "details": {name: f"bench/results/{name}.json" for name in results},
+    }
+    table = summary_table(out)
+    print("\n" + table)
+    common.write_json(args.out, out)
+    args.out.with_suffix(".md").write_text(
+        f"# Benchmark results ({'quick' if args.quick else 'full'} run, {out['machine']['date']})\n\n"
+        f"{out['machine']['cpu']}, {n_threads} threads, torch {out['machine']['torch']}, "
+        f"transformers {out['machine']['transformers']}, ctranslate2 {out['machine']['ctranslate2']}\n\n"
+        + table + "\n", encoding="utf-8")
+    log(f"wrote {args.out} and {args.out.with_suffix('.md')} in {out['durations_s']['total']:.0f} s")
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,422 @@
+"""Inside tab: what a multilingual model learned — zero-shot directions, transfer to a low-resource
+language, the shared sentence space, the shared vocabulary, and two models side by side."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+import plotly.graph_objects as go
+
+from core import limits, plots
+from core.analysis import (
+    compare_translations,
+    embedding_space,
+    fertility,
+    retrieval_accuracy,
+    to_series,
+    tokenization_view,
+    transfer_experiment,
+    transfer_table,
+    vocabulary_usage,
+    zero_shot_report,
+    zero_shot_table,
+)
+from core.config import preset
+from core.jobs import Job
+from core.languages import language_name
+from demo import data, evaluate_tab, state
+from demo.train_tab import progress_html
+from demo.ui import (
+    check_sentences,
+    explain,
+    friendly_errors,
+    language_choices,
+    language_pair,
+    language_pair_update,
+    results_table,
+)
+
+INTRO = ("Look inside multilingual learning: one model shares its weights and its vocabulary between "
+         "all its languages. Each section below asks what that sharing buys, with plots you can read in a minute.")
+ZERO_SHOT_INTRO = ("**Zero-shot:** can the model translate directions it never saw a single pair of (marked *)? "
+                   "Compare with pivoting, translating through English in two trained hops.")
+TRANSFER_INTRO = ("**Transfer:** train two tiny models on only a few English→Czech pairs — one alone (bilingual), "
+                  "one that also learns English→German and English→French (multilingual) — and see which scores better.")
+EMBEDDING_INTRO = ("**Sentence space:** each sentence becomes a vector (the mean of the encoder's states). If the "
+                   "model shares one space, translations of a sentence (joined by grey lines) land close together.")
+TOKEN_INTRO = ("**Shared vocabulary:** every language is cut into pieces from one vocabulary. Compare how one "
+               "sentence is cut, how many pieces a word needs (fertility), and how many pieces two languages share.")
+SIDE_INTRO = ("**Side by side:** two models translate the same sentence; the heatmaps show where each one looks "
+              "in the source (cross-attention of the last decoder layer, averaged over heads).")
+
+DEFAULT_ZERO_SHOT_SENTENCES = 50
+DEFAULT_EMBEDDING_SENTENCES = 40
+TOKEN_STATS_LINES = 500  # test lines per language for fertility and vocabulary use
+TRANSFER = "transfer experiment"  # Job.kind of the experiment
+TRANSFER_DEFAULTS = {"low_resource": "cs", "helpers": ["de", "fr"], "low_size": 300, "steps": 300}
+TRANSFER_TEST_SENTENCES = 100  # per direction, greedy: a tiny model's score is rough anyway
+POLL_SECONDS = 1.0
+RETRIEVAL_TITLE = "Sentence retrieval: is the nearest sentence in the other language its translation?"
+PIECES_COLUMNS = ["language", "sentence", "pieces", "number of pieces"]
+TOKEN_STATS_COLUMNS = ["language", "pieces per word", "distinct pieces used", "share of the vocabulary"]
+SIDE_COLUMNS = ["model", "translation", "score", "zero-shot", "seconds"]
+
+
+# --- a. zero-shot vs pivot vs supervised ----------------------------------------------------------
+
+@friendly_errors
+def zero_shot(checkpoint: str, test_set: str, files: list | None = None, beam_size: float = 1,
+              max_sentences: float = DEFAULT_ZERO_SHOT_SENTENCES,
+              progress: gr.Progress = gr.Progress()) -> tuple[str, go.Figure, go.Figure]:
+    """BLEU of every direction, zero-shot ones marked, with the pivot-through-English score beside
+    each zero-shot one: a Markdown table, the BLEU matrix and direct-vs-pivot bars."""
+    beam, limit = max(1, int(beam_size)), max(1, int(max_sentences))
+    limits.check_search(beam_size=beam)
+    check_sentences(limit)
+    translator = state.get_translator(checkpoint)
+    _, lines = data.load_test_set(test_set, files)
+    report = zero_shot_report(translator, lines, beam_size=beam, max_sentences=limit,
+                              progress=lambda fraction, message: progress(fraction, desc=message))
+    notes = [zero_shot_table(report), f"BLEU signature: `{report['bleu_signature']}`"]
+    if not report["zero_shot"]:
+        notes.insert(0, "This model was trained on every direction below, so none is zero-shot. Train an "
+                        "**English-centric** model (Train tab, *Directions*) to see what zero-shot gives.")
+    matrix = plots.direction_matrix(report["bleu"], report["languages"], "BLEU", zero_shot=set(report["zero_shot"]),
+                                    title=f"BLEU per direction · {translator.name} (* zero-shot)")
+    series = {"direct": report["bleu"]}
+    if report["pivot_bleu"]:
+        series[f"pivot via {report['via']}"] = report["pivot_bleu"]
+    bars = plots.bleu_bars(series, "BLEU")
+    return "\n\n".join(notes), matrix, bars
+
+
+# --- b. cross-lingual transfer, in the background -------------------------------------------------
+
+def transfer_config(steps: int):
+    """The tiny preset for `steps` steps, validated once at the end, sized for a shared CPU."""
+    config = preset("tiny")
+    config.train.steps = steps
+    config.train.warmup_steps = min(config.train.warmup_steps, max(1, steps // 5))
+    config.train.eval_every = config.train.save_every = steps
+    config.train.threads = state.training_threads()
+    limits.check_training(config)
+    return config
+
+
+@friendly_errors
+def start_transfer(low_resource: str, helpers: list[str] | None, low_size: float, steps: float) -> tuple[str, dict]:
+    """Start the bilingual-vs-multilingual experiment on the built-in corpus; returns at once."""
+    corpus = data.builtin_corpus()
+    helpers = [lang for lang in helpers or [] if lang not in ("en", low_resource)]
+    if low_resource not in corpus.languages or low_resource == "en":
+        raise ValueError(f"Pick a low-resource language other than English among {', '.join(corpus.languages)}")
+    if not helpers:
+        raise ValueError("Pick at least one helper language (other than English and the low-resource one)")
+    available = len(corpus.split("train")[low_resource])
+    if not 1 <= int(low_size) <= available:
+        raise ValueError(f"The number of {language_name(low_resource)} pairs must be between 1 and {available}")
+    if int(steps) < 1:
+        raise ValueError("Train for at least one step")
+    config = transfer_config(int(steps))
+    name = f"transfer-{low_resource}{int(low_size)}-{time.strftime('%Y%m%d-%H%M%S')}"
+    folder = state.checkpoints_dir() / name
+
+    def experiment(listeners: list) -> dict[str, Any]:
+        return transfer_experiment(corpus, low_resource, int(low_size), helpers, config, out_dir=folder,
+                                   listeners=listeners, beam_size=1, max_sentences=TRANSFER_TEST_SENTENCES)
+
+    job = state.JOBS.start_task(name, state.checkpoints_dir(), experiment, total_steps=2 * config.train.steps,
+                                kind=TRANSFER, config=config)
+    return (f"Started **{job.name}**: two models of {config.train.steps} steps each, one after the other.",
+            gr.update(active=True))
+
+
+@friendly_errors
+def cancel_transfer() -> str:
+    job = state.JOBS.running
+    if job is None or job.kind != TRANSFER:
+        return "No experiment is running."
+    state.JOBS.cancel()
+    return f"Cancelling **{job.name}**: it stops at the next training step."
+
+
+def _transfer_status_text(job: Job | None) -> str:
+    if job is None:
+        return "No experiment yet. Pick the settings and press **Run the experiment**."
+    if job.status == "running":
+        model = next((e["model"] for e in reversed(job.events) if "model" in e), None)
+        training = f"training the {model} model" if model else job.stage
+        return f"**{job.name}** · {training} · step {job.step}/{job.total_steps}"
+    if job.status == "failed":
+        return f"**{job.name}** · **failed** · {job.error}"
+    return f"**{job.name}** · **{job.status}**"
+
+
+def transfer_status() -> tuple:
+    """Timer tick: status, progress bar and, once the experiment is done, its BLEU bars and table.
+
+    Shows the server's current (or last) experiment; another kind of run is not shown here.
+    Returns (status, progress, chart, table, timer).
+    """
+    job = state.JOBS.current
+    if job is None or job.kind != TRANSFER:
+        return _transfer_status_text(None), "", gr.skip(), gr.skip(), gr.update(active=False)
+    ended = job.status != "running"
+    result = job.result if ended else None
+    chart = plots.bleu_bars(result["bleu"], "BLEU") if result else gr.skip()
+    table = transfer_table(result) if result else gr.skip()
+    return _transfer_status_text(job), progress_html(job), chart, table, gr.update(active=not ended)
+
+
+# --- c. the shared sentence space ---------------------------------------------------------------
+
+def parallel_sentences(languages: list[str], lines: dict[str, list[str]], n: int) -> dict[str, list[str]]:
+    """The first `n` lines that every language of `languages` (those the test set has) translates."""
+    shared = [lang for lang in languages if lang in lines]
+    if len(shared) < 2:
+        raise ValueError(f"The test set ({', '.join(lines)}) shares fewer than two languages with the model "
+                         f"({', '.join(languages)})")
+    rows = [i for i in range(min(len(lines[lang]) for lang in shared)) if all(lines[lang][i].strip() for lang in shared)]
+    return {lang: [lines[lang][i] for i in rows[:n]] for lang in shared}
+
+
+def _embedding_inputs(checkpoint: str, test_set: str, files: list | None, n_sentences: float, layer: float):
+    n = max(2, int(n_sentences))
+    check_sentences(n)
+    translator = state.get_translator(checkpoint)
+    _, lines = data.load_test_set(test_set, files)
+    sentences = parallel_sentences(translator.languages, lines, n)
+    top = translator.model.config.n_encoder_layers
+    return translator, sentences, min(max(int(layer), 0), top), top
+
+
+def _scatter(space: dict, name: str) -> go.Figure:
+    layer = "embeddings" if space["layer"] == 0 else f"encoder layer {space['layer']}"
+    explained = sum(space["explained_variance"])
+    return plots.embedding_scatter(space["points"], space["languages"], space["sentence_ids"], space["labels"],
+                                   title=f"{name} · {layer} · PCA ({explained:.0%} of the variance)")
+
+
+@friendly_errors
+def embedding(checkpoint: str, test_set: str, files: list | None = None,
+              n_sentences: float = DEFAULT_EMBEDDING_SENTENCES, layer: float = 99,
+              remove_language_mean: bool = False) -> tuple[go.Figure, go.Figure, pd.DataFrame, dict]:
+    """The 2-D map of parallel test sentences at `layer` (0 = embeddings; clamped to the model),
+    sentence-retrieval accuracy at every layer (chart and table), and the layer slider sized to the model."""
+    translator, sentences, layer, top = _embedding_inputs(checkpoint, test_set, files, n_sentences, layer)
+    space = embedding_space(translator, sentences, layer=layer, remove_language_mean=bool(remove_language_mean))
+    accuracy = retrieval_accuracy(translator, sentences, remove_language_mean=bool(remove_language_mean))
+    layers, series = to_series(accuracy)
+    mean = [sum(values) / len(values) for values in zip(*series.values())]
+    chart = plots.line_chart(layers, {"mean": mean, **series}, "encoder layer (0 = embeddings)", "top-1 accuracy",
+                             RETRIEVAL_TITLE)
+    rows = [{"layer": k, "mean": round(m, 3), **{pair: round(v, 3) for pair, v in accuracy[k].items()}}
+            for k, m in zip(layers, mean)]
+    slider = gr.update(maximum=top, value=layer)
+    return _scatter(space, translator.name), chart, pd.DataFrame(rows), slider
+
+
+@friendly_errors
+def embedding_layer(checkpoint: str, test_set: str, files: list | None = None,
+                    n_sentences: float = DEFAULT_EMBEDDING_SENTENCES, layer: float = 99,
+                    remove_language_mean: bool = False) -> go.Figure:
+    """Only the 2-D map, at another layer (the slider)."""
+    translator, sentences, layer, _ = _embedding_inputs(checkpoint, test_set, files, n_sentences, layer)
+    space = embedding_space(translator, sentences, layer=layer, remove_language_mean=bool(remove_language_mean))
+    return _scatter(space, translator.name)
+
+
+def encoder_layers(choice: str | None) -> int:
+    """Encoder layers of the picked model, from its config (1 when unknown)."""
+    try:
+        return int(state.read_model_config(choice)["run"]["model"]["n_encoder_layers"])
+    except (ValueError, KeyError):
+        return 1
+
+
+def layer_slider(choice: str | None) -> dict:
+    top = encoder_layers(choice)
+    return gr.update(maximum=top, value=top)
+
+
+# --- d. tokenization across languages -----------------------------------------------------------
+
+@friendly_errors
+def tokenization(checkpoint: str, test_set: str, files: list | None = None,
+                 number: float = 1) -> tuple[pd.DataFrame, pd.DataFrame, go.Figure, go.Figure]:
+    """Test sentence `number` (1-based) cut into pieces in each language, pieces per word and the
+    share of the vocabulary each language uses, and the Jaccard overlap of the languages' pieces."""
+    translator = state.get_translator(checkpoint)
+    _, lines = data.load_test_set(test_set, files)
+    sentences = parallel_sentences(translator.languages, lines, TOKEN_STATS_LINES)
+    count = len(next(iter(sentences.values())))
+    if not 1 <= int(number) <= count:
+        raise ValueError(f"Pick a sentence number between 1 and {count}")
+    languages = list(sentences)
+    chosen = {lang: sentences[lang][int(number) - 1] for lang in languages}
+    pieces = tokenization_view(translator, chosen)
+    per_word = fertility(translator, sentences)
+    usage = vocabulary_usage(translator, sentences)
+    label = {lang: f"{language_name(lang)} ({lang})" for lang in languages}
+    pieces_table = pd.DataFrame([[label[lang], chosen[lang], " · ".join(pieces[lang]), len(pieces[lang])]
+                                 for lang in languages], columns=PIECES_COLUMNS)
+    stats = pd.DataFrame([[label[lang], round(per_word[lang], 2), usage["used"][lang], f"{usage['share'][lang]:.1%}"]
+                          for lang in languages], columns=TOKEN_STATS_COLUMNS)
+    bars = plots.bleu_bars({"pieces per word": per_word}, "pieces per word")
+    bars.update_layout(title_text=f"Fertility: pieces per word over {count} test sentences", showlegend=False)
+    bars.update_xaxes(title_text="language")
+    jaccard = {pair: 100 * value for pair, value in usage["jaccard"].items()}  # percent: readable at one decimal
+    matrix = plots.direction_matrix(jaccard, languages, "Jaccard %",
+                                    title=f"Shared pieces (Jaccard %) · {usage['shared_by_all']} of "
+                                          f"{usage['vocab_size']} pieces used by every language")
+    matrix.update_xaxes(title_text="language")
+    matrix.update_yaxes(title_text="language")
+    return pieces_table, stats, bars, matrix
+
+
+# --- e. two models side by side -----------------------------------------------------------------
+
+def _cross_attention(translator, text: str, src: str, tgt: str, beam: int, name: str) -> go.Figure:
+    """Last decoder layer's cross-attention, averaged over heads (an empty figure if it cannot translate)."""
+    title = f"{name} · cross-attention, last layer, mean of heads"
+    try:
+        view = translator.attention(text, src, tgt, beam_size=beam)
+    except ValueError:
+        return plots.attention_heatmap([], [], [], title=title)
+    return plots.attention_heatmap(view.cross[-1].mean(axis=0), view.source_pieces, view.target_pieces, title=title)
+
+
+@friendly_errors
+def side_by_side(checkpoint: str, other: str | None, text: str, src: str, tgt: str,
+                 beam_size: float = 1) -> tuple[pd.DataFrame, go.Figure, go.Figure]:
+    """The same sentence through two models: a table of their translations and their cross-attention maps."""
+    sentence = next((line for line in (text or "").splitlines() if line.strip()), "")
+    if not sentence:
+        raise gr.Error("Enter a sentence to translate.")
+    if not other or other in (evaluate_tab.NONE, checkpoint):
+        raise gr.Error("Pick a second model to compare with (a different one from the model at the top).")
+    beam = max(1, int(beam_size))
+    limits.check_text(text)
+    limits.check_search(beam_size=beam)
+    translators = [state.get_translator(checkpoint), state.get_translator(other)]
+    rows = compare_translations(translators, sentence, src, tgt, beam_size=beam)
+    table = pd.DataFrame([[row["model"], f"⚠️ {row['error']}" if row["error"] else row["text"],
+                           None if row["score"] is None else round(row["score"], 3),
+                           {True: "yes", False: "no"}.get(row["zero_shot"], ""),
+                           None if row["seconds"] is None else round(row["seconds"], 3)] for row in rows],
+                         columns=SIDE_COLUMNS)
+    first, second = (_cross_attention(t, sentence, src, tgt, beam, t.name) for t in translators)
+    return table, first, second
+
+
+# --- the tab ------------------------------------------------------------------------------------
+
+def build(demo: gr.Blocks, picker: gr.Dropdown) -> None:
+    explain(INTRO)
+    with gr.Row():
+        test_set = gr.Radio(list(data.TEST_SETS), value="Built-in test split", label="Test set",
+                            info="for the zero-shot, sentence-space and vocabulary sections")
+        files = gr.File(file_count="multiple", file_types=[".txt", ".tsv"], type="filepath", visible=False,
+                        label="Test files (two aligned NAME.xx.txt files, or one TSV)")
+    test_set.change(evaluate_tab.toggle_files, test_set, files, api_visibility="private")
+
+    with gr.Accordion("Zero-shot vs pivot vs supervised", open=True):
+        explain(ZERO_SHOT_INTRO)
+        with gr.Row():
+            zs_beam = gr.Slider(1, 8, value=1, step=1, label="Beam size", info="1 = greedy, the quickest")
+            zs_sentences = gr.Number(value=DEFAULT_ZERO_SHOT_SENTENCES, precision=0, minimum=1,
+                                     label="Sentences per direction", info="more is more reliable, and slower")
+        zs_button = gr.Button("Score every direction", variant="primary")
+        zs_summary = gr.Markdown(label="Zero-shot report", elem_id="zero-shot-report")
+        with gr.Row():
+            zs_matrix = gr.Plot(label="BLEU matrix (* zero-shot)")
+            zs_bars = gr.Plot(label="Direct vs pivot")
+
+    with gr.Accordion("Cross-lingual transfer (trains two tiny models)", open=False):
+        explain(TRANSFER_INTRO)
+        builtin = data.KNOWN_LANGUAGES[data.BUILTIN]
+        others = [lang for lang in builtin if lang != "en"]
+        with gr.Row():
+            low_resource = gr.Dropdown(language_choices(others), value=TRANSFER_DEFAULTS["low_resource"],
+                                       label="Low-resource language", info="English → this language")
+            helpers = gr.CheckboxGroup(language_choices(others), value=TRANSFER_DEFAULTS["helpers"],
+                                       label="Helper languages", info="English → these, with all their pairs")
+            low_size = gr.Number(value=TRANSFER_DEFAULTS["low_size"], precision=0, minimum=1,
+                                 label="Low-resource training pairs")
+            steps = gr.Number(value=TRANSFER_DEFAULTS["steps"], precision=0, minimum=1, label="Steps per model")
+        with gr.Row():
+            transfer_button = gr.Button("Run the experiment", variant="primary", elem_id="start-transfer")
+            transfer_cancel = gr.Button("Cancel", variant="stop")
+        running = state.JOBS.running
+        transfer_text = gr.Markdown(_transfer_status_text(state.JOBS.current if running and running.kind == TRANSFER
+                                                          else None), elem_id="transfer-status")
+        transfer_progress = gr.HTML("", label="Progress")
+        with gr.Row():
+            transfer_chart = gr.Plot(label="Bilingual vs multilingual BLEU")
+            transfer_results = gr.Markdown(label="Results")
+        transfer_timer = gr.Timer(POLL_SECONDS, active=running is not None and running.kind == TRANSFER)
+
+    with gr.Accordion("Sentence space", open=False):
+        explain(EMBEDDING_INTRO)
+        top = encoder_layers(picker.value)
+        with gr.Row():
+            n_sentences = gr.Slider(5, 100, value=DEFAULT_EMBEDDING_SENTENCES, step=1, label="Sentences per language")
+            layer = gr.Slider(0, max(1, top), value=top, step=1, label="Layer", info="0 = embeddings, then encoder layers")
+            remove_mean = gr.Checkbox(False, label="Remove each language's mean",
+                                      info="keeps what sentences mean, drops 'this is German'")
+        embedding_button = gr.Button("Map the sentence space", variant="primary")
+        scatter = gr.Plot(label="Sentences, coloured by language", elem_id="embedding-scatter")
+        with gr.Row():
+            retrieval_chart = gr.Plot(label="Retrieval accuracy per layer")
+            retrieval_table = results_table("Retrieval accuracy (chance is 1 / sentences)", ["layer", "mean"])
+
+    with gr.Accordion("Shared vocabulary", open=False):
+        explain(TOKEN_INTRO)
+        with gr.Row():
+            number = gr.Number(value=1, precision=0, minimum=1, label="Test sentence number")
+            tokens_button = gr.Button("Show the pieces", variant="primary")
+        pieces_table = results_table("One sentence, cut into pieces", PIECES_COLUMNS, elem_id="pieces-table")
+        stats_table = results_table("Per language", TOKEN_STATS_COLUMNS)
+        with gr.Row():
+            fertility_chart = gr.Plot(label="Pieces per word")
+            jaccard_matrix = gr.Plot(label="Shared pieces")
+
+    with gr.Accordion("Two models side by side", open=False):
+        explain(SIDE_INTRO)
+        with gr.Row():
+            other = gr.Dropdown(evaluate_tab.other_choices(state.checkpoint_names()), value=evaluate_tab.NONE,
+                                allow_custom_value=True, label="Second model",
+                                info="the first is the one picked at the top")
+            side_beam = gr.Slider(1, 8, value=1, step=1, label="Beam size")
+        src, tgt, _ = language_pair(picker.value, swap=False)
+        side_text = gr.Textbox(label="Source sentence", lines=2)
+        side_button = gr.Button("Compare", variant="primary")
+        side_table = results_table("Translations", SIDE_COLUMNS, elem_id="side-by-side-table")
+        with gr.Row():
+            first_attention = gr.Plot(label="First model")
+            second_attention = gr.Plot(label="Second model")
+
+    zs_button.click(zero_shot, [picker, test_set, files, zs_beam, zs_sentences], [zs_summary, zs_matrix, zs_bars],
+                    api_name="zero_shot", concurrency_id=evaluate_tab.HEAVY, concurrency_limit=1)
+    watch = [transfer_text, transfer_progress, transfer_chart, transfer_results, transfer_timer]
+    transfer_button.click(start_transfer, [low_resource, helpers, low_size, steps], [transfer_text, transfer_timer],
+                          api_name="start_transfer")
+    transfer_cancel.click(cancel_transfer, None, transfer_text, api_name="cancel_transfer")
+    transfer_timer.tick(transfer_status, None, watch, api_name="transfer_status", concurrency_id="watch",
+                        concurrency_limit=None, show_progress="hidden")
+    demo.load(transfer_status, None, watch, api_visibility="private", concurrency_id="watch",
+              concurrency_limit=None, show_progress="hidden")
+    space_inputs = [picker, test_set, files, n_sentences, layer, remove_mean]
+    embedding_button.click(embedding, space_inputs, [scatter, retrieval_chart, retrieval_table, layer],
+                           api_name="embedding_space")
+    layer.release(embedding_layer, space_inputs, scatter, api_name="embedding_layer")
+    tokens_button.click(tokenization, [picker, test_set, files, number],
+                        [pieces_table, stats_table, fertility_chart, jaccard_matrix], api_name="tokenization")
+    side_button.click(side_by_side, [picker, other, side_text, src, tgt, side_beam],
+                      [side_table, first_attention, second_attention], api_name="side_by_side")
+    other.focus(evaluate_tab.refresh_other, other, other, api_visibility="private", show_progress="hidden")
+    picker.change(layer_slider, picker, layer, api_visibility="private")
+    picker.change(language_pair_update, [picker, src, tgt], [src, tgt], api_visibility="private")
