@@ -64,25 +64,42 @@ def _force_end(log_probs: Tensor, over_limit: Tensor) -> Tensor:
     return log_probs
 
 
+@dataclass
+class _Rows:
+    """The decoder's state for the rows still being decoded. Finished rows are dropped as soon as
+    they end, so each step only pays for the sentences that are still going."""
+
+    caches: list[LayerCache]
+    mask: Tensor  # [rows, 1, 1, S]
+    max_tokens: Tensor  # [rows]
+
+    def select(self, rows: Tensor) -> _Rows:
+        return _Rows(reorder_caches(self.caches, rows), self.mask.index_select(0, rows), self.max_tokens.index_select(0, rows))
+
+
 def _extend(model: Transformer, source: Tensor, limits: SearchLimits, choose: Callable[[Tensor], Tensor]) -> list[Hypothesis]:
-    """Left to right, one continuation per row: `choose` picks each next token from the [B, V]
+    """Left to right, one continuation per row: `choose` picks each next token from the [rows, V]
     log-probabilities (argmax for greedy search, a random draw for sampling)."""
     batch = source.shape[0]
     caches, mask = _start(model, source)
-    max_tokens = limits.per_sentence(source, model.config.max_positions)
-    tokens = torch.full((batch, 1), BOS_ID, dtype=torch.long)
-    finished = torch.zeros(batch, dtype=torch.bool)
+    live = _Rows(caches, mask, limits.per_sentence(source, model.config.max_positions))
+    history = torch.full((batch, int(live.max_tokens.max())), PAD_ID, dtype=torch.long)
     log_prob = torch.zeros(batch)
-    for step in range(int(max_tokens.max())):
-        log_probs = _force_end(_next_log_probs(model, tokens[:, -1:], caches, mask, step), step + 1 >= max_tokens)
+    ids = torch.arange(batch)  # which sentence each live row is
+    previous = torch.full((batch, 1), BOS_ID, dtype=torch.long)
+    for step in range(history.shape[1]):
+        log_probs = _force_end(_next_log_probs(model, previous, live.caches, live.mask, step), step + 1 >= live.max_tokens)
         choice = choose(log_probs)
-        log_prob += torch.where(finished, 0.0, log_probs.gather(1, choice[:, None]).squeeze(1))
-        choice = choice.masked_fill(finished, PAD_ID)
-        tokens = torch.cat([tokens, choice[:, None]], dim=1)
-        finished |= choice == EOS_ID
-        if finished.all():
+        log_prob[ids] += log_probs.gather(1, choice[:, None]).squeeze(1)
+        history[ids, step] = choice
+        going = choice != EOS_ID
+        if not going.any():
             break
-    return [_hypothesis(row, float(lp), float(lp)) for row, lp in zip(tokens[:, 1:].tolist(), log_prob)]
+        if not going.all():
+            keep = going.nonzero().squeeze(1)
+            live, ids, choice = live.select(keep), ids[keep], choice[keep]
+        previous = choice[:, None]
+    return [_hypothesis(row, float(lp), float(lp)) for row, lp in zip(history.tolist(), log_prob)]
 
 
 @torch.inference_mode()
@@ -119,51 +136,58 @@ def beam_search(
     n_best = min(n_best, width)
     caches, mask = _start(model, source)
     expand = torch.arange(batch).repeat_interleave(width)
-    caches, mask = reorder_caches(caches, expand), mask.index_select(0, expand)
     max_tokens = limits.per_sentence(source, model.config.max_positions)
-    beam_max = max_tokens.repeat_interleave(width)
+    live = _Rows(caches, mask, max_tokens).select(expand)
 
     # Only the first beam of each sentence is live at the start; the others would duplicate it.
     scores = torch.full((batch, width), -torch.inf)
     scores[:, 0] = 0.0
     tokens = torch.full((batch * width, 1), BOS_ID, dtype=torch.long)
     finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
-    done = torch.zeros(batch, dtype=torch.bool)
+    ids = torch.arange(batch)  # which sentence each live group of `width` rows is
 
     for step in range(int(max_tokens.max())):
-        log_probs = _force_end(_next_log_probs(model, tokens[:, -1:], caches, mask, step), step + 1 >= beam_max)
-        vocab = log_probs.shape[-1]
-        candidates = (scores.view(-1, 1) + log_probs).view(batch, width * vocab)
+        log_probs = _force_end(_next_log_probs(model, tokens[:, -1:], live.caches, live.mask, step), step + 1 >= live.max_tokens)
+        groups, vocab = len(ids), log_probs.shape[-1]
+        candidates = (scores.view(-1, 1) + log_probs).view(groups, width * vocab)
         top_scores, top_index = candidates.topk(2 * width, dim=1)
         origin, token = top_index // vocab, top_index % vocab
         is_end = token == EOS_ID
 
         # Candidates ending with </s> among the top `width` become finished hypotheses.
         length = step + 1
-        for b, k in (is_end[:, :width] & ~done[:, None]).nonzero().tolist():
-            row = int(b * width + origin[b, k])
-            raw = float(top_scores[b, k])
-            finished[b].append(Hypothesis(tokens[row, 1:].tolist(), raw, raw / length ** length_penalty))
+        for g, k in is_end[:, :width].nonzero().tolist():
+            raw = float(top_scores[g, k])
+            if raw > -torch.inf:
+                row = g * width + int(origin[g, k])
+                finished[int(ids[g])].append(Hypothesis(tokens[row, 1:].tolist(), raw, raw / length ** length_penalty))
 
         # The best `width` candidates that do not end continue as the beams of the next step
         # (at most `width` of the 2·width candidates can end, so there are always enough).
+        # Beams only move within their sentence, so the source keys/values stay where they are.
         keep = (is_end.long() * 2 * width + torch.arange(2 * width)).argsort(dim=1)[:, :width]
         scores = top_scores.gather(1, keep)
-        rows = (origin.gather(1, keep) + torch.arange(batch)[:, None] * width).view(-1)
+        rows = (origin.gather(1, keep) + torch.arange(groups)[:, None] * width).view(-1)
         tokens = torch.cat([tokens.index_select(0, rows), token.gather(1, keep).view(-1, 1)], dim=1)
-        caches = reorder_caches(caches, rows)
+        live = _Rows(reorder_caches(live.caches, rows, cross=False), live.mask, live.max_tokens)
 
-        done |= _beams_done(finished, scores, length + 1, width, length_penalty)
-        scores = scores.masked_fill(done[:, None], -torch.inf)
+        done = _beams_done([finished[i] for i in ids.tolist()], scores, length + 1, width, length_penalty)
         if done.all():
             break
+        if done.any():  # drop finished sentences from the batch
+            going = (~done).nonzero().squeeze(1)
+            rows = (going[:, None] * width + torch.arange(width)).view(-1)
+            ids, scores, tokens, live = ids[going], scores[going], tokens.index_select(0, rows), live.select(rows)
+    else:
+        done = torch.zeros(len(ids), dtype=torch.bool)
 
+    # Sentences that hit the step limit without finishing keep their live beams as hypotheses.
+    for g, sentence in enumerate(ids.tolist()):
+        if not finished[sentence] and not done[g]:
+            finished[sentence] = [Hypothesis(tokens[g * width + k, 1:].tolist(), float(scores[g, k]), float(scores[g, k]))
+                                  for k in range(width)]
     results = []
-    for b in range(batch):
-        hypotheses = finished[b] or [
-            Hypothesis(tokens[b * width + k, 1:].tolist(), float(scores[b, k]), float(scores[b, k]))
-            for k in range(width)
-        ]
+    for hypotheses in finished:
         hypotheses.sort(key=lambda h: h.score, reverse=True)
         results.append([_hypothesis(h.tokens, h.log_prob, h.score) for h in hypotheses[:n_best]])
     return results

@@ -300,14 +300,18 @@ class Transformer(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
-def reorder_caches(caches: list[LayerCache], order: Tensor) -> list[LayerCache]:
-    """Select/duplicate batch rows of every cache (beam search keeps the surviving hypotheses)."""
+def reorder_caches(caches: list[LayerCache], order: Tensor, cross: bool = True) -> list[LayerCache]:
+    """Select/duplicate batch rows of every cache (beam search keeps the surviving hypotheses).
+
+    With `cross=False` the source keys/values are left as they are: correct whenever rows only
+    move among the beams of one sentence, which all share the same source.
+    """
     return [
         LayerCache(
             None if c.self_keys is None else c.self_keys.index_select(0, order),
             None if c.self_values is None else c.self_values.index_select(0, order),
-            c.cross_keys.index_select(0, order),
-            c.cross_values.index_select(0, order),
+            c.cross_keys.index_select(0, order) if cross else c.cross_keys,
+            c.cross_values.index_select(0, order) if cross else c.cross_values,
         )
         for c in caches
     ]
