@@ -11,9 +11,13 @@ from core.languages import language_name
 
 DATA_NOTES = {
     "multi30k": (
-        "Multi30K (task 1, raw captions; Elliott et al. 2016 for en-de, Elliott et al. 2017 for fr, "
-        "Barrault et al. 2018 for cs), derived from Flickr30K. **Terms: non-commercial research and "
-        "educational use only.**"
+        "Multi30K (task 1, raw image captions, https://github.com/multi30k/dataset), derived from Flickr30K: "
+        "29,000 training, 1,014 validation and 1,000 test (`test_2016_flickr`) sentences, N-way parallel. "
+        "**Terms: non-commercial research and educational use only.** Please cite: "
+        "Elliott et al. 2016, *Multi30K: Multilingual English-German Image Descriptions* (en, de); "
+        "Elliott et al. 2017, *Findings of the Second Shared Task on Multimodal Machine Translation and "
+        "Multilingual Image Description* (fr); Barrault et al. 2018, *Findings of the Third Shared Task on "
+        "Multimodal Machine Translation* (cs)."
     ),
     "builtin": "Polyglot Lab's built-in generated corpus (`core/builtin_corpus.py`), written for this project.",
 }
@@ -48,7 +52,7 @@ def render_card(folder: Path) -> str:
         f"{training.get('train_seconds', 0) / 60:.1f} minutes of training",
         f"- Hardware: {training.get('hardware', 'not recorded')}",
         f"- Best mean validation BLEU (greedy, capped sample): {_fmt(training.get('best_mean_valid_bleu'))}",
-        f"- Reproduce: `python -m core train --config {folder.name}/config.json --out {folder.name}`",
+        f"- Reproduce (same data, same seed): `python -m core train --config {folder.name}/config.json --out NEW_FOLDER`",
     ]
     lines += _progress_table(checkpoint.read_metrics(folder))
     for report_file in sorted(folder.glob("eval_*.json")):

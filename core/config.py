@@ -108,7 +108,8 @@ class RunConfig:
             raw = json.loads(Path(path).read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as error:
             raise ValueError(f"Cannot read config {path}: {error}") from error
-        return cls.from_dict(raw)
+        # A run folder's config.json wraps the run config with what the run produced.
+        return cls.from_dict(raw["run"] if "run" in raw and "format_version" in raw else raw)
 
 
 def _build(kind: type, values: dict[str, Any]) -> Any:

@@ -82,3 +82,10 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path: Path) -> None:
     state = checkpoint.load_training_state(run / checkpoint.TRAINING_STATE)
     assert state["step"] > 0
     assert core.load(run).translate("The dog runs.", "en", "de")[0].text is not None
+
+
+def test_a_run_folder_config_replays_the_run(tiny_checkpoint: Path) -> None:
+    from core.config import RunConfig
+
+    replay = RunConfig.load(tiny_checkpoint / "config.json")
+    assert replay.model.d_model == 64 and replay.data.languages == ["en", "de", "fr"]
