@@ -27,12 +27,16 @@ def main(argv: list[str] | None = None) -> int:
     _transfer_parser(commands.add_parser("transfer", help="low-resource transfer: bilingual vs multilingual model"))
     info = commands.add_parser("info", help="describe a checkpoint")
     info.add_argument("--checkpoint", required=True)
+    half = commands.add_parser("half", help="store a checkpoint's weights as float16 after checking translations agree")
+    half.add_argument("--checkpoint", required=True)
+    half.add_argument("--sentences", type=int, default=100, help="validation sentences per direction to compare")
+    half.add_argument("--min-identical", type=float, default=0.98, help="share of identical translations required")
     download = commands.add_parser("download", help="download Multi30K (en, de, fr, cs)")
     download.add_argument("--dir", default=None, help="target folder (default: data/multi30k)")
     download.add_argument("--url", default=None, help="mirror base URL")
     args = parser.parse_args(argv)
     handlers = {"train": run_train, "translate": run_translate, "evaluate": run_evaluate,
-                "transfer": run_transfer, "info": run_info, "download": run_download}
+                "transfer": run_transfer, "info": run_info, "half": run_half, "download": run_download}
     try:
         return handlers[args.command](args)
     except (CorpusError, CheckpointError, ValueError, OSError) as error:
@@ -249,6 +253,36 @@ def run_info(args: argparse.Namespace) -> int:
     print(f"model:      {model['n_encoder_layers']}+{model['n_decoder_layers']} layers, d_model {model['d_model']}, "
           f"{model['n_heads']} heads, vocab {model['vocab_size']}, {config.get('parameters', 0):,} parameters")
     print(f"training:   {config.get('training') or 'in progress'}")
+    return 0
+
+
+def run_half(args: argparse.Namespace) -> int:
+    """Halve the weights file; keep it only if beam-4 translations of validation sentences agree."""
+    import torch
+
+    import core
+    from core.languages import split_direction
+
+    folder = Path(args.checkpoint)
+    full = core.load(folder)
+    half = core.load(folder)
+    half.model.load_state_dict({k: v.half().float() for k, v in full.model.state_dict().items()})
+    valid = load_corpus(full.config["run"]["data"]["source"]).split("valid")
+    same = total = 0
+    for name in full.directions:
+        src, tgt = split_direction(name)
+        lines = valid[src][: args.sentences]
+        a = [t.text for t in full.translate(lines, src, tgt, beam_size=4)]
+        b = [t.text for t in half.translate(lines, src, tgt, beam_size=4)]
+        same += sum(x == y for x, y in zip(a, b))
+        total += len(lines)
+    share = same / max(total, 1)
+    print(f"float16 vs float32: {same}/{total} identical beam-4 translations ({100 * share:.1f}%)")
+    if share < args.min_identical:
+        print(f"error: below --min-identical {args.min_identical}; weights left in float32", file=sys.stderr)
+        return 1
+    checkpoint.save_weights(full.model.state_dict(), folder / checkpoint.WEIGHTS, torch.float16)
+    print(f"{folder / checkpoint.WEIGHTS}: {(folder / checkpoint.WEIGHTS).stat().st_size / 1e6:.1f} MB (float16)")
     return 0
 
 

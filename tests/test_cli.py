@@ -89,3 +89,19 @@ def test_a_run_folder_config_replays_the_run(tiny_checkpoint: Path) -> None:
 
     replay = RunConfig.load(tiny_checkpoint / "config.json")
     assert replay.model.d_model == 64 and replay.data.languages == ["en", "de", "fr"]
+
+
+def test_half_checks_translations_then_halves_the_weights(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    import shutil
+
+    import core
+
+    run = tmp_path / "half"
+    shutil.copytree(tiny_checkpoint, run)
+    before = (run / "model.safetensors").stat().st_size
+    refused = cli("half", "--checkpoint", str(run), "--sentences", "5", "--min-identical", "1.01")
+    assert refused.returncode == 1 and (run / "model.safetensors").stat().st_size == before
+    halved = cli("half", "--checkpoint", str(run), "--sentences", "5", "--min-identical", "0")
+    assert halved.returncode == 0 and "identical beam-4 translations" in halved.stdout
+    assert (run / "model.safetensors").stat().st_size < 0.6 * before
+    core.load(run).translate("The dog runs.", "en", "de")
