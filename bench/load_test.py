@@ -17,6 +17,7 @@ Exit code 0 only when every request succeeded and the training run finished ("do
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -33,6 +34,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+import psutil  # noqa: E402
 
 from tests.app_server import AppServer, launch_app  # noqa: E402
 
@@ -198,7 +201,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         tgt = next(lang for lang in languages if lang != src)
         model = serve_copy(checkpoint, work / "checkpoints")
         log(f"launching app.py with {model} ({src}→{tgt}){' in hosted mode' if args.hosted else ''}")
+        launched = time.monotonic()
         server = launch_app(work / "checkpoints", work / "app.log", env={"POLYGLOT_HOSTED": "1"} if args.hosted else None)
+        app = {"cold_start_s": time.monotonic() - launched}
+        app["beam4_latency_s"] = idle_latency(server.url, model, src, tgt)
+        app["rss_at_rest_mb"] = rss_mb(server.process.pid)
+        memory = PeakMemory(server.process.pid)
+        memory.start()
 
         log(f"starting a {args.train_steps}-step training run through the API")
         log(start_training(server.url, args.train_steps))
@@ -217,6 +226,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         log(f"requests done in {wall:.1f} s; waiting for the training run to finish")
         watcher.join(args.train_timeout)
         watcher.stop.set()
+        memory.stop.set()
+        app["peak_rss_training_mb"] = memory.peak_mb
 
         latencies = [row["seconds"] for row in results if row["ok"]]
         failures = [row for row in results if not row["ok"]]
@@ -236,11 +247,45 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "wall_s": wall, "requests_per_s": len(results) / wall if wall else None,
             "training": {"steps": args.train_steps, "status": watcher.status, "finished": watcher.finished,
                          "requests_while_training": during},
+            "app": app,
         }
     finally:
         if server is not None:
             server.stop()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of the app process and its children, in MB."""
+    process = psutil.Process(pid)
+    return sum(p.memory_info().rss for p in [process, *process.children(recursive=True)]) / 1e6
+
+
+class PeakMemory(threading.Thread):
+    """Samples the app's resident memory every 0.2 s and keeps the peak."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.peak_mb, self.stop = pid, 0.0, threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            with contextlib.suppress(psutil.Error):
+                self.peak_mb = max(self.peak_mb, rss_mb(self.pid))
+            time.sleep(0.2)
+
+
+def idle_latency(url: str, model: str, src: str, tgt: str, repeats: int = 5) -> float:
+    """Median wall time of one beam-4 translation through the API on an otherwise idle server."""
+    from gradio_client import Client
+
+    client = Client(url, verbose=False)
+    times = []
+    for sentence in SENTENCES[:repeats]:
+        start = time.monotonic()
+        client.predict(model, sentence, src, tgt, "Beam search", 4, 1.0, 1, api_name="/translate")
+        times.append(time.monotonic() - start)
+    return statistics.median(times)
 
 
 def table(report: dict[str, Any]) -> str:
@@ -259,6 +304,10 @@ def table(report: dict[str, Any]) -> str:
         ("throughput", f"{report['requests_per_s']:.2f} requests/s over {report['wall_s']:.1f} s"),
         ("requests while training", f"{training['requests_while_training']} / {report['requests']}"),
         ("training run finished", f"{'yes' if training['finished'] else 'no'} ({training['steps']} steps)"),
+        ("app cold start", seconds(report["app"]["cold_start_s"])),
+        ("one beam-4 translation (idle server)", seconds(report["app"]["beam4_latency_s"])),
+        ("app memory at rest", f"{report['app']['rss_at_rest_mb']:.0f} MB"),
+        ("app peak memory while training", f"{report['app']['peak_rss_training_mb']:.0f} MB"),
     ]
     width = max(len(name) for name, _ in rows)
     lines = [f"| {'metric'.ljust(width)} | value |", f"| {'-' * width} | ----- |"]
