@@ -42,13 +42,7 @@ class Tokenizer:
         if model_type not in ("unigram", "bpe"):
             raise ValueError(f"tokenizer type must be 'unigram' or 'bpe', not {model_type!r}")
         languages = sorted(texts)
-        rng = random.Random(seed)
-        per_language = min(sentences_per_language, min(len(lines) for lines in texts.values()))
-        sample = []
-        for lang in languages:
-            lines = [line for line in texts[lang] if line.strip()]
-            sample += rng.sample(lines, min(per_language, len(lines)))
-        rng.shuffle(sample)
+        sample = balanced_sample(texts, sentences_per_language, seed)
         model = io.BytesIO()
         spm.set_random_generator_seed(seed)
         spm.SentencePieceTrainer.train(
@@ -92,3 +86,14 @@ class Tokenizer:
     def source_ids(self, text: str, target_lang: str) -> list[int]:
         """What the encoder reads: `<2tgt> pieces… </s>`."""
         return [self.tag_id(target_lang), *self.encode(text), EOS_ID]
+
+
+def balanced_sample(texts: dict[str, list[str]], per_language: int, seed: int = 1) -> list[str]:
+    """The same number of non-empty sentences from every language (as many as the smallest has,
+    at most `per_language`), shuffled together."""
+    rng = random.Random(seed)
+    non_empty = {lang: [line for line in texts[lang] if line.strip()] for lang in sorted(texts)}
+    count = min(per_language, min(len(lines) for lines in non_empty.values()))
+    sample = [line for lines in non_empty.values() for line in rng.sample(lines, count)]
+    rng.shuffle(sample)
+    return sample
