@@ -181,7 +181,7 @@ def _evaluate_parser(p: argparse.ArgumentParser) -> None:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     import core
-    from core.card import write_card
+    from core.card import write_card, write_eval_figures
     from core.evaluate import evaluate
     from core.languages import parse_directions
 
@@ -203,6 +203,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         report.save(args.json)
     if args.card:
         report.save(Path(args.checkpoint) / f"eval_{args.split}.json")
+        write_eval_figures(Path(args.checkpoint), report)
         write_card(Path(args.checkpoint))
     return 0
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from core import checkpoint
-from core.languages import language_name
+from core import checkpoint, plots
+from core.evaluate import EvalReport
+from core.languages import language_name, split_direction
 
 DATA_NOTES = {
     "multi30k": (
@@ -68,6 +69,9 @@ def render_card(folder: Path) -> str:
             mark = " (zero-shot)" if score.get("zero_shot") else ""
             lines.append(f"| {name}{mark} | {score['bleu']:.1f} | {score['chrf']:.1f} | {score['sentences']} |")
         lines += ["", f"BLEU signature: `{report['bleu_signature']}`  ", f"chrF signature: `{report['chrf_signature']}`"]
+        figures = [f"[{kind}]({report_file.stem}_{kind}.html)" for kind in FIGURES if (folder / f"{report_file.stem}_{kind}.html").exists()]
+        if figures:
+            lines += ["", "Figures (interactive plotly): " + ", ".join(figures)]
     return "\n".join(lines) + "\n"
 
 
@@ -85,6 +89,22 @@ def _progress_table(records: list[dict]) -> list[str]:
         label = f"{r['step']} (avg of {r['averaged']})" if r.get("averaged") else str(r["step"])
         lines.append(f"| {label} | {r.get('elapsed_s', 0) / 60:.1f} | {r['valid_loss']:.3f} | {r['mean_bleu']:.1f} |")
     return lines
+
+
+FIGURES = ("bleu", "matrix")
+
+
+def write_eval_figures(folder: Path, report: EvalReport) -> None:
+    """BLEU bars and the source × target matrix of an evaluation, as standalone HTML next to the card."""
+    stem = f"eval_{report.split}"
+    languages = list(dict.fromkeys(lang for d in report.scores for lang in split_direction(d)))
+    figures = {
+        "bleu": plots.bleu_bars({report.model: report.metric("bleu")}),
+        "matrix": plots.direction_matrix(report.metric("bleu"), languages, zero_shot=report.zero_shot,
+                                         title=f"BLEU on {report.split}, beam {report.beam_size}"),
+    }
+    for kind, figure in figures.items():
+        checkpoint.write_text(folder / f"{stem}_{kind}.html", figure.to_html(include_plotlyjs="cdn"))
 
 
 def write_card(folder: Path) -> None:

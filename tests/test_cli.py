@@ -42,7 +42,9 @@ def test_train_translate_evaluate(tmp_path: Path) -> None:
     assert "| en-de |" in evaluated.stdout and "BLEU signature: nrefs:1|case:mixed" in evaluated.stdout
     report = json.loads(report_file.read_text())
     assert set(report["scores"]) == {"en-de", "de-en"}
-    assert "## Evaluation on `test` (beam 2)" in (run / "README.md").read_text()
+    card = (run / "README.md").read_text()
+    assert "## Evaluation on `test` (beam 2)" in card and "[matrix](eval_test_matrix.html)" in card
+    assert "plotly" in (run / "eval_test_bleu.html").read_text()
 
     again = cli("train", "--preset", "tiny", "--out", str(run))
     assert again.returncode == 2 and "already holds a run" in again.stderr
