@@ -59,7 +59,8 @@ def _train_parser(p: argparse.ArgumentParser) -> None:
         ("--lr", float, "train.lr"), ("--warmup-steps", int, "train.warmup_steps"),
         ("--temperature", float, "train.temperature"), ("--seed", int, "train.seed"),
         ("--eval-every", int, "train.eval_every"), ("--max-minutes", float, "train.max_minutes"),
-        ("--threads", int, "train.threads"), ("--vocab-size", int, "data.vocab_size"),
+        ("--threads", int, "train.threads"), ("--accumulation", int, "train.accumulation"),
+        ("--device", str, "train.device"), ("--vocab-size", int, "data.vocab_size"),
         ("--d-model", int, "model.d_model"), ("--layers", int, "model.layers"),
         ("--heads", int, "model.n_heads"), ("--d-ff", int, "model.d_ff"), ("--dropout", float, "model.dropout"),
     ]:

@@ -33,6 +33,9 @@ class Batch:
     target_in: Tensor  # [B, T] = <s> y1 … yn
     target_out: Tensor  # [B, T] = y1 … yn </s>
 
+    def to(self, device: torch.device) -> Batch:
+        return Batch(self.source.to(device), self.target_in.to(device), self.target_out.to(device))
+
     @property
     def tokens(self) -> int:
         """Real (non-padding) source + target tokens."""

@@ -62,7 +62,8 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def save_weights(state: dict[str, torch.Tensor], path: Path, dtype: torch.dtype | None = None) -> None:
-    tensors = {name: (t.to(dtype) if dtype and t.is_floating_point() else t).contiguous() for name, t in state.items()}
+    tensors = {name: (t.to(dtype) if dtype and t.is_floating_point() else t).detach().cpu().contiguous()
+               for name, t in state.items()}
     _atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata={"format_version": str(FORMAT_VERSION)}))
 
 

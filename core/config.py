@@ -74,6 +74,7 @@ class TrainConfig:
     bf16: bool = False  # bfloat16 autocast for matmuls (much faster on CPUs with AVX512-BF16 or AMX)
     seed: int = 1
     threads: int = 0  # torch threads; 0 = all cores
+    device: str = "auto"  # "auto" (CUDA, else MPS, else CPU), or e.g. "cpu", "cuda:1"
 
 
 @dataclass

@@ -83,10 +83,11 @@ def _extend(model: Transformer, source: Tensor, limits: SearchLimits, choose: Ca
     batch = source.shape[0]
     caches, mask = _start(model, source)
     live = _Rows(caches, mask, limits.per_sentence(source, model.config.max_positions))
-    history = torch.full((batch, int(live.max_tokens.max())), PAD_ID, dtype=torch.long)
-    log_prob = torch.zeros(batch)
-    ids = torch.arange(batch)  # which sentence each live row is
-    previous = torch.full((batch, 1), BOS_ID, dtype=torch.long)
+    device = source.device
+    history = torch.full((batch, int(live.max_tokens.max())), PAD_ID, dtype=torch.long, device=device)
+    log_prob = torch.zeros(batch, device=device)
+    ids = torch.arange(batch, device=device)  # which sentence each live row is
+    previous = torch.full((batch, 1), BOS_ID, dtype=torch.long, device=device)
     for step in range(history.shape[1]):
         log_probs = _force_end(_next_log_probs(model, previous, live.caches, live.mask, step), step + 1 >= live.max_tokens)
         choice = choose(log_probs)
@@ -135,16 +136,17 @@ def beam_search(
     batch, width = source.shape[0], beam_size
     n_best = min(n_best, width)
     caches, mask = _start(model, source)
-    expand = torch.arange(batch).repeat_interleave(width)
+    device = source.device
+    expand = torch.arange(batch, device=device).repeat_interleave(width)
     max_tokens = limits.per_sentence(source, model.config.max_positions)
     live = _Rows(caches, mask, max_tokens).select(expand)
 
     # Only the first beam of each sentence is live at the start; the others would duplicate it.
-    scores = torch.full((batch, width), -torch.inf)
+    scores = torch.full((batch, width), -torch.inf, device=device)
     scores[:, 0] = 0.0
-    tokens = torch.full((batch * width, 1), BOS_ID, dtype=torch.long)
+    tokens = torch.full((batch * width, 1), BOS_ID, dtype=torch.long, device=device)
     finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
-    ids = torch.arange(batch)  # which sentence each live group of `width` rows is
+    ids = torch.arange(batch, device=device)  # which sentence each live group of `width` rows is
 
     for step in range(int(max_tokens.max())):
         log_probs = _force_end(_next_log_probs(model, tokens[:, -1:], live.caches, live.mask, step), step + 1 >= live.max_tokens)
@@ -165,9 +167,9 @@ def beam_search(
         # The best `width` candidates that do not end continue as the beams of the next step
         # (at most `width` of the 2·width candidates can end, so there are always enough).
         # Beams only move within their sentence, so the source keys/values stay where they are.
-        keep = (is_end.long() * 2 * width + torch.arange(2 * width)).argsort(dim=1)[:, :width]
+        keep = (is_end.long() * 2 * width + torch.arange(2 * width, device=device)).argsort(dim=1)[:, :width]
         scores = top_scores.gather(1, keep)
-        rows = (origin.gather(1, keep) + torch.arange(groups)[:, None] * width).view(-1)
+        rows = (origin.gather(1, keep) + torch.arange(groups, device=device)[:, None] * width).view(-1)
         tokens = torch.cat([tokens.index_select(0, rows), token.gather(1, keep).view(-1, 1)], dim=1)
         live = _Rows(reorder_caches(live.caches, rows, cross=False), live.mask, live.max_tokens)
 
@@ -176,10 +178,10 @@ def beam_search(
             break
         if done.any():  # drop finished sentences from the batch
             going = (~done).nonzero().squeeze(1)
-            rows = (going[:, None] * width + torch.arange(width)).view(-1)
+            rows = (going[:, None] * width + torch.arange(width, device=device)).view(-1)
             ids, scores, tokens, live = ids[going], scores[going], tokens.index_select(0, rows), live.select(rows)
     else:
-        done = torch.zeros(len(ids), dtype=torch.bool)
+        done = torch.zeros(len(ids), dtype=torch.bool, device=device)
 
     # Sentences that hit the step limit without finishing keep their live beams as hypotheses.
     for g, sentence in enumerate(ids.tolist()):
@@ -204,7 +206,7 @@ def _beams_done(finished: list[list[Hypothesis]], scores: Tensor, length: int, w
         worst = sorted(h.score for h in hypotheses)[-width]
         best_live = float(scores[b].max()) / length ** alpha
         flags.append(best_live <= worst)
-    return torch.tensor(flags)
+    return torch.tensor(flags, device=scores.device)
 
 
 @torch.inference_mode()
@@ -228,9 +230,9 @@ def sample(
         raise ValueError("temperature must be positive; use greedy search for temperature 0")
     if not 0 < top_p <= 1:
         raise ValueError("top_p must be in (0, 1]")
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator(device=source.device).manual_seed(seed)
     batch = source.shape[0]
-    expand = torch.arange(batch).repeat_interleave(n)
+    expand = torch.arange(batch, device=source.device).repeat_interleave(n)
 
     def draw(log_probs: Tensor) -> Tensor:
         return torch.multinomial(_filtered(log_probs, temperature, top_k, top_p), 1, generator=generator).squeeze(1)
@@ -269,7 +271,7 @@ def step_by_step(
     max_tokens = int(limits.per_sentence(source[:1], model.config.max_positions)[0])
     if forced is not None:
         max_tokens = min(len(forced) + 1, model.config.max_positions - 1)
-    previous = torch.tensor([[BOS_ID]])
+    previous = torch.tensor([[BOS_ID]], device=source.device)
     steps = []
     for step in range(max_tokens):
         probs = _next_log_probs(model, previous, caches, mask, step)[0].exp()
@@ -281,5 +283,5 @@ def step_by_step(
         steps.append(Step(list(zip(top.indices.tolist(), top.values.tolist())), chosen, float(probs[chosen])))
         if chosen == EOS_ID:
             break
-        previous = torch.tensor([[chosen]])
+        previous = torch.tensor([[chosen]], device=source.device)
     return steps

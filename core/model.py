@@ -28,6 +28,17 @@ from core.config import ModelConfig
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 
 
+def pick_device(name: str = "auto") -> torch.device:
+    """"auto" takes a CUDA GPU, else Apple's MPS, else the CPU; any other name is used as given."""
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
 def sinusoidal_positions(max_positions: int, d_model: int) -> Tensor:
     """PE(pos, 2i) = sin(pos / 10000^(2i/d)), PE(pos, 2i+1) = cos(...) — section 3.5 of the paper."""
     position = torch.arange(max_positions, dtype=torch.float32).unsqueeze(1)

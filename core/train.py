@@ -22,15 +22,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
-from core import checkpoint
+from core import checkpoint, distributed
 from core.batching import BatchStream, collate, make_example, pack
 from core.card import write_card
 from core.config import RunConfig, TrainConfig
 from core.corpus import Corpus, load_corpus
 from core.evaluate import evaluate
 from core.languages import parse_directions, split_direction
-from core.model import Transformer
+from core.model import Transformer, pick_device
 from core.tokenizer import Tokenizer
 from core.translator import Translator
 
@@ -60,6 +61,21 @@ def learning_rate(step: int, config: TrainConfig) -> float:
     raise ValueError(f"Unknown schedule {config.schedule!r}: use 'inverse_sqrt' or 'cosine'")
 
 
+STOPS = {0: None, 1: "time_limit", 2: "early_stop", 3: "cancelled"}  # when ranks disagree, the highest wins
+
+
+class LossOf(nn.Module):
+    """The training loss as a module's forward, the shape DistributedDataParallel wraps."""
+
+    def __init__(self, model: Transformer, label_smoothing: float) -> None:
+        super().__init__()
+        self.model = model
+        self.label_smoothing = label_smoothing
+
+    def forward(self, source: torch.Tensor, target_in: torch.Tensor, target_out: torch.Tensor) -> torch.Tensor:
+        return self.model.loss(source, target_in, target_out, self.label_smoothing)[0]
+
+
 class Trainer:
     def __init__(
         self,
@@ -76,12 +92,15 @@ class Trainer:
         self.resume = resume
         self.cancel_requested = threading.Event()
         self.records: list[Event] = []
+        self.group = distributed.Group()  # joined in _prepare when launched by torchrun
 
     def cancel(self) -> None:
         """Ask the run to stop after the current step; it saves a usable checkpoint first."""
         self.cancel_requested.set()
 
     def emit(self, event: Event) -> None:
+        if not self.group.is_main:
+            return
         self.records.append(event)
         for listener in self.listeners:
             listener(event)
@@ -91,7 +110,9 @@ class Trainer:
     def _prepare(self) -> None:
         cfg = self.config
         torch.set_num_threads(cfg.train.threads or os.cpu_count() or 1)
-        torch.manual_seed(cfg.train.seed)
+        self.device = pick_device(cfg.train.device)
+        self.group = distributed.start(self.device)
+        torch.manual_seed(cfg.train.seed + self.group.rank)  # each rank its own dropout masks
         corpus = self.corpus or load_corpus(cfg.data.source)
         self.languages = cfg.data.languages or corpus.languages
         corpus = corpus.restrict(self.languages)
@@ -109,7 +130,8 @@ class Trainer:
             )
         # SentencePiece may give fewer pieces than asked on a small corpus: the model follows it.
         cfg.model.vocab_size = len(self.tokenizer)
-        self.model = Transformer(cfg.model)
+        self.model = Transformer(cfg.model).to(self.device)
+        self.train_module = distributed.wrap(LossOf(self.model, cfg.train.label_smoothing), self.group)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.train.lr, betas=cfg.train.betas,
                                            weight_decay=cfg.train.weight_decay)
         encoded = {lang: self.tokenizer.encode_batch(lines) for lang, lines in corpus.split("train").items()}
@@ -122,7 +144,7 @@ class Trainer:
         self.snapshots: list[dict[str, torch.Tensor]] = []
         if resuming:
             self._restore(state_file)
-        else:
+        elif self.group.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             checkpoint.write_bytes(self.out / checkpoint.TOKENIZER, self.tokenizer.model_proto)
             self._write_config()
@@ -177,17 +199,17 @@ class Trainer:
     def _loop(self) -> TrainResult:
         cfg = self.config.train
         self.emit({"event": "start", "step": self.step, "total_steps": cfg.steps, "parameters": self.model.num_parameters(),
-                   "directions": self.directions, "resumed": self.step > 0})
+                   "directions": self.directions, "resumed": self.step > 0, "ranks": self.group.world})
         batches = iter(self.stream)
         interval_loss, interval_tokens, interval_steps, interval_start = 0.0, 0, 0, time.perf_counter()
         status = "done"
         while self.step < cfg.steps:
-            if self.cancel_requested.is_set():
-                status = "cancelled"
-                break
-            if cfg.max_minutes and self.elapsed >= cfg.max_minutes * 60:
-                status = "time_limit"
-                if self.records[-1]["event"] != "checkpoint" and self.records[-1]["event"] != "valid":
+            # All ranks stop together: whichever rank was asked to stop (or ran out of time) decides.
+            time_up = self.group.is_main and bool(cfg.max_minutes) and self.elapsed >= cfg.max_minutes * 60
+            stop = STOPS[distributed.agree(3 if self.cancel_requested.is_set() else int(time_up), self.group)]
+            if stop:
+                status = stop
+                if stop == "time_limit" and self.records[-1]["event"] not in ("checkpoint", "valid"):
                     self._validate_and_keep_best()
                 break
             loss, tokens = self._train_step(batches)
@@ -198,31 +220,34 @@ class Trainer:
             if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                 now = time.perf_counter()
                 self.elapsed += now - interval_start
-                self.emit({"event": "step", "step": self.step, "loss": interval_loss / interval_steps,
-                           "lr": learning_rate(self.step, cfg), "tokens_per_s": interval_tokens / max(now - interval_start, 1e-9),
+                loss_sum, tokens_sum = distributed.total([interval_loss, interval_tokens], self.group)
+                self.emit({"event": "step", "step": self.step, "loss": loss_sum / self.group.world / interval_steps,
+                           "lr": learning_rate(self.step, cfg), "tokens_per_s": tokens_sum / max(now - interval_start, 1e-9),
                            "elapsed_s": self.elapsed, "total_steps": cfg.steps})
                 interval_loss, interval_tokens, interval_steps, interval_start = 0.0, 0, 0, now
             pause_start = time.perf_counter()
-            evaluate_now = self.step % cfg.eval_every == 0 or self.step == cfg.steps
-            if evaluate_now and self._validate_and_keep_best():
-                status = "early_stop"
-                break
+            if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
+                early = self.group.is_main and self._validate_and_keep_best()
+                if distributed.agree(int(early), self.group):
+                    status = "early_stop"
+                    break
             if self.step % cfg.save_every == 0:
                 self._save_last()
             interval_start += time.perf_counter() - pause_start  # validating and saving is not training time
         return self._finish(status)
 
     def _train_step(self, batches) -> tuple[float, int]:
+        """One optimizer step over `accumulation` batches per rank; returns this rank's mean loss and tokens."""
         cfg = self.config.train
         self.model.train()
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(self.step + 1, cfg)
         total_loss, total_tokens = 0.0, 0
         for _ in range(cfg.accumulation):
-            batch = next(batches)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
-                loss, _ = self.model.loss(batch.source, batch.target_in, batch.target_out, cfg.label_smoothing)
-            (loss / cfg.accumulation).backward()
+            batch = [next(batches) for _ in range(self.group.world)][self.group.rank].to(self.device)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+                loss = self.train_module(batch.source, batch.target_in, batch.target_out)
+            (loss / cfg.accumulation).backward()  # DDP averages the gradients of all ranks here
             total_loss += loss.item() / cfg.accumulation
             total_tokens += batch.tokens
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_norm)
@@ -237,6 +262,7 @@ class Trainer:
         self.model.eval()
         total, tokens = 0.0, 0
         for batch in self._valid_batches:
+            batch = batch.to(self.device)
             loss, n = self.model.loss(batch.source, batch.target_in, batch.target_out, label_smoothing=0.0)
             total += float(loss) * n
             tokens += n
@@ -269,6 +295,8 @@ class Trainer:
         return bool(cfg.patience) and self.bad_validations >= cfg.patience
 
     def _save_last(self) -> None:
+        if not self.group.is_main:
+            return
         checkpoint.save_weights(self.model.state_dict(), self.out / checkpoint.LAST_WEIGHTS)
         checkpoint.save_training_state({
             "optimizer": self.optimizer.state_dict(),
@@ -282,7 +310,7 @@ class Trainer:
         self._flush_metrics()
 
     def _flush_metrics(self) -> None:
-        if self.out.exists():
+        if self.group.is_main and self.out.exists():
             checkpoint.append_metrics(self.out, self.records)
 
     def _average_snapshots(self) -> None:
@@ -303,6 +331,10 @@ class Trainer:
         self.model.load_state_dict(best_state)
 
     def _finish(self, status: str) -> TrainResult:
+        replicas = distributed.checksums(list(self.model.parameters()), self.group)
+        distributed.stop(self.group)
+        if not self.group.is_main:
+            return TrainResult(self.out, status, self.step, self.best_bleu)
         # The run may stop before its first validation (a quick cancel): it still leaves a
         # loadable model, so a cancelled run is never wasted.
         if not (self.out / checkpoint.WEIGHTS).exists():
@@ -311,9 +343,9 @@ class Trainer:
         if status != "cancelled":
             self._average_snapshots()
         summary = {"status": status, "steps": self.step, "train_seconds": round(self.elapsed, 1),
-                   "best_mean_valid_bleu": self.best_bleu, "hardware": hardware_description()}
+                   "best_mean_valid_bleu": self.best_bleu, "hardware": hardware_description(), "ranks": self.group.world}
         self._write_config(summary)
-        self.emit({"event": status, **summary, "step": self.step})
+        self.emit({"event": status, **summary, "step": self.step, "replica_checksums": replicas})
         self._flush_metrics()
         write_card(self.out)
         return TrainResult(self.out, status, self.step, self.best_bleu)

@@ -16,7 +16,7 @@ from core import checkpoint
 from core.config import ModelConfig
 from core.decoding import Hypothesis, SearchLimits, beam_search, greedy, sample, step_by_step
 from core.languages import language_name
-from core.model import BOS_ID, EOS_ID, PAD_ID, AttentionMaps, Transformer
+from core.model import BOS_ID, EOS_ID, PAD_ID, AttentionMaps, Transformer, pick_device
 from core.tokenizer import Tokenizer
 
 MAX_INPUT_CHARS = 5000  # per line, before tokenization; longer lines are cut with a notice
@@ -62,6 +62,7 @@ class AttentionView:
 class Translator:
     def __init__(self, model: Transformer, tokenizer: Tokenizer, config: dict, path: Path | None = None) -> None:
         self.model = model.eval()
+        self.device = next(model.parameters()).device
         self.tokenizer = tokenizer
         self.config = config
         self.path = path
@@ -69,7 +70,7 @@ class Translator:
         self.directions: list[str] = list(config.get("directions", []))
 
     @classmethod
-    def load(cls, path: str | Path) -> Translator:
+    def load(cls, path: str | Path, device: str = "auto") -> Translator:
         folder = Path(path)
         config = checkpoint.read_config(folder)
         model_config = ModelConfig(**config["run"]["model"])
@@ -83,7 +84,10 @@ class Translator:
             tokenizer = Tokenizer.load(folder / checkpoint.TOKENIZER, config["languages"])
         except (RuntimeError, OSError, ValueError) as error:
             raise checkpoint.CheckpointError(f"{folder / checkpoint.TOKENIZER}: unreadable tokenizer ({error})") from error
-        return cls(model, tokenizer, config, folder)
+        return cls(model.to(pick_device(device)), tokenizer, config, folder)
+
+    def _pad(self, rows: list[list[int]]) -> torch.Tensor:
+        return pad(rows, self.device)
 
     @property
     def name(self) -> str:
@@ -139,7 +143,7 @@ class Translator:
         order = sorted(encoded, key=lambda i: len(encoded[i][0]), reverse=True)
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]
-            source = _pad([encoded[i][0] for i in chunk])
+            source = self._pad([encoded[i][0] for i in chunk])
             if beam_size == 1:
                 hypotheses = [[h] for h in greedy(self.model, source, limits)]
             else:
@@ -178,7 +182,7 @@ class Translator:
         if n < 1:
             raise ValueError("n must be at least 1")
         ids, _ = self._encode(text, tgt)
-        hypotheses = sample(self.model, _pad([ids]), n, temperature, top_k, top_p, seed)[0]
+        hypotheses = sample(self.model, self._pad([ids]), n, temperature, top_k, top_p, seed)[0]
         candidates = [Candidate(self.tokenizer.decode(h.tokens), h.log_prob, self.tokenizer.pieces(h.tokens))
                       for h in hypotheses]
         return sorted(candidates, key=lambda c: c.log_prob, reverse=True)
@@ -190,7 +194,7 @@ class Translator:
             raise ValueError("Enter a sentence to translate")
         ids, _ = self._encode(text, tgt)
         forced = self.tokenizer.encode(follow) if follow is not None else None
-        steps = step_by_step(self.model, _pad([ids]), top_k, forced)
+        steps = step_by_step(self.model, self._pad([ids]), top_k, forced)
         piece = self.tokenizer.processor.id_to_piece
         return [StepView([(piece(i), p) for i, p in s.candidates], piece(s.chosen), s.chosen_probability) for s in steps]
 
@@ -204,10 +208,10 @@ class Translator:
         # Replay the exact pieces of the hypothesis (re-encoding its text could split differently).
         target = [self.tokenizer.processor.piece_to_id(piece) for piece in translation.pieces]
         maps = AttentionMaps()
-        self.model(_pad([ids]), torch.tensor([[BOS_ID, *target]]), maps=maps)
+        self.model(self._pad([ids]), self._pad([[BOS_ID, *target]]), maps=maps)
 
         def stack(layers: list[torch.Tensor]) -> np.ndarray:
-            return torch.stack([w[0] for w in layers]).float().numpy()
+            return torch.stack([w[0] for w in layers]).float().cpu().numpy()
 
         return AttentionView(
             translation=translation,
@@ -231,13 +235,13 @@ class Translator:
         layers = []
         for start in range(0, len(texts), batch_size):
             ids = [self._encode(t, tag)[0] for t in texts[start:start + batch_size]]
-            source = _pad(ids)
+            source = self._pad(ids)
             pieces = (source != PAD_ID) & (source != EOS_ID)
             pieces[:, 0] = False
             weights = (pieces.float() / pieces.sum(1, keepdim=True).clamp(min=1))[None, :, :, None]
             states = torch.stack(self.model.encoder_states(source))
             layers.append((states * weights).sum(dim=2))
-        return torch.cat(layers, dim=1).numpy()
+        return torch.cat(layers, dim=1).cpu().numpy()
 
 
 def _clean(text: str) -> str:
@@ -245,6 +249,7 @@ def _clean(text: str) -> str:
     return " ".join("".join(ch if ch.isprintable() or ch.isspace() else " " for ch in text).split())
 
 
-def _pad(rows: list[list[int]]) -> torch.Tensor:
+def pad(rows: list[list[int]], device: torch.device | str = "cpu") -> torch.Tensor:
+    """Right-pad id lists into one [rows, longest] tensor."""
     width = max(len(r) for r in rows)
-    return torch.tensor([r + [PAD_ID] * (width - len(r)) for r in rows], dtype=torch.long)
+    return torch.tensor([r + [PAD_ID] * (width - len(r)) for r in rows], dtype=torch.long, device=device)

@@ -1,0 +1,51 @@
+"""torchrun with two gloo processes on the CPU: the same training as one process with the same global batch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from core import checkpoint
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV = {"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
+TINY = ["--preset", "tiny", "--data", "builtin", "--languages", "en,de", "--steps", "6", "--d-model", "32", "--d-ff", "64",
+        "--layers", "1", "--vocab-size", "200", "--tokens-per-batch", "800", "--eval-every", "6", "--dropout", "0",
+        "--threads", "1", "--warmup-steps", "2", "--device", "cpu"]
+
+
+def run(command: list[str]) -> None:
+    done = subprocess.run(command, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+
+
+def steps(folder: Path) -> list[dict]:
+    return [r for r in checkpoint.read_metrics(folder) if r["event"] == "step"]
+
+
+@pytest.mark.slow
+def test_two_ranks_match_one_process_with_the_same_global_batch(tmp_path: Path) -> None:
+    run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "core", "train", *TINY, "--out", str(tmp_path / "ddp")])
+    run([sys.executable, "-m", "core", "train", *TINY, "--accumulation", "2", "--out", str(tmp_path / "single")])
+
+    done = [r for r in checkpoint.read_metrics(tmp_path / "ddp") if r["event"] == "done"][0]
+    assert done["ranks"] == 2
+    first, second = done["replica_checksums"]
+    assert first == second  # both ranks hold identical weights
+
+    ddp, single = steps(tmp_path / "ddp"), steps(tmp_path / "single")
+    assert [r["step"] for r in ddp] == [r["step"] for r in single]
+    for a, b in zip(ddp, single):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
+    a = checkpoint.load_weights(tmp_path / "ddp" / checkpoint.LAST_WEIGHTS)
+    b = checkpoint.load_weights(tmp_path / "single" / checkpoint.LAST_WEIGHTS)
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-5)
+    config = json.loads((tmp_path / "ddp" / "config.json").read_text())
+    assert config["training"]["ranks"] == 2
