@@ -5,7 +5,7 @@
 The shipped checkpoint translates the 1000 Multi30K test_2016_flickr English sentences into
 German, greedy and beam 4 (length penalty 1), batch 64, longest sentences first, with:
 - core: `Translator.translate` (its own batching, search and detokenisation);
-- HF: the same weights exported to `M2M100ForConditionalGeneration` (bench/export.py), `generate()`;
+- HF: the same weights exported to `M2M100ForConditionalGeneration` (core/export.py), `generate()`;
 - CTranslate2 4.x: the same weights as a `TransformerSpec`, compute_type float32 and int8.
 Every system gets the same source ids (`<2de> … </s>`, core's preprocessing), the same batches and
 the same length limit (core's 1.5·source + 10; HF and CT2 get the batch's largest limit), and the
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> dict:
     import core
 
     transformers.logging.set_verbosity_error()
-    from bench.export import to_ctranslate2, to_m2m100, vocabulary_of
+    from core.export import to_ctranslate2, to_m2m100, vocabulary_of
 
     translator = core.load(args.checkpoint)
     sources, references = common.test_set(SRC, TGT)

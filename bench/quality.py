@@ -3,7 +3,7 @@
     python bench/quality.py [--quick] [--minutes 20] [--size small]
 
 Both systems train the same model (same shape, same initial weights: core's initialisation copied
-into M2M100 by bench/export.py) on the same data — Multi30K en→de with the shipped 8k SentencePiece
+into M2M100 by core/export.py) on the same data — Multi30K en→de with the shipped 8k SentencePiece
 vocabulary, core's BatchStream, 4096 tokens per batch — with the same AdamW, learning-rate
 schedule, clipping and label-smoothed loss (see bench/train_speed.py), for the same number of
 training minutes each. They take turns in time slices of `minutes / points`, so a change in
@@ -52,8 +52,8 @@ def main(argv: list[str] | None = None) -> dict:
     src, tgt = args.direction.split("-")
 
     from bench.decode_speed import run_hf
-    from bench.export import to_m2m100
     from bench.train_speed import Runner, core_loss, hf_loss
+    from core.export import to_m2m100
 
     config = json.loads((args.checkpoint / "config.json").read_text(encoding="utf-8"))
     tokenizer = Tokenizer.load(args.checkpoint / "spm.model", config["languages"])

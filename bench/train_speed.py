@@ -3,7 +3,7 @@
     python bench/train_speed.py [--quick] [--checkpoint checkpoints/multi30k-4lang]
 
 Both models have the shipped model's shape (from the checkpoint's config.json) and start from the
-same weights (core's initialisation copied into M2M100 by bench/export.py). They are fed the
+same weights (core's initialisation copied into M2M100 by core/export.py). They are fed the
 same Multi30K batches from core's BatchStream (all 12 directions, the shipped tokenizer and batch
 size), with the same AdamW settings, learning-rate schedule, gradient clipping and label-smoothed
 cross-entropy, and the two alternate in rounds inside one process so that a change in machine
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> dict:
     steps = args.steps or (4 if args.quick else 10)
     warmup = 2
 
-    from bench.export import to_m2m100
+    from core.export import to_m2m100
 
     run, tokenizer, directions = load_shape(args.checkpoint)
     cfg = run.model

@@ -31,12 +31,18 @@ def main(argv: list[str] | None = None) -> int:
     half.add_argument("--checkpoint", required=True)
     half.add_argument("--sentences", type=int, default=100, help="validation sentences per direction to compare")
     half.add_argument("--min-identical", type=float, default=0.98, help="share of identical translations required")
+    export = commands.add_parser("export", help="write a Transformers (M2M100) or CTranslate2 model with the same outputs")
+    export.add_argument("--checkpoint", required=True)
+    export.add_argument("--format", choices=["hf", "ctranslate2"], required=True)
+    export.add_argument("--out", required=True)
+    export.add_argument("--quantization", default=None, help="CTranslate2 weight type, e.g. int8")
     download = commands.add_parser("download", help="download Multi30K (en, de, fr, cs)")
     download.add_argument("--dir", default=None, help="target folder (default: data/multi30k)")
     download.add_argument("--url", default=None, help="mirror base URL")
     args = parser.parse_args(argv)
     handlers = {"train": run_train, "translate": run_translate, "evaluate": run_evaluate,
-                "transfer": run_transfer, "info": run_info, "half": run_half, "download": run_download}
+                "transfer": run_transfer, "info": run_info, "half": run_half, "export": run_export,
+                "download": run_download}
     try:
         return handlers[args.command](args)
     except (CorpusError, CheckpointError, ValueError, OSError) as error:
@@ -285,6 +291,18 @@ def run_half(args: argparse.Namespace) -> int:
         return 1
     checkpoint.save_weights(full.model.state_dict(), folder / checkpoint.WEIGHTS, torch.float16)
     print(f"{folder / checkpoint.WEIGHTS}: {(folder / checkpoint.WEIGHTS).stat().st_size / 1e6:.1f} MB (float16)")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from core.export import export_checkpoint
+
+    try:
+        folder = export_checkpoint(args.checkpoint, args.format, args.out, args.quantization)
+    except ImportError as error:
+        print(f"error: {error.name} is needed for this export: pip install -r requirements-bench.txt", file=sys.stderr)
+        return 2
+    print(f"{args.format} model in {folder}")
     return 0
 
 

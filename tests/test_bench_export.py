@@ -1,4 +1,4 @@
-"""bench/export.py: a core model exported to Hugging Face M2M100 computes the same function.
+"""core/export.py: a core model exported to Hugging Face M2M100 computes the same function.
 
 `transformers` is a benchmark dependency (requirements-bench.txt), not a dev dependency, so the
 test is skipped when it is not installed.
@@ -11,9 +11,9 @@ import torch
 
 pytest.importorskip("transformers", reason="transformers is not installed (pip install -r requirements-bench.txt)")
 
-from bench.export import to_m2m100  # noqa: E402
 from core.config import ModelConfig  # noqa: E402
 from core.decoding import SearchLimits, greedy  # noqa: E402
+from core.export import to_m2m100  # noqa: E402
 from core.model import BOS_ID, EOS_ID, PAD_ID, Transformer  # noqa: E402
 
 
@@ -81,3 +81,30 @@ def test_exported_greedy_outputs_identical() -> None:
             assert hf_tokens[:len(mine)] == mine
         else:
             assert hf_tokens == mine
+
+
+def test_export_command_writes_models_that_translate_like_core(tiny_translator, tiny_checkpoint, tmp_path) -> None:
+    """`python -m core export`: the HF folder reloads to the same logits, CTranslate2 gives core's greedy output."""
+    ctranslate2 = pytest.importorskip("ctranslate2")
+    from core.export import export_checkpoint, load_hf, vocabulary_of
+
+    hf_folder = export_checkpoint(tiny_checkpoint, "hf", tmp_path / "hf")
+    ct2_folder = export_checkpoint(tiny_checkpoint, "ctranslate2", tmp_path / "ct2")
+    assert (hf_folder / "spm.model").exists() and (ct2_folder / "spm.model").exists()
+
+    source = torch.tensor([tiny_translator.tokenizer.source_ids("The dog runs in the park.", "de")])
+    target = torch.tensor([[BOS_ID, *tiny_translator.tokenizer.encode("Der Hund")]])
+    with torch.no_grad():
+        expected = tiny_translator.model.logits(tiny_translator.model(source, target))
+        got = load_hf(hf_folder)(input_ids=source, attention_mask=source != PAD_ID, decoder_input_ids=target).logits
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+    vocabulary = vocabulary_of(tiny_translator.tokenizer)
+    lines = ["The dog runs.", "Two old women buy apples in the city."]
+    translator = ctranslate2.Translator(str(ct2_folder), device="cpu")
+    for line, ours in zip(lines, tiny_translator.translate(lines, "en", "de")):
+        ids = tiny_translator.tokenizer.source_ids(line, "de")
+        limit = int(len(ids) * 1.5) + 10
+        hypothesis = translator.translate_batch([[vocabulary[i] for i in ids]], beam_size=1, max_decoding_length=limit)[0].hypotheses[0]
+        assert hypothesis[:len(ours.pieces)] == ours.pieces
+        assert len(hypothesis) == len(ours.pieces) or len(ours.pieces) >= limit - 1  # core stops at its length limit

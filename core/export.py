@@ -3,7 +3,10 @@
 Both exports compute the same function as the core model (up to float rounding), so decoding
 speed can be compared on identical weights:
 
-    python bench/export.py --checkpoint checkpoints/multi30k-4lang --hf /tmp/m2m --ct2 /tmp/ct2
+    python -m core export --checkpoint checkpoints/multi30k-4lang --format hf --out /tmp/m2m
+    python -m core export --checkpoint checkpoints/multi30k-4lang --format ctranslate2 --out /tmp/ct2
+
+`transformers` and `ctranslate2` are optional (requirements-bench.txt); they are imported only here.
 
 Why M2M100: it is the `transformers` encoder-decoder with pre-LN layers, a final LayerNorm in
 encoder and decoder, sinusoidal positions, embeddings scaled by sqrt(d_model), ReLU FFN, biases
@@ -25,16 +28,12 @@ norm epsilon 1e-5, shared vocabulary = the SentencePiece pieces).
 
 from __future__ import annotations
 
-import argparse
-import sys
+import shutil
 from pathlib import Path
 
 import torch
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from core.model import BOS_ID, EOS_ID, PAD_ID, Transformer, sinusoidal_positions  # noqa: E402
+from core.model import BOS_ID, EOS_ID, PAD_ID, Transformer, sinusoidal_positions
 
 LAYER_NORM_EPS = 1e-5  # torch.nn.LayerNorm's default, used by core, M2M100 and set for CT2
 
@@ -260,23 +259,17 @@ def vocabulary_of(tokenizer) -> list[str]:
     return [tokenizer.processor.id_to_piece(i) for i in range(len(tokenizer))]
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Export a core checkpoint to HF M2M100 and/or CTranslate2.")
-    parser.add_argument("--checkpoint", required=True, help="a core run folder (config.json, model.safetensors, spm.model)")
-    parser.add_argument("--hf", help="output folder for the M2M100 model (reload with bench.export.load_hf)")
-    parser.add_argument("--ct2", help="output folder for the CTranslate2 model")
-    parser.add_argument("--quantization", default=None, help="CT2 weight type (int8, int8_float32, float16, …)")
-    args = parser.parse_args(argv)
-    if not args.hf and not args.ct2:
-        parser.error("give --hf and/or --ct2")
+def export_checkpoint(checkpoint: str | Path, kind: str, out: str | Path, quantization: str | None = None) -> Path:
+    """Write a checkpoint as a Transformers M2M100 folder ("hf") or a CTranslate2 model ("ctranslate2"),
+    with the SentencePiece model beside the weights."""
     import core
 
-    translator = core.load(args.checkpoint)
-    if args.hf:
-        print("M2M100 ->", save_hf(to_m2m100(translator.model), args.hf))
-    if args.ct2:
-        print("CTranslate2 ->", to_ctranslate2(translator.model, vocabulary_of(translator.tokenizer), args.ct2, args.quantization))
-
-
-if __name__ == "__main__":
-    main()
+    translator = core.load(checkpoint, device="cpu")
+    if kind == "hf":
+        folder = save_hf(to_m2m100(translator.model), out)
+    elif kind == "ctranslate2":
+        folder = to_ctranslate2(translator.model, vocabulary_of(translator.tokenizer), out, quantization)
+    else:
+        raise ValueError(f"Unknown export format {kind!r}: use hf or ctranslate2")
+    shutil.copyfile(Path(checkpoint) / "spm.model", Path(folder) / "spm.model")
+    return Path(folder)
