@@ -145,6 +145,7 @@ def _translate_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--length-penalty", type=float, default=1.0)
     p.add_argument("--n-best", type=int, default=1, help="print n hypotheses per line, tab-separated with scores")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--int8", action="store_true", help="int8 dynamic quantization of the linear layers (CPU)")
     p.add_argument("--input", help="file to translate (default: stdin)")
     p.add_argument("--output", help="file to write (default: stdout)")
 
@@ -152,7 +153,8 @@ def _translate_parser(p: argparse.ArgumentParser) -> None:
 def run_translate(args: argparse.Namespace) -> int:
     import core
 
-    translator = core.load(args.checkpoint)
+    translator = core.load(args.checkpoint, device="cpu" if args.int8 else "auto")
+    translator = translator.quantized() if args.int8 else translator
     if args.input:
         lines = Path(args.input).read_text(encoding="utf-8").splitlines()
     else:
@@ -182,6 +184,7 @@ def _evaluate_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--beam", type=int, default=4)
     p.add_argument("--length-penalty", type=float, default=1.0)
     p.add_argument("--max-sentences", type=int, default=None)
+    p.add_argument("--int8", action="store_true", help="int8 dynamic quantization of the linear layers (CPU)")
     p.add_argument("--json", help="write the report here")
     p.add_argument("--card", action="store_true", help="store the report in the checkpoint and refresh its model card")
 
@@ -192,7 +195,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from core.evaluate import evaluate
     from core.languages import parse_directions
 
-    translator = core.load(args.checkpoint)
+    translator = core.load(args.checkpoint, device="cpu" if args.int8 else "auto")
+    translator = translator.quantized() if args.int8 else translator
     source = args.data or translator.config["run"]["data"]["source"]
     corpus = load_corpus(source)
     languages = [lang for lang in translator.languages if lang in corpus.languages]

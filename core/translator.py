@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import copy
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,6 +87,14 @@ class Translator:
         except (RuntimeError, OSError, ValueError) as error:
             raise checkpoint.CheckpointError(f"{folder / checkpoint.TOKENIZER}: unreadable tokenizer ({error})") from error
         return cls(model.to(pick_device(device)), tokenizer, config, folder)
+
+    def quantized(self) -> Translator:
+        """A copy whose linear layers hold int8 weights (dynamic quantization: activations are
+        quantized on the fly). CPU only; smaller and often faster, at a small cost in BLEU."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch.ao.quantization announces its future move to torchao
+            model = torch.ao.quantization.quantize_dynamic(copy.deepcopy(self.model).cpu(), {torch.nn.Linear}, dtype=torch.qint8)
+        return Translator(model, self.tokenizer, self.config, self.path)
 
     def _pad(self, rows: list[list[int]]) -> torch.Tensor:
         return pad(rows, self.device)

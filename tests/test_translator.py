@@ -101,3 +101,13 @@ def test_any_unicode_gives_one_string_per_line(tiny_translator, lines: list[str]
     out = tiny_translator.translate(lines, "en", "de")
     assert len(out) == len(lines)
     assert all(isinstance(t.text, str) for t in out)
+
+
+def test_int8_quantized_copy_translates_and_leaves_the_original(tiny_translator) -> None:
+    import torch
+
+    quantized = tiny_translator.quantized()
+    assert any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in quantized.model.modules())
+    assert all(type(m) is not torch.ao.nn.quantized.dynamic.Linear for m in tiny_translator.model.modules())
+    out = quantized.translate(["The dog runs.", ""], "en", "de", beam_size=2)
+    assert len(out) == 2 and out[1].text == ""
