@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from core import checkpoint, plots
+from core.corpus import PROJECT_ROOT
 from core.evaluate import EvalReport
 from core.languages import language_name, split_direction
 
@@ -53,8 +54,12 @@ def render_card(folder: Path) -> str:
         f"{training.get('train_seconds', 0) / 60:.1f} minutes of training",
         f"- Hardware: {training.get('hardware', 'not recorded')}",
         f"- Best mean validation BLEU (greedy, capped sample): {_fmt(training.get('best_mean_valid_bleu'))}",
-        f"- Reproduce (same data, same seed): `python -m core train --config {folder.name}/config.json --out NEW_FOLDER`",
+        f"- Reproduce (same data, same seed): `python -m core train --config {_shown(folder)}/config.json --out NEW_FOLDER`",
     ]
+    starts = [r for r in checkpoint.read_metrics(folder) if r.get("event") == "start"]
+    if len(starts) > 1:
+        lines.append(f"- Trained in {len(starts)} sittings: stopped and resumed exactly at steps "
+                     f"{', '.join(str(r['step']) for r in starts[1:])}")
     lines += _progress_table(checkpoint.read_metrics(folder))
     for report_file in sorted(folder.glob("eval_*.json")):
         report = json.loads(report_file.read_text(encoding="utf-8"))
@@ -73,6 +78,14 @@ def render_card(folder: Path) -> str:
         if figures:
             lines += ["", "Figures (interactive plotly): " + ", ".join(figures)]
     return "\n".join(lines) + "\n"
+
+
+def _shown(folder: Path) -> str:
+    """The folder as a user would type it: relative to the project when inside it."""
+    try:
+        return str(folder.resolve().relative_to(PROJECT_ROOT))
+    except ValueError:
+        return str(folder)
 
 
 def _fmt(value: float | None) -> str:
