@@ -35,10 +35,20 @@ class CheckpointError(ValueError):
     """A checkpoint folder that cannot be loaded, with a message naming the file."""
 
 
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+FILE_MODE = 0o666 & ~_umask()  # what open() would give; mkstemp alone makes private (0600) files
+
+
 def _atomic(path: Path, write: Callable[[Path], None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(handle)
+    os.chmod(temporary, FILE_MODE)
     try:
         write(Path(temporary))
         with open(temporary, "rb+") as written:
