@@ -111,6 +111,16 @@ def other_cpu_load() -> dict[str, Any]:
             "shipped_training_running": any(SHIPPED_TRAINING_PATTERN in b["cmd"] for b in busy)}
 
 
+def cpu_busy_seconds() -> float | None:
+    """CPU time the whole machine has spent busy since boot (all cores, all processes; /proc/stat)."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except OSError:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 def machine_info(n_threads: int) -> dict[str, Any]:
     info = {
         "cpu": cpu_name(),

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import subprocess
 import sys
 import time
@@ -28,6 +30,14 @@ from bench.common import BENCH_DIR, ROOT, log
 BENCHMARKS = ("train_speed", "decode_speed", "memory", "scaling", "quality")
 
 
+CONTENTION: dict[str, dict] = {}
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_one(name: str, args: argparse.Namespace) -> tuple[dict, float, str | None]:
     path = common.RESULTS_DIR / f"{name}.json"
     if path.exists():
@@ -40,9 +50,13 @@ def run_one(name: str, args: argparse.Namespace) -> tuple[dict, float, str | Non
     if name == "quality" and args.quality_minutes:
         command += ["--minutes", str(args.quality_minutes)]
     log(f"=== {name}: {' '.join(command[1:])}")
-    start = time.perf_counter()
+    start, busy_before, own_before = time.perf_counter(), common.cpu_busy_seconds(), _children_cpu()
     process = subprocess.run(command, cwd=ROOT)
     seconds = time.perf_counter() - start
+    if busy_before is not None:  # CPU time other processes took while this benchmark ran
+        foreign = max(0.0, common.cpu_busy_seconds() - busy_before - (_children_cpu() - own_before))
+        CONTENTION[name] = {"wall_s": round(seconds, 1), "other_processes_cpu_s": round(foreign, 1),
+                            "share_of_machine": round(foreign / (seconds * (os.cpu_count() or 1)), 3)}
     if process.returncode != 0 or not path.exists():
         return {}, seconds, f"{name} exited with code {process.returncode}"
     return json.loads(path.read_text(encoding="utf-8")), seconds, None
@@ -67,7 +81,7 @@ def summarise(results: dict[str, dict]) -> dict:
             out[key] = {name: {"sentences_per_s": block[name]["sentences_per_s"],
                                "tokens_per_s": block[name]["tokens_per_s"], "bleu": block[name]["bleu"],
                                "identical_to_core": block[name]["identical_to_core"]}
-                        for name in ("core", "hf", "ct2_float32", "ct2_int8")}
+                        for name in ("core", "hf", "ct2_float32", "ct2_int8", "ct2_float32_patience1") if name in block}
             out[key]["float32_bleu_within_0.1"] = block["float32_bleu_within_0.1"]
             out[key]["bleu_signature"] = block["bleu_signature"]
         out["decode_setup"] = decode["setup"]
@@ -117,6 +131,10 @@ def summary_table(summary: dict) -> str:
             g, b = summary["decode_greedy"][name], summary["decode_beam4"][name]
             rows.append([label, g["sentences_per_s"], f"{g['bleu']:.2f}", b["sentences_per_s"], f"{b['bleu']:.2f}",
                          g["tokens_per_s"], b["tokens_per_s"]])
+        extra = summary["decode_beam4"].get("ct2_float32_patience1")
+        if extra:
+            rows.append(["CTranslate2 float32, patience 1 (CT2 default)", None, None, extra["sentences_per_s"],
+                         f"{extra['bleu']:.2f}", None, extra["tokens_per_s"]])
         parts.append("#### Decoding en→de, 1000 sentences, batch 64\n\n" + common.markdown_table(
             ["system", "greedy sent/s", "greedy BLEU", "beam-4 sent/s", "beam-4 BLEU", "greedy tok/s", "beam-4 tok/s"], rows))
     if "peak_rss_mb" in summary:
@@ -173,6 +191,7 @@ def main(argv: list[str] | None = None) -> dict:
         "reference": common.REFERENCE,
         "durations_s": {**durations, "total": round(time.perf_counter() - started, 1)},
         "training_job_shared_cpu": {"at_start": start_load.get("shipped_training_running", False), "per_benchmark": shared},
+        "cpu_contention": CONTENTION,
         "errors": errors,
         "details": {name: f"bench/results/{name}.json" for name in results},
     }
