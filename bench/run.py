@@ -38,8 +38,7 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_one(name: str, args: argparse.Namespace) -> tuple[dict, float, str | None]:
-    path = common.RESULTS_DIR / f"{name}.json"
+def _attempt(name: str, args: argparse.Namespace, path: Path) -> tuple[dict, float, str | None, dict]:
     if path.exists():
         path.unlink()
     command = [sys.executable, str(BENCH_DIR / f"{name}.py"), "--json", str(path), "--checkpoint", str(args.checkpoint)]
@@ -53,13 +52,42 @@ def run_one(name: str, args: argparse.Namespace) -> tuple[dict, float, str | Non
     start, busy_before, own_before = time.perf_counter(), common.cpu_busy_seconds(), _children_cpu()
     process = subprocess.run(command, cwd=ROOT)
     seconds = time.perf_counter() - start
+    contention = {"wall_s": round(seconds, 1)}
     if busy_before is not None:  # CPU time other processes took while this benchmark ran
         foreign = max(0.0, common.cpu_busy_seconds() - busy_before - (_children_cpu() - own_before))
-        CONTENTION[name] = {"wall_s": round(seconds, 1), "other_processes_cpu_s": round(foreign, 1),
-                            "share_of_machine": round(foreign / (seconds * (os.cpu_count() or 1)), 3)}
+        contention.update(other_processes_cpu_s=round(foreign, 1),
+                          share_of_machine=round(foreign / (seconds * (os.cpu_count() or 1)), 3))
     if process.returncode != 0 or not path.exists():
-        return {}, seconds, f"{name} exited with code {process.returncode}"
-    return json.loads(path.read_text(encoding="utf-8")), seconds, None
+        return {}, seconds, f"{name} exited with code {process.returncode}", contention
+    return json.loads(path.read_text(encoding="utf-8")), seconds, None, contention
+
+
+def run_one(name: str, args: argparse.Namespace) -> tuple[dict, float, str | None]:
+    """Run a benchmark; if other processes took more than `--max-contention` of the machine while
+    it ran, run it again (up to `--retries` times) and keep the least disturbed attempt."""
+    path = common.RESULTS_DIR / f"{name}.json"
+    kept = path.with_suffix(".kept.json")
+    attempts: list[dict] = []
+    best: tuple[dict, float, dict] | None = None
+    error: str | None = None
+    for attempt in range(1 + args.retries):
+        data, seconds, error, contention = _attempt(name, args, path)
+        attempts.append(contention)
+        if error is not None:
+            break
+        share = contention.get("share_of_machine", 0.0)
+        if best is None or share < best[2].get("share_of_machine", 0.0):
+            best = (data, seconds, contention)
+            kept.write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
+        if share <= args.max_contention or attempt == args.retries:
+            break
+        log(f"!!! other processes used {100 * share:.0f}% of the CPU during {name}: running it again")
+    if kept.exists():
+        kept.replace(path)  # the JSON of the attempt that is reported
+    CONTENTION[name] = {**(best[2] if best else attempts[-1]), "attempts": attempts}
+    if best is None:
+        return {}, sum(a["wall_s"] for a in attempts), error or f"{name} failed"
+    return best[0], best[1], None
 
 
 def summarise(results: dict[str, dict]) -> dict:
@@ -159,6 +187,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--checkpoint", type=Path, default=common.DEFAULT_CHECKPOINT)
     parser.add_argument("--quality-minutes", type=float, default=None, help="override the quality budget per system")
     parser.add_argument("--out", type=Path, default=BENCH_DIR / "results.json")
+    parser.add_argument("--max-contention", type=float, default=0.15,
+                        help="rerun a benchmark if other processes used more than this share of the CPU meanwhile")
+    parser.add_argument("--retries", type=int, default=1, help="reruns allowed per benchmark for --max-contention")
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = set(names) - set(BENCHMARKS)
