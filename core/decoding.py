@@ -137,21 +137,20 @@ def beam_search(
     n_best = min(n_best, width)
     caches, mask = _start(model, source)
     device = source.device
-    expand = torch.arange(batch, device=device).repeat_interleave(width)
-    max_tokens = limits.per_sentence(source, model.config.max_positions)
-    live = _Rows(caches, mask, max_tokens).select(expand)
+    live = _Rows(caches, mask, limits.per_sentence(source, model.config.max_positions))
 
-    # Only the first beam of each sentence is live at the start; the others would duplicate it.
-    scores = torch.full((batch, width), -torch.inf, device=device)
-    scores[:, 0] = 0.0
-    tokens = torch.full((batch * width, 1), BOS_ID, dtype=torch.long, device=device)
+    # The first step has one beam per sentence (more would be copies of it); each step after
+    # that has `width` beams, i.e. rows, per sentence.
+    beams = 1
+    scores = torch.zeros(batch, beams, device=device)
+    tokens = torch.full((batch, 1), BOS_ID, dtype=torch.long, device=device)
     finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
     ids = torch.arange(batch, device=device)  # which sentence each live group of `width` rows is
 
-    for step in range(int(max_tokens.max())):
+    for step in range(int(live.max_tokens.max())):
         log_probs = _force_end(_next_log_probs(model, tokens[:, -1:], live.caches, live.mask, step), step + 1 >= live.max_tokens)
         groups, vocab = len(ids), log_probs.shape[-1]
-        candidates = (scores.view(-1, 1) + log_probs).view(groups, width * vocab)
+        candidates = (scores.view(-1, 1) + log_probs).view(groups, beams * vocab)
         top_scores, top_index = candidates.topk(2 * width, dim=1)
         origin, token = top_index // vocab, top_index % vocab
         is_end = token == EOS_ID
@@ -161,17 +160,21 @@ def beam_search(
         for g, k in is_end[:, :width].nonzero().tolist():
             raw = float(top_scores[g, k])
             if raw > -torch.inf:
-                row = g * width + int(origin[g, k])
+                row = g * beams + int(origin[g, k])
                 finished[int(ids[g])].append(Hypothesis(tokens[row, 1:].tolist(), raw, raw / length ** length_penalty))
 
         # The best `width` candidates that do not end continue as the beams of the next step
         # (at most `width` of the 2·width candidates can end, so there are always enough).
-        # Beams only move within their sentence, so the source keys/values stay where they are.
+        # Beams only move within their sentence, so after the first step (which fans each
+        # sentence out to `width` rows) the source keys/values stay where they are.
         keep = (is_end.long() * 2 * width + torch.arange(2 * width, device=device)).argsort(dim=1)[:, :width]
         scores = top_scores.gather(1, keep)
-        rows = (origin.gather(1, keep) + torch.arange(groups, device=device)[:, None] * width).view(-1)
+        rows = (origin.gather(1, keep) + torch.arange(groups, device=device)[:, None] * beams).view(-1)
         tokens = torch.cat([tokens.index_select(0, rows), token.gather(1, keep).view(-1, 1)], dim=1)
-        live = _Rows(reorder_caches(live.caches, rows, cross=False), live.mask, live.max_tokens)
+        if beams == 1:
+            live, beams = live.select(rows), width
+        else:
+            live = _Rows(reorder_caches(live.caches, rows, cross=False), live.mask, live.max_tokens)
 
         done = _beams_done([finished[i] for i in ids.tolist()], scores, length + 1, width, length_penalty)
         if done.all():
@@ -186,8 +189,8 @@ def beam_search(
     # Sentences that hit the step limit without finishing keep their live beams as hypotheses.
     for g, sentence in enumerate(ids.tolist()):
         if not finished[sentence] and not done[g]:
-            finished[sentence] = [Hypothesis(tokens[g * width + k, 1:].tolist(), float(scores[g, k]), float(scores[g, k]))
-                                  for k in range(width)]
+            finished[sentence] = [Hypothesis(tokens[g * beams + k, 1:].tolist(), float(scores[g, k]), float(scores[g, k]))
+                                  for k in range(beams)]
     results = []
     for hypotheses in finished:
         hypotheses.sort(key=lambda h: h.score, reverse=True)

@@ -6,7 +6,7 @@ import torch
 
 from core.config import ModelConfig
 from core.decoding import beam_search, greedy, sample, step_by_step
-from core.model import BOS_ID, EOS_ID, PAD_ID, AttentionMaps, Transformer
+from core.model import BOS_ID, EOS_ID, PAD_ID, AttentionMaps, Dropout, Transformer
 
 
 def random_model(seed: int = 0, positions: str = "sinusoidal") -> Transformer:
@@ -109,3 +109,22 @@ def test_length_limit_is_respected() -> None:
     limits = SearchLimits(max_len_a=0.0, max_len_b=2)
     assert len(greedy(model, source, limits)[0].tokens) <= 1
     assert len(beam_search(model, source, 3, limits=limits)[0][0].tokens) <= 1
+
+
+def test_dropout_drops_at_rate_p_keeps_the_mean_and_is_seeded() -> None:
+    dropout = Dropout(0.1).train()
+    x = torch.ones(500, 1001, requires_grad=True)  # an odd size: the mask is cut from 64-bit draws
+    torch.manual_seed(3)
+    y = dropout(x)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - 0.9) < 0.003
+    assert abs(y.mean().item() - 1.0) < 0.005
+    assert torch.allclose(y[kept], torch.full_like(y[kept], 1 / 0.9))
+    # every quarter of a 64-bit draw is used, and each is uniform
+    for part in range(4):
+        assert abs(kept.view(-1)[part:-1:4].float().mean().item() - 0.9) < 0.005
+    y.sum().backward()
+    assert torch.equal(x.grad != 0, kept)
+    torch.manual_seed(3)
+    assert torch.equal(dropout(x), y)
+    assert dropout.eval()(x) is x
