@@ -128,3 +128,31 @@ def test_dropout_drops_at_rate_p_keeps_the_mean_and_is_seeded() -> None:
     torch.manual_seed(3)
     assert torch.equal(dropout(x), y)
     assert dropout.eval()(x) is x
+
+
+def test_training_loss_on_packed_real_tokens_equals_the_padded_computation() -> None:
+    """`Transformer.loss` skips target padding inside the decoder; loss and gradients must be
+    those of the plain padded forward pass."""
+    model = random_model(seed=4)
+    source = torch.randint(4, 50, (5, 9))
+    source[1, 6:] = PAD_ID
+    target_out = torch.randint(4, 50, (5, 8))
+    target_out[2, 3:] = PAD_ID
+    target_out[4, 6:] = PAD_ID
+    target_in = torch.cat([torch.full((5, 1), BOS_ID), target_out[:, :-1]], dim=1)
+    target_in[2, 4:] = PAD_ID
+    target_in[4, 7:] = PAD_ID
+
+    loss, count = model.loss(source, target_in, target_out, label_smoothing=0.1)
+    loss.backward()
+    packed_grads = {name: p.grad.clone() for name, p in model.named_parameters()}
+    model.zero_grad()
+    real = target_out != PAD_ID
+    hidden = model(source, target_in)
+    reference = torch.nn.functional.cross_entropy(model.logits(hidden[real]), target_out[real], label_smoothing=0.1)
+    reference.backward()
+
+    assert count == int(real.sum()) == 33
+    assert torch.allclose(loss, reference, atol=1e-6)
+    for name, p in model.named_parameters():
+        assert torch.allclose(packed_grads[name], p.grad, atol=1e-6), name
