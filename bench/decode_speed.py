@@ -4,7 +4,8 @@
 
 The shipped checkpoint translates the 1000 Multi30K test_2016_flickr English sentences into
 German, greedy and beam 4 (length penalty 1), batch 64, longest sentences first, with:
-- core: `Translator.translate` (its own batching, search and detokenisation);
+- core: `Translator.translate` (its own batching, search and detokenisation), and core_int8, the
+  same with `Translator.quantized()` (int8 dynamic quantization of the linear layers);
 - HF: the same weights exported to `M2M100ForConditionalGeneration` (core/export.py), `generate()`;
 - CTranslate2 4.x: the same weights as a `TransformerSpec`, compute_type float32 and int8.
 Every system gets the same source ids (`<2de> … </s>`, core's preprocessing), the same batches and
@@ -167,6 +168,7 @@ def main(argv: list[str] | None = None) -> dict:
     from core.export import to_ctranslate2, to_m2m100, vocabulary_of
 
     translator = core.load(args.checkpoint)
+    translator_int8 = translator.quantized()
     sources, references = common.test_set(SRC, TGT)
     sources, references = sources[:args.sentences], references[:args.sentences]
     vocabulary = vocabulary_of(translator.tokenizer)
@@ -178,6 +180,7 @@ def main(argv: list[str] | None = None) -> dict:
            for kind in ("float32", "int8")}
     systems = {
         "core": lambda lines, beam: run_core(translator, lines, beam),
+        "core_int8": lambda lines, beam: run_core(translator_int8, lines, beam),
         "hf": lambda lines, beam: run_hf(hf_model, translator, lines, beam),
         "ct2_float32": lambda lines, beam: run_ct2(ct2["float32"], translator, vocabulary, lines, beam),
         "ct2_int8": lambda lines, beam: run_ct2(ct2["int8"], translator, vocabulary, lines, beam),
@@ -186,7 +189,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     log(f"decode_speed: {len(sources)} sentences {SRC}->{TGT}, batch {BATCH}, {n_threads} threads; "
         f"exports took {export_hf_s:.1f} s (HF), {export_ct2_s:.1f} s (CT2)")
-    for fn in list(systems.values())[:4]:  # warm-up: first calls allocate and pick kernels
+    for fn in list(systems.values())[:5]:  # warm-up: first calls allocate and pick kernels
         fn(sources[:8], 1)
         fn(sources[:8], 4)
 
@@ -237,7 +240,7 @@ def table(out: dict) -> str:
     rows = []
     for key, label in (("decode_greedy", "greedy"), ("decode_beam4", "beam 4")):
         block = out[key]
-        for name in ("core", "hf", "ct2_float32", "ct2_int8", "ct2_float32_patience1"):
+        for name in ("core", "core_int8", "hf", "ct2_float32", "ct2_int8", "ct2_float32_patience1"):
             if name not in block:
                 continue
             b = block[name]

@@ -109,7 +109,8 @@ def summarise(results: dict[str, dict]) -> dict:
             out[key] = {name: {"sentences_per_s": block[name]["sentences_per_s"],
                                "tokens_per_s": block[name]["tokens_per_s"], "bleu": block[name]["bleu"],
                                "identical_to_core": block[name]["identical_to_core"]}
-                        for name in ("core", "hf", "ct2_float32", "ct2_int8", "ct2_float32_patience1") if name in block}
+                        for name in ("core", "core_int8", "hf", "ct2_float32", "ct2_int8", "ct2_float32_patience1")
+                        if name in block}
             out[key]["float32_bleu_within_0.1"] = block["float32_bleu_within_0.1"]
             out[key]["bleu_signature"] = block["bleu_signature"]
         out["decode_setup"] = decode["setup"]
@@ -154,8 +155,10 @@ def summary_table(summary: dict) -> str:
             ["precision", "core", "HF M2M100", "core/HF", "MFU core (fp32 peak)", "MFU HF (fp32 peak)"], rows))
     if "decode_greedy" in summary:
         rows = []
-        for name, label in (("core", "core"), ("hf", "HF generate()"), ("ct2_float32", "CTranslate2 float32"),
-                            ("ct2_int8", "CTranslate2 int8")):
+        for name, label in (("core", "core"), ("core_int8", "core int8 (dynamic quantization)"), ("hf", "HF generate()"),
+                            ("ct2_float32", "CTranslate2 float32"), ("ct2_int8", "CTranslate2 int8")):
+            if name not in summary["decode_greedy"]:
+                continue
             g, b = summary["decode_greedy"][name], summary["decode_beam4"][name]
             rows.append([label, g["sentences_per_s"], f"{g['bleu']:.2f}", b["sentences_per_s"], f"{b['bleu']:.2f}",
                          g["tokens_per_s"], b["tokens_per_s"]])

@@ -63,6 +63,7 @@ def _train_parser(p: argparse.ArgumentParser) -> None:
     for flag, kind, where in [
         ("--steps", int, "train.steps"), ("--tokens-per-batch", int, "train.tokens_per_batch"),
         ("--lr", float, "train.lr"), ("--warmup-steps", int, "train.warmup_steps"),
+        ("--schedule", str, "train.schedule"),
         ("--temperature", float, "train.temperature"), ("--seed", int, "train.seed"),
         ("--eval-every", int, "train.eval_every"), ("--max-minutes", float, "train.max_minutes"),
         ("--threads", int, "train.threads"), ("--accumulation", int, "train.accumulation"),

@@ -168,6 +168,8 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.stream.load_state(state["stream"])
         torch.set_rng_state(state["rng"])
+        if self.group.rank:  # only rank 0's generator is saved: the others restart their own
+            torch.manual_seed(self.config.train.seed + self.group.rank + 1_000_003 * int(state["step"]))
         self.step = int(state["step"])
         self.elapsed = float(state["elapsed"])
         self.best_bleu = state["best_bleu"]

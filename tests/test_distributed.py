@@ -49,3 +49,19 @@ def test_two_ranks_match_one_process_with_the_same_global_batch(tmp_path: Path) 
         torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-5)
     config = json.loads((tmp_path / "ddp" / "config.json").read_text())
     assert config["training"]["ranks"] == 2
+
+    # Resume across world sizes: 3 steps on two ranks, then 3 more in one process with
+    # accumulation 2 (the same global batch) end where the one-process run ended. (The learning
+    # rate must not depend on --steps for this, hence inverse_sqrt, not the tiny preset's cosine.)
+    steady = [*TINY, "--schedule", "inverse_sqrt"]
+    run([sys.executable, "-m", "core", "train", *steady, "--accumulation", "2", "--out", str(tmp_path / "steady")])
+    run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "core", "train", *steady, "--steps", "3", "--out", str(tmp_path / "mixed")])
+    run([sys.executable, "-m", "core", "train", *steady, "--accumulation", "2", "--resume", "--out", str(tmp_path / "mixed")])
+    starts = [r for r in checkpoint.read_metrics(tmp_path / "mixed") if r["event"] == "start"]
+    assert [(r["step"], r["ranks"]) for r in starts] == [(0, 2), (3, 1)]
+    assert steps(tmp_path / "mixed")[-1]["step"] == 6
+    c = checkpoint.load_weights(tmp_path / "mixed" / checkpoint.LAST_WEIGHTS)
+    d = checkpoint.load_weights(tmp_path / "steady" / checkpoint.LAST_WEIGHTS)
+    for name in d:
+        torch.testing.assert_close(c[name], d[name], rtol=1e-4, atol=1e-5)
