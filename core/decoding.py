@@ -145,7 +145,7 @@ def beam_search(
     scores = torch.zeros(batch, beams, device=device)
     tokens = torch.full((batch, 1), BOS_ID, dtype=torch.long, device=device)
     finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
-    ids = torch.arange(batch, device=device)  # which sentence each live group of `width` rows is
+    ids = torch.arange(batch, device=device)  # which sentence each live group of `beams` rows is
 
     for step in range(int(live.max_tokens.max())):
         log_probs = _force_end(_next_log_probs(model, tokens[:, -1:], live.caches, live.mask, step), step + 1 >= live.max_tokens)

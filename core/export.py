@@ -98,6 +98,15 @@ def _copy_norm(target: torch.nn.LayerNorm, source: torch.nn.LayerNorm) -> None:
     target.bias.copy_(source.bias)
 
 
+def _copy_self_attention_and_feed_forward(hf_layer, layer) -> None:
+    """The sub-layers encoder and decoder layers share (the decoder adds cross-attention)."""
+    _copy_attention(hf_layer.self_attn, layer.self_attention)
+    _copy_norm(hf_layer.self_attn_layer_norm, layer.self_attention_norm)
+    _copy_linear(hf_layer.fc1, layer.feed_forward.linear1)
+    _copy_linear(hf_layer.fc2, layer.feed_forward.linear2)
+    _copy_norm(hf_layer.final_layer_norm, layer.feed_forward_norm)
+
+
 def _copy_attention(target, source) -> None:
     _copy_linear(target.q_proj, source.query)
     _copy_linear(target.k_proj, source.key)
@@ -120,21 +129,13 @@ def to_m2m100(model: Transformer, dropout: float = 0.0, attention_dropout: float
     set_hf_positions(hf, core_position_table(model))
 
     for hf_layer, layer in zip(hf.model.encoder.layers, model.encoder_layers, strict=True):
-        _copy_attention(hf_layer.self_attn, layer.self_attention)
-        _copy_norm(hf_layer.self_attn_layer_norm, layer.self_attention_norm)
-        _copy_linear(hf_layer.fc1, layer.feed_forward.linear1)
-        _copy_linear(hf_layer.fc2, layer.feed_forward.linear2)
-        _copy_norm(hf_layer.final_layer_norm, layer.feed_forward_norm)
+        _copy_self_attention_and_feed_forward(hf_layer, layer)
     _copy_norm(hf.model.encoder.layer_norm, model.encoder_norm)
 
     for hf_layer, layer in zip(hf.model.decoder.layers, model.decoder_layers, strict=True):
-        _copy_attention(hf_layer.self_attn, layer.self_attention)
-        _copy_norm(hf_layer.self_attn_layer_norm, layer.self_attention_norm)
+        _copy_self_attention_and_feed_forward(hf_layer, layer)
         _copy_attention(hf_layer.encoder_attn, layer.cross_attention)
         _copy_norm(hf_layer.encoder_attn_layer_norm, layer.cross_attention_norm)
-        _copy_linear(hf_layer.fc1, layer.feed_forward.linear1)
-        _copy_linear(hf_layer.fc2, layer.feed_forward.linear2)
-        _copy_norm(hf_layer.final_layer_norm, layer.feed_forward_norm)
     _copy_norm(hf.model.decoder.layer_norm, model.decoder_norm)
 
     hf.generation_config = GenerationConfig(
