@@ -50,7 +50,14 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true", help="a few-minute version with the same comparisons")
     parser.add_argument("--threads", type=int, default=0, help="torch / CT2 threads (default: all cores)")
     parser.add_argument("--json", type=Path, default=None, help="where to write this benchmark's JSON")
+    parser.add_argument("--device", default="cpu", help="cpu (the default: the machine every visitor has), cuda, mps")
     return parser
+
+
+def sync(device: torch.device | str) -> None:
+    """Wait for the accelerator: its kernels run asynchronously, so a timer must wait for them."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
 
 
 def threads(requested: int = 0) -> int:
@@ -121,8 +128,10 @@ def cpu_busy_seconds() -> float | None:
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
-def machine_info(n_threads: int) -> dict[str, Any]:
+def machine_info(n_threads: int, device: str = "cpu") -> dict[str, Any]:
     info = {
+        "device": device,
+        "gpu": torch.cuda.get_device_name() if torch.device(device).type == "cuda" else None,
         "cpu": cpu_name(),
         "cpu_flags": cpu_flags(),
         "logical_cores": os.cpu_count(),
@@ -237,17 +246,22 @@ def training_flops(config: ModelConfig, batch: Batch) -> float:
 
 
 def matmul_rate(dtype: torch.dtype = torch.float32, n: int = 1024, seconds: float = 2.0,
-                shape: tuple[int, int, int] | None = None) -> float:
-    """Best sustained FLOP/s of torch.mm on this machine with the current thread count."""
+                shape: tuple[int, int, int] | None = None, device: str = "cpu") -> float:
+    """Best sustained FLOP/s of torch.mm on this machine with the current thread count
+    (on a GPU: 8192³, the size at which its matmul rate is reached)."""
+    if torch.device(device).type != "cpu" and shape is None:
+        n = 8192
     m, k, nn = shape or (n, n, n)
-    a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, nn, dtype=dtype)
+    a, b = torch.randn(m, k, dtype=dtype, device=device), torch.randn(k, nn, dtype=dtype, device=device)
     for _ in range(3):
         torch.mm(a, b)
+    sync(device)
     best, start = 0.0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         t = time.perf_counter()
         for _ in range(4):
             torch.mm(a, b)
+        sync(device)
         best = max(best, 4 * 2 * m * k * nn / (time.perf_counter() - t))
     return best
 

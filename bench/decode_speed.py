@@ -13,6 +13,8 @@ the same length limit (core's 1.5·source + 10; HF and CT2 get the batch's large
 timing covers tokenisation, search and detokenisation. Reported: sentences/s, generated tokens/s
 (</s> included), sacreBLEU against the references, and how many outputs equal core's.
 A profile of core's beam search (cProfile by function, torch.profiler by op) says where its time goes.
+`--device cuda` runs core and HF on the GPU (core_int8 is CPU-only and left out there; CTranslate2
+runs on the GPU when its build supports CUDA on that machine, and is left out otherwise).
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ def run_hf(hf_model, translator, lines: list[str], beam: int) -> tuple[list[str]
     texts, generated = [""] * len(lines), 0
     max_positions = translator.model.config.max_positions
     for indices, ids in sorted_chunks(translator, lines):
-        source = _pad(ids)
+        source = _pad(ids).to(hf_model.device)
         limits = sentence_limits(ids, max_positions)
         options = {"num_beams": beam, "length_penalty": 1.0, "early_stopping": False} if beam > 1 else {"num_beams": 1}
         out = hf_model.generate(input_ids=source, attention_mask=(source != PAD_ID).long(), do_sample=False,
@@ -109,6 +111,28 @@ def run_ct2(ct2_translator, translator, vocabulary: list[str], lines: list[str],
     return texts, generated
 
 
+def ctranslate2_translators(translator, vocabulary: list[str], device: str,
+                             n_threads: int) -> tuple[dict[str, object], float | None]:
+    """CTranslate2 float32 and int8 translators for the same weights, on `device`; none where the
+    installed CTranslate2 cannot run there (its pip wheels are built for one CUDA version)."""
+    try:
+        import ctranslate2
+    except ImportError:
+        log("  CTranslate2 is not installed: left out")
+        return {}, None
+    kind = torch.device(device).type
+    if kind not in ("cpu", "cuda") or (kind == "cuda" and ctranslate2.get_cuda_device_count() == 0):
+        log(f"  this CTranslate2 build cannot run on {device}: left out")
+        return {}, None
+    from core.export import to_ctranslate2
+
+    folder = Path(tempfile.mkdtemp(prefix="bench-ct2-"))
+    _, seconds = common.timed(lambda: to_ctranslate2(translator.model, vocabulary, folder))
+    threads = {"intra_threads": n_threads, "inter_threads": 1} if kind == "cpu" else {}
+    return {compute: ctranslate2.Translator(str(folder), device=kind, compute_type=compute, **threads)
+            for compute in ("float32", "int8")}, seconds
+
+
 def profile_core_beam(translator, lines: list[str], beam: int = 4, sentences: int = 128) -> dict:
     """Where core's beam search spends its time, on the first `sentences` (longest-first batches)."""
     chunks = sorted_chunks(translator, lines[:sentences])
@@ -117,7 +141,7 @@ def profile_core_beam(translator, lines: list[str], beam: int = 4, sentences: in
     start = time.perf_counter()
     profiler.enable()
     for _, ids in chunks:
-        beam_search(model, _pad(ids), beam, 1.0, 1, LIMITS)
+        beam_search(model, _pad(ids).to(translator.device), beam, 1.0, 1, LIMITS)
     profiler.disable()
     total = time.perf_counter() - start
     stats = pstats.Stats(profiler)
@@ -138,7 +162,7 @@ def profile_core_beam(translator, lines: list[str], beam: int = 4, sentences: in
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU]) as prof:
-        beam_search(model, _pad(chunks[0][1]), beam, 1.0, 1, LIMITS)
+        beam_search(model, _pad(chunks[0][1]).to(translator.device), beam, 1.0, 1, LIMITS)
     ops = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
     op_total = sum(e.self_cpu_time_total for e in ops) or 1
     return {
@@ -159,43 +183,43 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     n_threads = common.threads(args.threads)
 
-    import ctranslate2
     import transformers
 
     import core
 
     transformers.logging.set_verbosity_error()
-    from core.export import to_ctranslate2, to_m2m100, vocabulary_of
+    from core.export import to_m2m100, vocabulary_of
 
-    translator = core.load(args.checkpoint)
-    translator_int8 = translator.quantized()
+    on_cpu = torch.device(args.device).type == "cpu"
+    translator = core.load(args.checkpoint, device=args.device)
     sources, references = common.test_set(SRC, TGT)
     sources, references = sources[:args.sentences], references[:args.sentences]
     vocabulary = vocabulary_of(translator.tokenizer)
-    hf_model, export_hf_s = common.timed(lambda: to_m2m100(translator.model).eval())
-    ct2_dir = Path(tempfile.mkdtemp(prefix="bench-ct2-"))
-    _, export_ct2_s = common.timed(lambda: to_ctranslate2(translator.model, vocabulary, ct2_dir))
-    ct2 = {kind: ctranslate2.Translator(str(ct2_dir), device="cpu", compute_type=kind, intra_threads=n_threads,
-                                        inter_threads=1)
-           for kind in ("float32", "int8")}
+    hf_model, export_hf_s = common.timed(lambda: to_m2m100(translator.model).to(translator.device).eval())
     systems = {
         "core": lambda lines, beam: run_core(translator, lines, beam),
-        "core_int8": lambda lines, beam: run_core(translator_int8, lines, beam),
         "hf": lambda lines, beam: run_hf(hf_model, translator, lines, beam),
-        "ct2_float32": lambda lines, beam: run_ct2(ct2["float32"], translator, vocabulary, lines, beam),
-        "ct2_int8": lambda lines, beam: run_ct2(ct2["int8"], translator, vocabulary, lines, beam),
-        # beam only: CT2's default stopping rule (with beam 1 patience makes no difference)
-        "ct2_float32_patience1": lambda lines, beam: run_ct2(ct2["float32"], translator, vocabulary, lines, beam, 1),
     }
-    log(f"decode_speed: {len(sources)} sentences {SRC}->{TGT}, batch {BATCH}, {n_threads} threads; "
-        f"exports took {export_hf_s:.1f} s (HF), {export_ct2_s:.1f} s (CT2)")
+    if on_cpu:
+        translator_int8 = translator.quantized()
+        systems["core_int8"] = lambda lines, beam: run_core(translator_int8, lines, beam)
+    ct2, export_ct2_s = ctranslate2_translators(translator, vocabulary, args.device, n_threads)
+    if ct2:
+        systems.update({
+            "ct2_float32": lambda lines, beam: run_ct2(ct2["float32"], translator, vocabulary, lines, beam),
+            "ct2_int8": lambda lines, beam: run_ct2(ct2["int8"], translator, vocabulary, lines, beam),
+            # beam only: CT2's default stopping rule (with beam 1 patience makes no difference)
+            "ct2_float32_patience1": lambda lines, beam: run_ct2(ct2["float32"], translator, vocabulary, lines, beam, 1),
+        })
+    log(f"decode_speed: {len(sources)} sentences {SRC}->{TGT}, batch {BATCH}, {n_threads} threads, {args.device}; "
+        f"exports took {export_hf_s:.1f} s (HF), {export_ct2_s or 0:.1f} s (CT2)")
     for name, fn in systems.items():  # warm-up: first calls allocate and pick kernels
         if name != "ct2_float32_patience1":  # the same CT2 model as ct2_float32
             fn(sources[:8], 1)
             fn(sources[:8], 4)
 
     bleu = BLEU()
-    out = {"benchmark": "decode_speed", "quick": args.quick, "machine": common.machine_info(n_threads),
+    out = {"benchmark": "decode_speed", "quick": args.quick, "machine": common.machine_info(n_threads, args.device),
            "setup": {"checkpoint": str(args.checkpoint), "direction": f"{SRC}-{TGT}", "test_set": "test_2016_flickr",
                      "sentences": len(sources), "batch_size": BATCH, "length_penalty": 1.0,
                      "max_len": f"{LIMITS.max_len_a}*source+{LIMITS.max_len_b}", "ct2_intra_threads": n_threads,
@@ -218,16 +242,18 @@ def main(argv: list[str] | None = None) -> dict:
             block[name]["identical_to_core"] = same / len(sources)
             block[name]["bleu_minus_core"] = block[name]["bleu"] - block["core"]["bleu"]
         block["bleu_signature"] = str(bleu.get_signature())
-        block["float32_bleu_within_0.1"] = all(abs(block[n]["bleu_minus_core"]) <= 0.1 for n in ("hf", "ct2_float32"))
+        block["float32_bleu_within_0.1"] = all(abs(block[n]["bleu_minus_core"]) <= 0.1
+                                               for n in ("hf", "ct2_float32") if n in block)
         block["speedup_core_over_hf"] = block["core"]["sentences_per_s"] / block["hf"]["sentences_per_s"]
-        block["core_over_ct2_float32"] = block["core"]["sentences_per_s"] / block["ct2_float32"]["sentences_per_s"]
+        if "ct2_float32" in block:
+            block["core_over_ct2_float32"] = block["core"]["sentences_per_s"] / block["ct2_float32"]["sentences_per_s"]
         out[key] = block
-    out["targets"] = {
-        "beam4_core_over_hf": {"target": common.TARGETS["beam4_core_over_hf"],
-                               "measured": out["decode_beam4"]["speedup_core_over_hf"]},
-        "beam4_core_over_ct2_float32": {"target": common.TARGETS["beam4_core_over_ct2_float32"],
-                                        "measured": out["decode_beam4"]["core_over_ct2_float32"]},
-    }
+    beam4 = out["decode_beam4"]
+    out["targets"] = {"beam4_core_over_hf": {"target": common.TARGETS["beam4_core_over_hf"],
+                                             "measured": beam4["speedup_core_over_hf"]}}
+    if "core_over_ct2_float32" in beam4:
+        out["targets"]["beam4_core_over_ct2_float32"] = {"target": common.TARGETS["beam4_core_over_ct2_float32"],
+                                                         "measured": beam4["core_over_ct2_float32"]}
     if not args.no_profile:
         log("  profiling core beam search")
         out["core_beam4_profile"] = profile_core_beam(translator, sources)

@@ -10,6 +10,8 @@ cross-entropy, and the two alternate in rounds inside one process so that a chan
 load hits both. Reported: source+target tokens/s (real tokens, as core's trainer counts them),
 the ratio core/HF, and MFU = model FLOPs/s ÷ the float32 matmul rate measured in the same run.
 The same is repeated under bfloat16 autocast (core's TrainConfig.bf16; HF with the same autocast).
+`--device cuda` runs the same comparison on a GPU (MFU then against the GPU's own matmul rates);
+`--tokens-per-batch` overrides the checkpoint's batch size (a GPU wants far bigger batches).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import torch.nn.functional as F
 from bench import common
 from bench.common import log
 from core.config import ModelConfig, RunConfig
-from core.model import PAD_ID, Transformer
+from core.model import PAD_ID, Transformer, pick_device
 from core.tokenizer import Tokenizer
 from core.train import learning_rate
 
@@ -62,8 +64,8 @@ def hf_loss(model, label_smoothing: float):
 class Runner:
     """One model + optimizer, stepping exactly like core.train.Trainer._train_step."""
 
-    def __init__(self, name: str, model: torch.nn.Module, loss_fn, run: RunConfig) -> None:
-        self.name, self.model, self.loss_fn, self.cfg = name, model, loss_fn, run.train
+    def __init__(self, name: str, model: torch.nn.Module, loss_fn, run: RunConfig, device: torch.device) -> None:
+        self.name, self.model, self.loss_fn, self.cfg, self.device = name, model, loss_fn, run.train, device
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=self.cfg.lr, betas=self.cfg.betas,
                                            weight_decay=self.cfg.weight_decay)
         self.step_no = 0
@@ -73,13 +75,14 @@ class Runner:
         self.step_no += 1
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(self.step_no, self.cfg)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
             loss = self.loss_fn(batch)
         loss.backward()
         value = loss.item()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        common.sync(self.device)
         return value
 
 
@@ -115,7 +118,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--steps", type=int, default=None, help="steps per system per round")
     parser.add_argument("--no-bf16", action="store_true")
+    parser.add_argument("--tokens-per-batch", type=int, default=None, help="default: the checkpoint's")
     args = parser.parse_args(argv)
+    device = pick_device(args.device)
     n_threads = common.threads(args.threads)
     rounds = args.rounds or (3 if args.quick else 5)
     steps = args.steps or (4 if args.quick else 10)
@@ -124,16 +129,17 @@ def main(argv: list[str] | None = None) -> dict:
     from core.export import to_m2m100
 
     run, tokenizer, directions = load_shape(args.checkpoint)
+    run.train.tokens_per_batch = args.tokens_per_batch or run.train.tokens_per_batch
     cfg = run.model
     log(f"train_speed: {cfg.d_model}d {cfg.n_encoder_layers}+{cfg.n_decoder_layers} layers, vocab {cfg.vocab_size}, "
-        f"{run.train.tokens_per_batch} tokens/batch, {n_threads} threads")
+        f"{run.train.tokens_per_batch} tokens/batch, {n_threads} threads, {device}")
     stream = common.training_stream(tokenizer, directions, run.train.tokens_per_batch, temperature=run.train.temperature,
                                     seed=run.train.seed, max_tokens=run.data.max_tokens_per_sentence)
-    batches = common.take(iter(stream), warmup + rounds * steps)
+    batches = [b.to(device) for b in common.take(iter(stream), warmup + rounds * steps)]
 
-    peak_fp32 = common.matmul_rate(torch.float32)
-    peak_bf16 = common.matmul_rate(torch.bfloat16)
-    log(f"  matmul 1024³: fp32 {peak_fp32 / 1e9:.1f} GFLOP/s, bf16 {peak_bf16 / 1e9:.1f} GFLOP/s")
+    peak_fp32 = common.matmul_rate(torch.float32, device=args.device)
+    peak_bf16 = common.matmul_rate(torch.bfloat16, device=args.device)
+    log(f"  matmul: fp32 {peak_fp32 / 1e9:.1f} GFLOP/s, bf16 {peak_bf16 / 1e9:.1f} GFLOP/s")
 
     precisions = [False] if args.no_bf16 else [False, True]
     results: dict[str, dict] = {}
@@ -143,7 +149,8 @@ def main(argv: list[str] | None = None) -> dict:
         torch.manual_seed(run.train.seed)
         core_model = Transformer(cfg)
         hf_model = to_m2m100(core_model, dropout=cfg.dropout, attention_dropout=cfg.attention_dropout,
-                             activation_dropout=cfg.dropout)
+                             activation_dropout=cfg.dropout).to(device)
+        core_model.to(device)
         if not bf16:  # same weights, same batch, no dropout: the two losses must agree
             core_model.eval()
             hf_model.eval()
@@ -152,8 +159,8 @@ def main(argv: list[str] | None = None) -> dict:
                 b = hf_loss(hf_model, run.train.label_smoothing)(batches[0]).item()
             check = {"core_loss": a, "hf_loss": b, "abs_diff": abs(a - b)}
             log(f"  initial loss (eval mode, same weights): core {a:.6f}  hf {b:.6f}")
-        runners = [Runner("core", core_model, core_loss(core_model, run.train.label_smoothing), run),
-                   Runner("hf", hf_model, hf_loss(hf_model, run.train.label_smoothing), run)]
+        runners = [Runner("core", core_model, core_loss(core_model, run.train.label_smoothing), run, device),
+                   Runner("hf", hf_model, hf_loss(hf_model, run.train.label_smoothing), run, device)]
         log(f"  {label}: {warmup} warm-up steps, then {rounds} rounds × {steps} steps each")
         stats = measure(runners, batches, warmup, rounds, steps, bf16, cfg)
         block = {}
@@ -177,7 +184,7 @@ def main(argv: list[str] | None = None) -> dict:
     out = {
         "benchmark": "train_speed",
         "quick": args.quick,
-        "machine": common.machine_info(n_threads),
+        "machine": common.machine_info(n_threads, args.device),
         "setup": {
             "model": {k: getattr(cfg, k) for k in ("vocab_size", "d_model", "n_heads", "d_ff", "n_encoder_layers",
                                                     "n_decoder_layers", "dropout", "max_positions")},
@@ -189,7 +196,7 @@ def main(argv: list[str] | None = None) -> dict:
             "flops": "3 × forward model FLOPs on real tokens (see bench/common.py forward_flops)",
             "hf_model": "transformers M2M100ForConditionalGeneration, sdpa attention, same initial weights",
         },
-        "matmul_gflops": {"fp32": peak_fp32 / 1e9, "bf16": peak_bf16 / 1e9, "shape": "1024x1024 @ 1024x1024"},
+        "matmul_gflops": {"fp32": peak_fp32 / 1e9, "bf16": peak_bf16 / 1e9, "shape": "1024³ on CPU, 8192³ on a GPU"},
         "initial_loss_check": check,
         "train_tokens_per_s": {"core": fp32["core"]["tokens_per_s"], "hf": fp32["hf"]["tokens_per_s"], "ratio": fp32["ratio"]},
         "mfu": {"core": fp32["core"]["mfu_vs_fp32_matmul"], "hf": fp32["hf"]["mfu_vs_fp32_matmul"]},

@@ -168,6 +168,8 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.stream.load_state(state["stream"])
         torch.set_rng_state(state["rng"])
+        if state.get("cuda_rng") is not None and self.device.type == "cuda":  # dropout on a GPU draws from its own generator
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         if self.group.rank:  # only rank 0's generator is saved: the others restart their own
             torch.manual_seed(self.config.train.seed + self.group.rank + 1_000_003 * int(state["step"]))
         self.step = int(state["step"])
@@ -304,6 +306,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "stream": self.stream.state(),
             "rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
             "step": self.step,
             "elapsed": self.elapsed,
             "best_bleu": self.best_bleu,

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import os
+
 from core.config import RunConfig, preset
+
+
+def child_env() -> dict[str, str]:
+    """The environment for a `python -m core` child process: this one's (so Python, CUDA and
+    packages are found as here), minus POLYGLOT_* settings, with one OpenMP thread."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POLYGLOT_")}
+    return env | {"OMP_NUM_THREADS": "1"}
 
 
 def tiny_config(steps: int = 60, languages: tuple[str, ...] = ("en", "de", "fr")) -> RunConfig:

@@ -7,12 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.helpers import child_env
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "core", *args], cwd=ROOT, input=stdin, capture_output=True,
-                          text=True, timeout=600, env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
+                          text=True, timeout=600, env=child_env())
 
 
 def test_train_translate_evaluate(tmp_path: Path) -> None:
@@ -71,10 +73,11 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path: Path) -> None:
         [sys.executable, "-m", "core", "train", "--preset", "tiny", "--languages", "en,de", "--steps", "100000",
          "--d-model", "64", "--d-ff", "128", "--layers", "1", "--vocab-size", "300", "--eval-every", "100000",
          "--threads", "1", "--out", str(run)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"},
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env(),
     )
     deadline = time.monotonic() + 300
     while not (run / "spm.model").exists() and time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()[1][-4000:]
         time.sleep(0.5)
     time.sleep(3)  # let it take some steps
     process.send_signal(signal.SIGTERM)

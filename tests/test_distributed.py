@@ -11,9 +11,10 @@ import pytest
 import torch
 
 from core import checkpoint
+from tests.helpers import child_env
 
 ROOT = Path(__file__).resolve().parent.parent
-ENV = {"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
+ENV = child_env()
 TINY = ["--preset", "tiny", "--data", "builtin", "--languages", "en,de", "--steps", "6", "--d-model", "32", "--d-ff", "64",
         "--layers", "1", "--vocab-size", "200", "--tokens-per-batch", "800", "--eval-every", "6", "--dropout", "0",
         "--threads", "1", "--warmup-steps", "2", "--device", "cpu"]
