@@ -64,7 +64,8 @@ def hf_loss(model, label_smoothing: float):
 class Runner:
     """One model + optimizer, stepping exactly like core.train.Trainer._train_step."""
 
-    def __init__(self, name: str, model: torch.nn.Module, loss_fn, run: RunConfig, device: torch.device) -> None:
+    def __init__(self, name: str, model: torch.nn.Module, loss_fn, run: RunConfig,
+                 device: torch.device = torch.device("cpu")) -> None:
         self.name, self.model, self.loss_fn, self.cfg, self.device = name, model, loss_fn, run.train, device
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=self.cfg.lr, betas=self.cfg.betas,
                                            weight_decay=self.cfg.weight_decay)
