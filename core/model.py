@@ -41,7 +41,7 @@ def pick_device(name: str = "auto") -> torch.device:
     if device.type == "cuda":
         # On Hopper GPUs PyTorch sends masked bf16/fp16 attention to cuDNN, which builds a new
         # kernel graph (hundreds of ms) for every new tensor shape. Length-bucketed batches change
-        # shape at every step, so that made bf16 training 20x slower than float32 on an H200.
+        # shape at every step, so that made bf16 training 10x slower on an H200 (bench/results/gpu).
         # The flash and memory-efficient kernels need no such build. (A process-wide switch.)
         torch.backends.cuda.enable_cudnn_sdp(False)
     return device
