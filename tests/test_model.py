@@ -6,7 +6,7 @@ import torch
 
 from core.config import ModelConfig
 from core.decoding import beam_search, greedy, sample, step_by_step
-from core.model import BOS_ID, EOS_ID, PAD_ID, AttentionMaps, Dropout, Transformer
+from core.model import BOS_ID, EOS_ID, PAD_ID, AttentionMaps, Dropout, Transformer, pick_device
 
 
 def random_model(seed: int = 0, positions: str = "sinusoidal") -> Transformer:
@@ -156,3 +156,16 @@ def test_training_loss_on_packed_real_tokens_equals_the_padded_computation() -> 
     assert torch.allclose(loss, reference, atol=1e-6)
     for name, p in model.named_parameters():
         assert torch.allclose(packed_grads[name], p.grad, atol=1e-6), name
+
+
+def test_cuda_turns_off_cudnn_attention() -> None:
+    """cuDNN attention builds a kernel graph per tensor shape; bucketed batches change shape every
+    step (bf16 training ran 10x slower on an H200). Choosing CUDA turns it off; the CPU leaves it."""
+    before = torch.backends.cuda.cudnn_sdp_enabled()
+    try:
+        torch.backends.cuda.enable_cudnn_sdp(True)
+        assert pick_device("cpu") == torch.device("cpu") and torch.backends.cuda.cudnn_sdp_enabled()
+        assert pick_device("cuda:0") == torch.device("cuda:0")  # only chosen here; nothing runs on it
+        assert not torch.backends.cuda.cudnn_sdp_enabled()
+    finally:
+        torch.backends.cuda.enable_cudnn_sdp(before)
