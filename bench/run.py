@@ -3,6 +3,7 @@
     python bench/run.py            # the full suite (about an hour on a 2-core CPU)
     python bench/run.py --quick    # the same comparisons in about 10 minutes
     python bench/run.py --quick --only train_speed,decode_speed
+    python bench/run.py --device cuda --only train_speed,decode_speed --out bench/results/gpu/results.json
 
 Each benchmark runs in its own subprocess (`python bench/NAME.py`), writes its own JSON under
 bench/results/, and prints its own Markdown table; this script gathers the headline numbers into
@@ -28,6 +29,7 @@ from bench import common
 from bench.common import BENCH_DIR, ROOT, log
 
 BENCHMARKS = ("train_speed", "decode_speed", "memory", "scaling", "quality")
+ON_ANY_DEVICE = ("train_speed", "decode_speed")  # the others measure the CPU machine itself
 
 
 CONTENTION: dict[str, dict] = {}
@@ -46,6 +48,8 @@ def _attempt(name: str, args: argparse.Namespace, path: Path) -> tuple[dict, flo
         command.append("--quick")
     if args.threads:
         command += ["--threads", str(args.threads)]
+    if args.device != "cpu":
+        command += ["--device", args.device]
     if name == "quality" and args.quality_minutes:
         command += ["--minutes", str(args.quality_minutes)]
     log(f"=== {name}: {' '.join(command[1:])}")
@@ -187,6 +191,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--quick", action="store_true", help="a few-minute version with the same comparisons")
     parser.add_argument("--only", default=",".join(BENCHMARKS), help=f"comma-separated subset of {', '.join(BENCHMARKS)}")
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help=f"cpu, cuda or mps ({', '.join(ON_ANY_DEVICE)} only)")
     parser.add_argument("--checkpoint", type=Path, default=common.DEFAULT_CHECKPOINT)
     parser.add_argument("--quality-minutes", type=float, default=None, help="override the quality budget per system")
     parser.add_argument("--out", type=Path, default=BENCH_DIR / "results.json")
@@ -198,6 +203,8 @@ def main(argv: list[str] | None = None) -> dict:
     unknown = set(names) - set(BENCHMARKS)
     if unknown:
         parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
+    if args.device != "cpu" and set(names) - set(ON_ANY_DEVICE):
+        parser.error(f"--device {args.device} applies to {', '.join(ON_ANY_DEVICE)} only: add --only {','.join(ON_ANY_DEVICE)}")
     if not (args.checkpoint / "model.safetensors").exists():
         parser.error(f"{args.checkpoint} has no model.safetensors: train the shipped model first or pass --checkpoint")
 
@@ -219,7 +226,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     out = {
         "quick": args.quick,
-        "machine": common.machine_info(n_threads),
+        "machine": common.machine_info(n_threads, args.device),
         "checkpoint": str(args.checkpoint),
         **summarise(results),
         "reference": common.REFERENCE,
@@ -234,7 +241,7 @@ def main(argv: list[str] | None = None) -> dict:
     common.write_json(args.out, out)
     args.out.with_suffix(".md").write_text(
         f"# Benchmark results ({'quick' if args.quick else 'full'} run, {out['machine']['date']})\n\n"
-        f"{out['machine']['cpu']}, {n_threads} threads, torch {out['machine']['torch']}, "
+        f"{out['machine']['gpu'] or out['machine']['cpu']}, {n_threads} threads, torch {out['machine']['torch']}, "
         f"transformers {out['machine']['transformers']}, ctranslate2 {out['machine']['ctranslate2']}\n\n"
         + table + "\n", encoding="utf-8")
     log(f"wrote {args.out} and {args.out.with_suffix('.md')} in {out['durations_s']['total']:.0f} s")
