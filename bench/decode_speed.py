@@ -5,8 +5,10 @@
 The shipped checkpoint translates the 1000 Multi30K test_2016_flickr English sentences into
 German, greedy and beam 4 (length penalty 1), batch 64, longest sentences first, with:
 - core: `Translator.translate` (its own batching, search and detokenisation), and core_int8, the
-  same with `Translator.quantized()` (int8 dynamic quantization of the linear layers);
-- HF: the same weights exported to `M2M100ForConditionalGeneration` (core/export.py), `generate()`;
+  same with `Translator.quantized()` (int8 dynamic quantization of the linear layers), and
+  core_bf16 with `Translator.in_bf16()` (bfloat16 autocast);
+- HF: the same weights exported to `M2M100ForConditionalGeneration` (core/export.py), `generate()`,
+  and hf_bf16, the same under the same bfloat16 autocast;
 - CTranslate2 4.x: the same weights as a `TransformerSpec`, compute_type float32 and int8.
 Every system gets the same source ids (`<2de> … </s>`, core's preprocessing), the same batches and
 the same length limit (core's 1.5·source + 10; HF and CT2 get the batch's largest limit), and the
@@ -47,6 +49,7 @@ LIMITS = SearchLimits()
 # search match theirs (same BLEU, >99 % identical outputs on the shipped model); CT2's default,
 # patience=1, is reported as well (ct2_float32_patience1: faster, slightly different outputs).
 CT2_PATIENCE = 2
+SYSTEMS = ("core", "core_int8", "core_bf16", "hf", "hf_bf16", "ct2_float32", "ct2_int8", "ct2_float32_patience1")
 
 
 def _strip(ids: list[int]) -> list[int]:
@@ -78,15 +81,16 @@ def run_core(translator, lines: list[str], beam: int) -> tuple[list[str], int]:
 
 
 @torch.inference_mode()
-def run_hf(hf_model, translator, lines: list[str], beam: int) -> tuple[list[str], int]:
+def run_hf(hf_model, translator, lines: list[str], beam: int, bf16: bool = False) -> tuple[list[str], int]:
     texts, generated = [""] * len(lines), 0
     max_positions = translator.model.config.max_positions
     for indices, ids in sorted_chunks(translator, lines):
         source = _pad(ids).to(hf_model.device)
         limits = sentence_limits(ids, max_positions)
         options = {"num_beams": beam, "length_penalty": 1.0, "early_stopping": False} if beam > 1 else {"num_beams": 1}
-        out = hf_model.generate(input_ids=source, attention_mask=(source != PAD_ID).long(), do_sample=False,
-                                num_return_sequences=1, max_length=1 + max(limits), **options)
+        with torch.autocast(hf_model.device.type, dtype=torch.bfloat16, enabled=bf16):
+            out = hf_model.generate(input_ids=source, attention_mask=(source != PAD_ID).long(), do_sample=False,
+                                    num_return_sequences=1, max_length=1 + max(limits), **options)
         for i, row, limit in zip(indices, out[:, 1:].tolist(), limits):
             tokens = _strip(row)[:limit - 1]
             generated += len(tokens) + 1
@@ -192,6 +196,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     on_cpu = torch.device(args.device).type == "cpu"
     translator = core.load(args.checkpoint, device=args.device)
+    translator_bf16 = translator.in_bf16()
     sources, references = common.test_set(SRC, TGT)
     sources, references = sources[:args.sentences], references[:args.sentences]
     vocabulary = vocabulary_of(translator.tokenizer)
@@ -199,6 +204,8 @@ def main(argv: list[str] | None = None) -> dict:
     systems = {
         "core": lambda lines, beam: run_core(translator, lines, beam),
         "hf": lambda lines, beam: run_hf(hf_model, translator, lines, beam),
+        "core_bf16": lambda lines, beam: run_core(translator_bf16, lines, beam),
+        "hf_bf16": lambda lines, beam: run_hf(hf_model, translator, lines, beam, bf16=True),
     }
     if on_cpu:
         translator_int8 = translator.quantized()
@@ -267,7 +274,7 @@ def table(out: dict) -> str:
     rows = []
     for key, label in (("decode_greedy", "greedy"), ("decode_beam4", "beam 4")):
         block = out[key]
-        for name in ("core", "core_int8", "hf", "ct2_float32", "ct2_int8", "ct2_float32_patience1"):
+        for name in SYSTEMS:
             if name not in block:
                 continue
             b = block[name]

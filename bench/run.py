@@ -25,7 +25,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import common
+from bench import common, decode_speed
 from bench.common import BENCH_DIR, ROOT, log
 
 BENCHMARKS = ("train_speed", "decode_speed", "memory", "scaling", "quality")
@@ -113,8 +113,7 @@ def summarise(results: dict[str, dict]) -> dict:
             out[key] = {name: {"sentences_per_s": block[name]["sentences_per_s"],
                                "tokens_per_s": block[name]["tokens_per_s"], "bleu": block[name]["bleu"],
                                "identical_to_core": block[name]["identical_to_core"]}
-                        for name in ("core", "core_int8", "hf", "ct2_float32", "ct2_int8", "ct2_float32_patience1")
-                        if name in block}
+                        for name in decode_speed.SYSTEMS if name in block}
             out[key]["float32_bleu_within_0.1"] = block["float32_bleu_within_0.1"]
             out[key]["bleu_signature"] = block["bleu_signature"]
         out["decode_setup"] = decode["setup"]
@@ -159,7 +158,9 @@ def summary_table(summary: dict) -> str:
             ["precision", "core", "HF M2M100", "core/HF", "MFU core (fp32 peak)", "MFU HF (fp32 peak)"], rows))
     if "decode_greedy" in summary:
         rows = []
-        for name, label in (("core", "core"), ("core_int8", "core int8 (dynamic quantization)"), ("hf", "HF generate()"),
+        for name, label in (("core", "core"), ("core_int8", "core int8 (dynamic quantization)"),
+                            ("core_bf16", "core bf16 autocast"), ("hf", "HF generate()"),
+                            ("hf_bf16", "HF generate(), bf16 autocast"),
                             ("ct2_float32", "CTranslate2 float32"), ("ct2_int8", "CTranslate2 int8")):
             if name not in summary["decode_greedy"]:
                 continue

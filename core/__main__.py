@@ -7,6 +7,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
@@ -14,6 +15,9 @@ from core import checkpoint
 from core.checkpoint import CheckpointError
 from core.config import PRESETS, RunConfig, preset
 from core.corpus import CorpusError, download_multi30k, load_corpus
+
+if TYPE_CHECKING:
+    from core.translator import Translator
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -147,15 +151,25 @@ def _translate_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-best", type=int, default=1, help="print n hypotheses per line, tab-separated with scores")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--int8", action="store_true", help="int8 dynamic quantization of the linear layers (CPU)")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (fast where the CPU or GPU has bf16 matmuls)")
     p.add_argument("--input", help="file to translate (default: stdin)")
     p.add_argument("--output", help="file to write (default: stdout)")
 
 
-def run_translate(args: argparse.Namespace) -> int:
+def load_translator(args: argparse.Namespace) -> Translator:
+    """The checkpoint as a Translator, int8-quantized (CPU) or under bf16 autocast if asked."""
     import core
 
+    if args.int8 and args.bf16:
+        raise ValueError("--int8 and --bf16 exclude each other: pick one")
     translator = core.load(args.checkpoint, device="cpu" if args.int8 else "auto")
-    translator = translator.quantized() if args.int8 else translator
+    if args.int8:
+        return translator.quantized()
+    return translator.in_bf16() if args.bf16 else translator
+
+
+def run_translate(args: argparse.Namespace) -> int:
+    translator = load_translator(args)
     if args.input:
         lines = Path(args.input).read_text(encoding="utf-8").splitlines()
     else:
@@ -186,18 +200,17 @@ def _evaluate_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--length-penalty", type=float, default=1.0)
     p.add_argument("--max-sentences", type=int, default=None)
     p.add_argument("--int8", action="store_true", help="int8 dynamic quantization of the linear layers (CPU)")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (fast where the CPU or GPU has bf16 matmuls)")
     p.add_argument("--json", help="write the report here")
     p.add_argument("--card", action="store_true", help="store the report in the checkpoint and refresh its model card")
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    import core
     from core.card import write_card, write_eval_figures
     from core.evaluate import evaluate
     from core.languages import parse_directions
 
-    translator = core.load(args.checkpoint, device="cpu" if args.int8 else "auto")
-    translator = translator.quantized() if args.int8 else translator
+    translator = load_translator(args)
     source = args.data or translator.config["run"]["data"]["source"]
     corpus = load_corpus(source)
     languages = [lang for lang in translator.languages if lang in corpus.languages]

@@ -62,8 +62,10 @@ class AttentionView:
 
 
 class Translator:
-    def __init__(self, model: Transformer, tokenizer: Tokenizer, config: dict, path: Path | None = None) -> None:
+    def __init__(self, model: Transformer, tokenizer: Tokenizer, config: dict, path: Path | None = None,
+                 bf16: bool = False) -> None:
         self.model = model.eval()
+        self.bf16 = bf16
         self.device = next(model.parameters()).device
         self.tokenizer = tokenizer
         self.config = config
@@ -95,6 +97,16 @@ class Translator:
             warnings.simplefilter("ignore")  # torch.ao.quantization announces its future move to torchao
             model = torch.ao.quantization.quantize_dynamic(copy.deepcopy(self.model).cpu(), {torch.nn.Linear}, dtype=torch.qint8)
         return Translator(model, self.tokenizer, self.config, self.path)
+
+    def in_bf16(self) -> Translator:
+        """A translator sharing this one's model whose searches run under bfloat16 autocast: the
+        matmuls in bf16, softmax, LayerNorm and log-probabilities in float32. Where the hardware
+        multiplies bf16 fast (CPUs with AVX512-BF16 or AMX, recent GPUs), beam search is about 20%
+        faster at BLEU within 0.1 (bench/decode_speed.py); on other CPUs it is slower."""
+        return Translator(self.model, self.tokenizer, self.config, self.path, bf16=True)
+
+    def _precision(self) -> torch.autocast:
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
     def _pad(self, rows: list[list[int]]) -> torch.Tensor:
         return pad(rows, self.device)
@@ -154,10 +166,11 @@ class Translator:
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]
             source = self._pad([encoded[i][0] for i in chunk])
-            if beam_size == 1:
-                hypotheses = [[h] for h in greedy(self.model, source, limits)]
-            else:
-                hypotheses = beam_search(self.model, source, beam_size, length_penalty, n_best, limits)
+            with self._precision():
+                if beam_size == 1:
+                    hypotheses = [[h] for h in greedy(self.model, source, limits)]
+                else:
+                    hypotheses = beam_search(self.model, source, beam_size, length_penalty, n_best, limits)
             for i, hyps in zip(chunk, hypotheses):
                 results[i] = self._translation(lines[i], hyps, encoded[i][1])
         return results  # type: ignore[return-value]
@@ -192,7 +205,8 @@ class Translator:
         if n < 1:
             raise ValueError("n must be at least 1")
         ids, _ = self._encode(text, tgt)
-        hypotheses = sample(self.model, self._pad([ids]), n, temperature, top_k, top_p, seed)[0]
+        with self._precision():
+            hypotheses = sample(self.model, self._pad([ids]), n, temperature, top_k, top_p, seed)[0]
         candidates = [Candidate(self.tokenizer.decode(h.tokens), h.log_prob, self.tokenizer.pieces(h.tokens))
                       for h in hypotheses]
         return sorted(candidates, key=lambda c: c.log_prob, reverse=True)
@@ -204,7 +218,8 @@ class Translator:
             raise ValueError("Enter a sentence to translate")
         ids, _ = self._encode(text, tgt)
         forced = self.tokenizer.encode(follow) if follow is not None else None
-        steps = step_by_step(self.model, self._pad([ids]), top_k, forced)
+        with self._precision():
+            steps = step_by_step(self.model, self._pad([ids]), top_k, forced)
         piece = self.tokenizer.processor.id_to_piece
         return [StepView([(piece(i), p) for i, p in s.candidates], piece(s.chosen), s.chosen_probability) for s in steps]
 

@@ -55,6 +55,8 @@ def test_train_translate_evaluate(tmp_path: Path) -> None:
 def test_clear_errors_instead_of_tracebacks(tmp_path: Path) -> None:
     missing = cli("translate", "--checkpoint", str(tmp_path / "nothing"), "--src", "en", "--tgt", "de", stdin="hi\n")
     assert missing.returncode == 2 and missing.stderr.startswith("error:") and "Traceback" not in missing.stderr
+    both = cli("translate", "--checkpoint", str(tmp_path), "--src", "en", "--tgt", "de", "--int8", "--bf16", stdin="hi\n")
+    assert both.returncode == 2 and "exclude each other" in both.stderr and "Traceback" not in both.stderr
     bad_data = cli("train", "--data", "nowhere.xyz", "--out", str(tmp_path / "x"))
     assert bad_data.returncode == 2 and "Unknown data source" in bad_data.stderr
     help_text = cli("--help")

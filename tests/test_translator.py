@@ -111,3 +111,26 @@ def test_int8_quantized_copy_translates_and_leaves_the_original(tiny_translator)
     assert all(type(m) is not torch.ao.nn.quantized.dynamic.Linear for m in tiny_translator.model.modules())
     out = quantized.translate(["The dog runs.", ""], "en", "de", beam_size=2)
     assert len(out) == 2 and out[1].text == ""
+
+
+def test_bf16_translator_shares_the_model_and_multiplies_in_bf16(tiny_translator) -> None:
+    import torch
+
+    fast = tiny_translator.in_bf16()
+    assert fast.model is tiny_translator.model and fast.bf16 and not tiny_translator.bf16
+    seen: list[torch.dtype] = []
+    hook = tiny_translator.model.decoder_layers[0].feed_forward.linear1.register_forward_hook(
+        lambda module, inputs, output: seen.append(output.dtype))
+    try:
+        plain = tiny_translator.translate(["The dog runs in the park."], "en", "de", beam_size=2)
+        assert set(seen) == {torch.float32}
+        seen.clear()
+        out = fast.translate(["The dog runs in the park.", ""], "en", "de", beam_size=2)
+        assert set(seen) == {torch.bfloat16}
+        seen.clear()
+        fast.sample("The dog runs.", "en", "de", n=2)
+        fast.step_by_step("The dog runs.", "en", "de")
+        assert set(seen) == {torch.bfloat16}
+    finally:
+        hook.remove()
+    assert len(out) == 2 and out[1].text == "" and out[0].text and plain[0].text
