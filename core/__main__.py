@@ -162,10 +162,8 @@ def load_translator(args: argparse.Namespace) -> Translator:
 
     if args.int8 and args.bf16:
         raise ValueError("--int8 and --bf16 exclude each other: pick one")
-    translator = core.load(args.checkpoint, device="cpu" if args.int8 else "auto")
-    if args.int8:
-        return translator.quantized()
-    return translator.in_bf16() if args.bf16 else translator
+    precision = "int8" if args.int8 else "bfloat16" if args.bf16 else "float32"
+    return core.load(args.checkpoint, device="cpu" if args.int8 else "auto").at_precision(precision)
 
 
 def run_translate(args: argparse.Namespace) -> int:

@@ -76,18 +76,22 @@ class ModelCache:
     def __init__(self, capacity: int = MAX_CACHED_MODELS) -> None:
         self.capacity = capacity
         self._lock = threading.Lock()
-        self._models: OrderedDict[tuple[str, float], Translator] = OrderedDict()
+        self._models: OrderedDict[tuple[str, float, str], Translator] = OrderedDict()
 
-    def get(self, folder: Path) -> Translator:
-        key = (str(folder.resolve()), (folder / checkpoint.WEIGHTS).stat().st_mtime)
+    def get(self, folder: Path, precision: str = "float32") -> Translator:
+        """The checkpoint's translator at `precision` (see `Translator.at_precision`)."""
+        key = (str(folder.resolve()), (folder / checkpoint.WEIGHTS).stat().st_mtime, precision)
         with self._lock:  # one load at a time: two requests for a new model load it once
             if key in self._models:
                 self._models.move_to_end(key)
                 return self._models[key]
-            translator = core.load(folder)
-            for stale in [k for k in self._models if k[0] == key[0]]:
+            base = self._models.get(key[:2] + ("float32",)) or core.load(folder)
+            translator = base.at_precision(precision)
+            for stale in [k for k in self._models if k[0] == key[0] and k[1] != key[1]]:
                 del self._models[stale]
+            self._models[key[:2] + ("float32",)] = base
             self._models[key] = translator
+            self._models.move_to_end(key)
             while len(self._models) > self.capacity:
                 self._models.popitem(last=False)
             return translator
@@ -100,8 +104,8 @@ class ModelCache:
 MODELS = ModelCache()
 
 
-def get_translator(choice: str | None) -> Translator:
-    return MODELS.get(resolve_checkpoint(choice))
+def get_translator(choice: str | None, precision: str = "float32") -> Translator:
+    return MODELS.get(resolve_checkpoint(choice), precision)
 
 
 def model_summary(choice: str | None) -> str:

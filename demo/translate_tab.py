@@ -7,6 +7,7 @@ import pandas as pd
 
 from core import limits
 from core.languages import language_name
+from core.translator import PRECISIONS
 from demo import data, state
 from demo.ui import explain, friendly_errors, language_pair, language_pair_update, results_table, swap_languages
 
@@ -25,14 +26,14 @@ def _beam(decoding: str, beam_size: float) -> int:
 
 @friendly_errors
 def translate(checkpoint: str, text: str, src: str, tgt: str, decoding: str = GREEDY, beam_size: float = 4,
-              length_penalty: float = 1.0, n_best: float = 1) -> tuple[str, pd.DataFrame]:
+              length_penalty: float = 1.0, n_best: float = 1, precision: str = "float32") -> tuple[str, pd.DataFrame]:
     """Translate each line of `text`; returns the translations (one per line) and the n-best table."""
     if not text or not text.strip():
         raise gr.Error("Enter a sentence to translate (one per line).")
     beam = _beam(decoding, beam_size)
     limits.check_text(text)
     limits.check_search(beam_size=beam)
-    translator = state.get_translator(checkpoint)
+    translator = state.get_translator(checkpoint, precision)
     lines = text.strip("\n").splitlines()
     if len(lines) > MAX_LINES:
         raise gr.Error(f"{len(lines)} lines is more than the {MAX_LINES} translated at once here; "
@@ -49,7 +50,7 @@ def translate(checkpoint: str, text: str, src: str, tgt: str, decoding: str = GR
 
 @friendly_errors
 def translate_to_all(checkpoint: str, text: str, src: str, decoding: str = GREEDY, beam_size: float = 4,
-                     length_penalty: float = 1.0) -> pd.DataFrame:
+                     length_penalty: float = 1.0, precision: str = "float32") -> pd.DataFrame:
     """The first line of `text` translated into every other language of the model."""
     sentence = next((line for line in (text or "").splitlines() if line.strip()), "")
     if not sentence:
@@ -57,7 +58,7 @@ def translate_to_all(checkpoint: str, text: str, src: str, decoding: str = GREED
     beam = _beam(decoding, beam_size)
     limits.check_text(text)
     limits.check_search(beam_size=beam)
-    translator = state.get_translator(checkpoint)
+    translator = state.get_translator(checkpoint, precision)
     results = translator.translate_to_all(sentence, src, beam_size=beam, length_penalty=float(length_penalty))
     rows = [[f"{language_name(lang)} ({lang})", result.text, round(result.score, 3)]
             for lang, result in results.items()]
@@ -107,6 +108,8 @@ def build(picker: gr.Dropdown) -> None:
         length_penalty = gr.Slider(0.0, 2.0, value=1.0, step=0.1, label="Length penalty",
                                    info="0 favours short outputs, 1 ranks by mean log-probability per piece")
         n_best = gr.Slider(1, 12, value=3, step=1, label="n-best (beam only)")
+        precision = gr.Radio(list(PRECISIONS), value="float32", label="Arithmetic",
+                             info="bfloat16 and int8 trade a little accuracy for speed on CPUs that support them")
     with gr.Row():
         translate_button = gr.Button("Translate", variant="primary", elem_id="translate-button")
         all_button = gr.Button("Translate into every language")
@@ -114,11 +117,11 @@ def build(picker: gr.Dropdown) -> None:
     all_table = results_table("One sentence in every language", ALL_COLUMNS)
 
     options = [decoding, beam_size, length_penalty]
-    translate_button.click(translate, [picker, text, src, tgt, *options, n_best], [output, nbest_table],
+    translate_button.click(translate, [picker, text, src, tgt, *options, n_best, precision], [output, nbest_table],
                            api_name="translate")
-    text.submit(translate, [picker, text, src, tgt, *options, n_best], [output, nbest_table],
+    text.submit(translate, [picker, text, src, tgt, *options, n_best, precision], [output, nbest_table],
                 api_visibility="private")
-    all_button.click(translate_to_all, [picker, text, src, *options], all_table, api_name="translate_to_all")
+    all_button.click(translate_to_all, [picker, text, src, *options, precision], all_table, api_name="translate_to_all")
     swap_button.click(swap, [src, tgt, text, output], [src, tgt, text, output], api_name="swap_languages")
     picker.change(language_pair_update, [picker, src, tgt], [src, tgt], api_visibility="private")
     src.change(examples, [picker, src], sample_set, api_visibility="private")

@@ -56,6 +56,9 @@ def test_translate_lines_and_n_best(client: Client) -> None:
     assert [row[1] for row in _rows(table)] == [1, 2, 3] and _rows(table)[0][2] == output
     everywhere = client.predict("tiny", SENTENCE, "en", "Greedy", 4, 1.0, api_name="/translate_to_all")
     assert [row[0] for row in _rows(everywhere)] == ["German (de)", "French (fr)"]
+    quantized, table = client.predict("tiny", SENTENCE, "en", "fr", "Beam search", 3, 1.0, 2, "int8",
+                                      api_name="/translate")
+    assert len(_rows(table)) == 2 and _rows(table)[0][2] == quantized
 
 
 def test_errors_come_back_as_messages(client: Client) -> None:

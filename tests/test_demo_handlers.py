@@ -120,6 +120,21 @@ def test_translate_beam_gives_an_n_best_list() -> None:
     assert list(table["score"]) == sorted(table["score"], reverse=True)
 
 
+def test_translate_at_int8_and_bfloat16_uses_cached_variants_of_the_model() -> None:
+    import torch
+
+    for precision in ("int8", "bfloat16"):
+        output, table = translate_tab.translate("tiny", SENTENCE, "en", "fr", translate_tab.BEAM, 3, 1.0, 2, precision)
+        assert table["translation"][0] == output and len(table) == 2
+    int8, bf16 = state.get_translator("tiny", "int8"), state.get_translator("tiny", "bfloat16")
+    assert int8 is state.get_translator("tiny", "int8")  # quantized once, then cached
+    assert any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in int8.model.modules())
+    assert bf16.bf16 and bf16.model is state.get_translator("tiny").model
+    assert all(type(m) is not torch.ao.nn.quantized.dynamic.Linear for m in state.get_translator("tiny").model.modules())
+    with pytest.raises(gr.Error, match="Unknown precision"):
+        translate_tab.translate("tiny", SENTENCE, "en", "de", precision="float8")
+
+
 @pytest.mark.parametrize("text, src, tgt, message", [
     ("", "en", "de", "Enter a sentence"),
     (SENTENCE, "en", "en", "two different languages"),
