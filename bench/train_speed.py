@@ -64,9 +64,9 @@ def hf_loss(model, label_smoothing: float):
 class Runner:
     """One model + optimizer, stepping exactly like core.train.Trainer._train_step."""
 
-    def __init__(self, name: str, model: torch.nn.Module, loss_fn, run: RunConfig,
-                 device: torch.device = torch.device("cpu")) -> None:
-        self.name, self.model, self.loss_fn, self.cfg, self.device = name, model, loss_fn, run.train, device
+    def __init__(self, name: str, model: torch.nn.Module, loss_fn, run: RunConfig) -> None:
+        self.name, self.model, self.loss_fn, self.cfg = name, model, loss_fn, run.train
+        self.device = next(model.parameters()).device
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=self.cfg.lr, betas=self.cfg.betas,
                                            weight_decay=self.cfg.weight_decay)
         self.step_no = 0
@@ -160,8 +160,8 @@ def main(argv: list[str] | None = None) -> dict:
                 b = hf_loss(hf_model, run.train.label_smoothing)(batches[0]).item()
             check = {"core_loss": a, "hf_loss": b, "abs_diff": abs(a - b)}
             log(f"  initial loss (eval mode, same weights): core {a:.6f}  hf {b:.6f}")
-        runners = [Runner("core", core_model, core_loss(core_model, run.train.label_smoothing), run, device),
-                   Runner("hf", hf_model, hf_loss(hf_model, run.train.label_smoothing), run, device)]
+        runners = [Runner("core", core_model, core_loss(core_model, run.train.label_smoothing), run),
+                   Runner("hf", hf_model, hf_loss(hf_model, run.train.label_smoothing), run)]
         log(f"  {label}: {warmup} warm-up steps, then {rounds} rounds × {steps} steps each")
         stats = measure(runners, batches, warmup, rounds, steps, bf16, cfg)
         block = {}

@@ -150,10 +150,14 @@ def _translate_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--length-penalty", type=float, default=1.0)
     p.add_argument("--n-best", type=int, default=1, help="print n hypotheses per line, tab-separated with scores")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--int8", action="store_true", help="int8 dynamic quantization of the linear layers (CPU)")
-    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (fast where the CPU or GPU has bf16 matmuls)")
+    _precision_flags(p)
     p.add_argument("--input", help="file to translate (default: stdin)")
     p.add_argument("--output", help="file to write (default: stdout)")
+
+
+def _precision_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--int8", action="store_true", help="int8 dynamic quantization of the linear layers (CPU)")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (fast where the CPU or GPU has bf16 matmuls)")
 
 
 def load_translator(args: argparse.Namespace) -> Translator:
@@ -197,8 +201,7 @@ def _evaluate_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--beam", type=int, default=4)
     p.add_argument("--length-penalty", type=float, default=1.0)
     p.add_argument("--max-sentences", type=int, default=None)
-    p.add_argument("--int8", action="store_true", help="int8 dynamic quantization of the linear layers (CPU)")
-    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (fast where the CPU or GPU has bf16 matmuls)")
+    _precision_flags(p)
     p.add_argument("--json", help="write the report here")
     p.add_argument("--card", action="store_true", help="store the report in the checkpoint and refresh its model card")
 

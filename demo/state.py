@@ -91,7 +91,6 @@ class ModelCache:
                 del self._models[stale]
             self._models[key[:2] + ("float32",)] = base
             self._models[key] = translator
-            self._models.move_to_end(key)
             while len(self._models) > self.capacity:
                 self._models.popitem(last=False)
             return translator
