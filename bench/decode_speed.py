@@ -4,12 +4,15 @@
 
 The shipped checkpoint translates the 1000 Multi30K test_2016_flickr English sentences into
 German, greedy and beam 4 (length penalty 1), batch 64, longest sentences first, with:
-- core: `Translator.translate` (its own batching, search and detokenisation), and core_int8, the
-  same with `Translator.quantized()` (int8 dynamic quantization of the linear layers), and
-  core_bf16 with `Translator.in_bf16()` (bfloat16 autocast);
-- HF: the same weights exported to `M2M100ForConditionalGeneration` (core/export.py), `generate()`,
-  and hf_bf16, the same under the same bfloat16 autocast;
-- CTranslate2 4.x: the same weights as a `TransformerSpec`, compute_type float32 and int8.
+- core: `Translator.translate` (its own batching, search and detokenisation; on the CPU it decodes
+  one batch per core at once, `core.parallel`), core_one_stream, the same one batch at a time on
+  all cores, core_int8, the same with `Translator.quantized()` (int8 dynamic quantization of the
+  linear layers), and core_bf16 with `Translator.in_bf16()` (bfloat16 autocast);
+- HF: the same weights exported to `M2M100ForConditionalGeneration` (core/export.py), `generate()`
+  one batch at a time on all cores, as users call it; hf_streams, the same with core's batch-per-core
+  scheme applied to it by this benchmark (HF has no such option); hf_bf16, under bfloat16 autocast;
+- CTranslate2 4.x: the same weights as a `TransformerSpec`, compute_type float32 and int8, one batch
+  at a time on all cores (intra_threads), and ct2_*_streams, one batch per core (inter_threads).
 Every system gets the same source ids (`<2de> … </s>`, core's preprocessing), the same batches and
 the same length limit (core's 1.5·source + 10; HF and CT2 get the batch's largest limit), and the
 timing covers tokenisation, search and detokenisation. Reported: sentences/s, generated tokens/s
@@ -40,6 +43,7 @@ from bench.common import log
 from bench.common import pad as _pad
 from core.decoding import SearchLimits, beam_search
 from core.model import EOS_ID, PAD_ID
+from core.parallel import parallel_map, workers_for
 
 SRC, TGT = "en", "de"
 BATCH = 64
@@ -49,7 +53,8 @@ LIMITS = SearchLimits()
 # search match theirs (same BLEU, >99 % identical outputs on the shipped model); CT2's default,
 # patience=1, is reported as well (ct2_float32_patience1: faster, slightly different outputs).
 CT2_PATIENCE = 2
-SYSTEMS = ("core", "core_int8", "core_bf16", "hf", "hf_bf16", "ct2_float32", "ct2_int8", "ct2_float32_patience1")
+SYSTEMS = ("core", "core_one_stream", "core_int8", "core_bf16", "hf", "hf_streams", "hf_bf16", "ct2_float32",
+           "ct2_float32_streams", "ct2_int8", "ct2_int8_streams", "ct2_float32_patience1")
 
 
 def _strip(ids: list[int]) -> list[int]:
@@ -75,49 +80,57 @@ def sentence_limits(ids: list[list[int]], max_positions: int) -> list[int]:
     return LIMITS.per_sentence(_pad(ids), max_positions).tolist()
 
 
-def run_core(translator, lines: list[str], beam: int) -> tuple[list[str], int]:
-    results = translator.translate(lines, SRC, TGT, beam_size=beam, length_penalty=1.0, batch_size=BATCH, limits=LIMITS)
+def run_core(translator, lines: list[str], beam: int, workers: int | None = None) -> tuple[list[str], int]:
+    results = translator.translate(lines, SRC, TGT, beam_size=beam, length_penalty=1.0, batch_size=BATCH, limits=LIMITS,
+                                   workers=workers)
     return [r.text for r in results], sum(len(r.pieces) + 1 for r in results)
 
 
-@torch.inference_mode()
-def run_hf(hf_model, translator, lines: list[str], beam: int, bf16: bool = False) -> tuple[list[str], int]:
+def run_chunks(search, translator, lines: list[str], workers: int) -> tuple[list[str], int]:
+    """Run a peer's `search(ids, limits) -> token rows` over core's batches (`workers` at once) and
+    detokenise: each row is cut at </s> and at its sentence's own length limit."""
     texts, generated = [""] * len(lines), 0
     max_positions = translator.model.config.max_positions
-    for indices, ids in sorted_chunks(translator, lines):
-        source = _pad(ids).to(hf_model.device)
-        limits = sentence_limits(ids, max_positions)
-        options = {"num_beams": beam, "length_penalty": 1.0, "early_stopping": False} if beam > 1 else {"num_beams": 1}
-        with torch.autocast(hf_model.device.type, dtype=torch.bfloat16, enabled=bf16):
-            out = hf_model.generate(input_ids=source, attention_mask=(source != PAD_ID).long(), do_sample=False,
-                                    num_return_sequences=1, max_length=1 + max(limits), **options)
-        for i, row, limit in zip(indices, out[:, 1:].tolist(), limits):
+    jobs = [(indices, ids, sentence_limits(ids, max_positions)) for indices, ids in sorted_chunks(translator, lines)]
+    found = parallel_map(lambda job: search(job[1], job[2]), jobs, workers)
+    for (indices, _, limits), rows in zip(jobs, found):
+        for i, row, limit in zip(indices, rows, limits):
             tokens = _strip(row)[:limit - 1]
             generated += len(tokens) + 1
             texts[i] = translator.tokenizer.decode(tokens)
     return texts, generated
 
 
+def run_hf(hf_model, translator, lines: list[str], beam: int, bf16: bool = False, workers: int = 1) -> tuple[list[str], int]:
+    @torch.inference_mode()
+    def search(ids: list[list[int]], limits: list[int]) -> list[list[int]]:
+        source = _pad(ids).to(hf_model.device)
+        options = {"num_beams": beam, "length_penalty": 1.0, "early_stopping": False} if beam > 1 else {"num_beams": 1}
+        with torch.autocast(hf_model.device.type, dtype=torch.bfloat16, enabled=bf16):
+            out = hf_model.generate(input_ids=source, attention_mask=(source != PAD_ID).long(), do_sample=False,
+                                    num_return_sequences=1, max_length=1 + max(limits), **options)
+        return out[:, 1:].tolist()
+
+    return run_chunks(search, translator, lines, workers)
+
+
 def run_ct2(ct2_translator, translator, vocabulary: list[str], lines: list[str], beam: int,
-            patience: int = CT2_PATIENCE) -> tuple[list[str], int]:
-    texts, generated = [""] * len(lines), 0
+            patience: int = CT2_PATIENCE, workers: int = 1) -> tuple[list[str], int]:
     piece_id = translator.tokenizer.processor.piece_to_id
-    max_positions = translator.model.config.max_positions
-    for indices, ids in sorted_chunks(translator, lines):
-        limits = sentence_limits(ids, max_positions)
+
+    def search(ids: list[list[int]], limits: list[int]) -> list[list[int]]:
         results = ct2_translator.translate_batch(
             [[vocabulary[i] for i in row] for row in ids], beam_size=beam, length_penalty=1.0, num_hypotheses=1,
             max_batch_size=BATCH, max_decoding_length=max(limits), patience=patience)
-        for i, result, limit in zip(indices, results, limits):
-            tokens = [piece_id(p) for p in result.hypotheses[0]][:limit - 1]
-            generated += len(tokens) + 1
-            texts[i] = translator.tokenizer.decode(tokens)
-    return texts, generated
+        return [[piece_id(p) for p in result.hypotheses[0]] for result in results]
+
+    return run_chunks(search, translator, lines, workers)
 
 
 def ctranslate2_translators(translator, vocabulary: list[str], device: str,
                              n_threads: int) -> tuple[dict[str, object], float | None]:
-    """CTranslate2 float32 and int8 translators for the same weights, on `device`; none where the
+    """CTranslate2 translators for the same weights, on `device`: float32 and int8, each as one
+    worker on all threads and (on the CPU) as one worker per thread ("*_streams"); none where the
     installed CTranslate2 cannot run there (its pip wheels are built for one CUDA version)."""
     try:
         import ctranslate2
@@ -132,9 +145,12 @@ def ctranslate2_translators(translator, vocabulary: list[str], device: str,
 
     folder = Path(tempfile.mkdtemp(prefix="bench-ct2-"))
     _, seconds = common.timed(lambda: to_ctranslate2(translator.model, vocabulary, folder))
-    threads = {"intra_threads": n_threads, "inter_threads": 1} if kind == "cpu" else {}
-    return {compute: ctranslate2.Translator(str(folder), device=kind, compute_type=compute, **threads)
-            for compute in ("float32", "int8")}, seconds
+    layouts = {"": {"intra_threads": n_threads, "inter_threads": 1}}
+    if kind == "cpu" and n_threads > 1:
+        layouts["_streams"] = {"intra_threads": 1, "inter_threads": n_threads}
+    return {f"{compute}{suffix}": ctranslate2.Translator(str(folder), device=kind, compute_type=compute,
+                                                        **(threads if kind == "cpu" else {}))
+            for compute in ("float32", "int8") for suffix, threads in layouts.items()}, seconds
 
 
 def profile_core_beam(translator, lines: list[str], beam: int = 4, sentences: int = 128) -> dict:
@@ -201,23 +217,27 @@ def main(argv: list[str] | None = None) -> dict:
     sources, references = sources[:args.sentences], references[:args.sentences]
     vocabulary = vocabulary_of(translator.tokenizer)
     hf_model, export_hf_s = common.timed(lambda: to_m2m100(translator.model).to(translator.device).eval())
+    streams = workers_for(translator.device, -(-len(sources) // BATCH))  # one per core, at most one per batch
     systems = {
         "core": lambda lines, beam: run_core(translator, lines, beam),
         "hf": lambda lines, beam: run_hf(hf_model, translator, lines, beam),
         "core_bf16": lambda lines, beam: run_core(translator_bf16, lines, beam),
         "hf_bf16": lambda lines, beam: run_hf(hf_model, translator, lines, beam, bf16=True),
     }
+    if streams > 1:
+        systems["core_one_stream"] = lambda lines, beam: run_core(translator, lines, beam, workers=1)
+        systems["hf_streams"] = lambda lines, beam: run_hf(hf_model, translator, lines, beam, workers=streams)
     if on_cpu:
         translator_int8 = translator.quantized()
         systems["core_int8"] = lambda lines, beam: run_core(translator_int8, lines, beam)
     ct2, export_ct2_s = ctranslate2_translators(translator, vocabulary, args.device, n_threads)
+    for name, ct2_translator in ct2.items():
+        workers = streams if name.endswith("_streams") else 1
+        systems[f"ct2_{name}"] = lambda lines, beam, t=ct2_translator, w=workers: run_ct2(
+            t, translator, vocabulary, lines, beam, workers=w)
     if ct2:
-        systems.update({
-            "ct2_float32": lambda lines, beam: run_ct2(ct2["float32"], translator, vocabulary, lines, beam),
-            "ct2_int8": lambda lines, beam: run_ct2(ct2["int8"], translator, vocabulary, lines, beam),
-            # beam only: CT2's default stopping rule (with beam 1 patience makes no difference)
-            "ct2_float32_patience1": lambda lines, beam: run_ct2(ct2["float32"], translator, vocabulary, lines, beam, 1),
-        })
+        # beam only: CT2's default stopping rule (with beam 1 patience makes no difference)
+        systems["ct2_float32_patience1"] = lambda lines, beam: run_ct2(ct2["float32"], translator, vocabulary, lines, beam, 1)
     log(f"decode_speed: {len(sources)} sentences {SRC}->{TGT}, batch {BATCH}, {n_threads} threads, {args.device}; "
         f"exports took {export_hf_s:.1f} s (HF), {export_ct2_s or 0:.1f} s (CT2)")
     for name, fn in systems.items():  # warm-up: first calls allocate and pick kernels
@@ -229,7 +249,7 @@ def main(argv: list[str] | None = None) -> dict:
     out = {"benchmark": "decode_speed", "quick": args.quick, "machine": common.machine_info(n_threads, args.device),
            "setup": {"checkpoint": str(args.checkpoint), "direction": f"{SRC}-{TGT}", "test_set": "test_2016_flickr",
                      "sentences": len(sources), "batch_size": BATCH, "length_penalty": 1.0,
-                     "max_len": f"{LIMITS.max_len_a}*source+{LIMITS.max_len_b}", "ct2_intra_threads": n_threads,
+                     "max_len": f"{LIMITS.max_len_a}*source+{LIMITS.max_len_b}", "streams": streams,
                      "ct2_patience": CT2_PATIENCE,
                      "export_s": {"hf": export_hf_s, "ct2": export_ct2_s}}}
     for beam, key in ((1, "decode_greedy"), (4, "decode_beam4")):
@@ -252,8 +272,11 @@ def main(argv: list[str] | None = None) -> dict:
         block["float32_bleu_within_0.1"] = all(abs(block[n]["bleu_minus_core"]) <= 0.1
                                                for n in ("hf", "ct2_float32") if n in block)
         block["speedup_core_over_hf"] = block["core"]["sentences_per_s"] / block["hf"]["sentences_per_s"]
-        if "ct2_float32" in block:
-            block["core_over_ct2_float32"] = block["core"]["sentences_per_s"] / block["ct2_float32"]["sentences_per_s"]
+        if "hf_streams" in block:
+            block["speedup_core_over_hf_streams"] = block["core"]["sentences_per_s"] / block["hf_streams"]["sentences_per_s"]
+        ct2_best = max((block[n]["sentences_per_s"] for n in ("ct2_float32", "ct2_float32_streams") if n in block), default=0)
+        if ct2_best:  # against CT2 float32 in whichever thread layout is faster
+            block["core_over_ct2_float32"] = block["core"]["sentences_per_s"] / ct2_best
         out[key] = block
     beam4 = out["decode_beam4"]
     out["targets"] = {"beam4_core_over_hf": {"target": common.TARGETS["beam4_core_over_hf"],

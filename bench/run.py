@@ -158,10 +158,15 @@ def summary_table(summary: dict) -> str:
             ["precision", "core", "HF M2M100", "core/HF", "MFU core (fp32 peak)", "MFU HF (fp32 peak)"], rows))
     if "decode_greedy" in summary:
         rows = []
-        for name, label in (("core", "core"), ("core_int8", "core int8 (dynamic quantization)"),
-                            ("core_bf16", "core bf16 autocast"), ("hf", "HF generate()"),
+        for name, label in (("core", "core (one batch per core)"), ("core_one_stream", "core, one batch at a time"),
+                            ("core_int8", "core int8 (dynamic quantization)"), ("core_bf16", "core bf16 autocast"),
+                            ("hf", "HF generate(), one batch at a time"),
+                            ("hf_streams", "HF generate(), one batch per core (made by the benchmark)"),
                             ("hf_bf16", "HF generate(), bf16 autocast"),
-                            ("ct2_float32", "CTranslate2 float32"), ("ct2_int8", "CTranslate2 int8")):
+                            ("ct2_float32", "CTranslate2 float32, one batch at a time"),
+                            ("ct2_float32_streams", "CTranslate2 float32, one batch per core"),
+                            ("ct2_int8", "CTranslate2 int8, one batch at a time"),
+                            ("ct2_int8_streams", "CTranslate2 int8, one batch per core")):
             if name not in summary["decode_greedy"]:
                 continue
             g, b = summary["decode_greedy"][name], summary["decode_beam4"][name]

@@ -150,12 +150,14 @@ def _translate_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--length-penalty", type=float, default=1.0)
     p.add_argument("--n-best", type=int, default=1, help="print n hypotheses per line, tab-separated with scores")
     p.add_argument("--batch-size", type=int, default=64)
-    _precision_flags(p)
+    _decoding_flags(p)
     p.add_argument("--input", help="file to translate (default: stdin)")
     p.add_argument("--output", help="file to write (default: stdout)")
 
 
-def _precision_flags(p: argparse.ArgumentParser) -> None:
+def _decoding_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=int, default=None,
+                   help="batches decoded at once, one per core (default: one per CPU thread torch uses; 1 on a GPU)")
     p.add_argument("--int8", action="store_true", help="int8 dynamic quantization of the linear layers (CPU)")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (fast where the CPU or GPU has bf16 matmuls)")
 
@@ -178,7 +180,7 @@ def run_translate(args: argparse.Namespace) -> int:
         lines = sys.stdin.read().splitlines()
     translations = translator.translate(lines, args.src, args.tgt, beam_size=args.beam,
                                         length_penalty=args.length_penalty, n_best=args.n_best,
-                                        batch_size=args.batch_size)
+                                        batch_size=args.batch_size, workers=args.workers)
     if args.n_best > 1:
         rows = ["\t".join(f"{text}\t{score:.4f}" for text, score in t.n_best) for t in translations]
     else:
@@ -201,7 +203,7 @@ def _evaluate_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--beam", type=int, default=4)
     p.add_argument("--length-penalty", type=float, default=1.0)
     p.add_argument("--max-sentences", type=int, default=None)
-    _precision_flags(p)
+    _decoding_flags(p)
     p.add_argument("--json", help="write the report here")
     p.add_argument("--card", action="store_true", help="store the report in the checkpoint and refresh its model card")
 
@@ -222,7 +224,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
             bar.update(round(fraction * len(directions)) - bar.n)
 
         report = evaluate(translator, corpus.split(args.split), directions, split=args.split, beam_size=args.beam,
-                          length_penalty=args.length_penalty, max_sentences=args.max_sentences, progress=progress)
+                          length_penalty=args.length_penalty, max_sentences=args.max_sentences, progress=progress,
+                          workers=args.workers)
     print(report.table())
     print(f"BLEU signature: {report.bleu_signature}\nchrF signature: {report.chrf_signature}")
     if args.json:

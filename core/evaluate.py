@@ -87,8 +87,10 @@ def evaluate(
     length_penalty: float = 1.0,
     max_sentences: int | None = None,
     progress: Progress | None = None,
+    workers: int | None = None,
 ) -> EvalReport:
-    """Translate `split_lines[src]` into every target of `directions` and score against `split_lines[tgt]`."""
+    """Translate `split_lines[src]` into every target of `directions` and score against `split_lines[tgt]`
+    (`workers`: batches decoded at once, see `Translator.translate`)."""
     if not directions:
         raise ValueError("No directions to evaluate")
     scores: dict[str, DirectionScore] = {}
@@ -101,7 +103,8 @@ def evaluate(
             progress(index / len(directions), f"Translating {name}")
         sources = split_lines[src][:max_sentences]
         references = split_lines[tgt][:max_sentences]
-        translations = translator.translate(sources, src, tgt, beam_size=beam_size, length_penalty=length_penalty)
+        translations = translator.translate(sources, src, tgt, beam_size=beam_size, length_penalty=length_penalty,
+                                            workers=workers)
         hypotheses = [t.text for t in translations]
         bleu, chrf, bleu_signature, chrf_signature = corpus_scores(hypotheses, references)
         zero_shot = bool(translator.directions) and name not in translator.directions

@@ -19,6 +19,7 @@ from core.config import ModelConfig
 from core.decoding import Hypothesis, SearchLimits, beam_search, greedy, sample, step_by_step
 from core.languages import language_name
 from core.model import BOS_ID, EOS_ID, PAD_ID, AttentionMaps, Transformer, pick_device
+from core.parallel import parallel_map, workers_for
 from core.tokenizer import Tokenizer
 
 MAX_INPUT_CHARS = 5000  # per line, before tokenization; longer lines are cut with a notice
@@ -158,8 +159,11 @@ class Translator:
         n_best: int = 1,
         batch_size: int = 64,
         limits: SearchLimits = SearchLimits(),
+        workers: int | None = None,
     ) -> list[Translation]:
-        """Translate each line; empty lines give empty translations. beam_size 1 is greedy search."""
+        """Translate each line; empty lines give empty translations. beam_size 1 is greedy search.
+        Several batches are decoded at once on a multi-core CPU (`core.parallel`); `workers` sets
+        how many (default: one per CPU thread torch uses, 1 on a GPU)."""
         self.check_pair(src, tgt)
         if beam_size < 1 or n_best < 1:
             raise ValueError("beam_size and n_best must be at least 1")
@@ -174,14 +178,17 @@ class Translator:
         # Longest first, in batches of similar length: little padding, and the slowest batch
         # is met first so progress estimates are honest.
         order = sorted(encoded, key=lambda i: len(encoded[i][0]), reverse=True)
-        for start in range(0, len(order), batch_size):
-            chunk = order[start:start + batch_size]
+        batches = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+
+        def search(chunk: list[int]) -> list[list[Hypothesis]]:
             source = self._pad([encoded[i][0] for i in chunk])
-            with self._precision():
+            with self._precision():  # autocast is per thread: entered by the thread that searches
                 if beam_size == 1:
-                    hypotheses = [[h] for h in greedy(self.model, source, limits)]
-                else:
-                    hypotheses = beam_search(self.model, source, beam_size, length_penalty, n_best, limits)
+                    return [[h] for h in greedy(self.model, source, limits)]
+                return beam_search(self.model, source, beam_size, length_penalty, n_best, limits)
+
+        found = parallel_map(search, batches, workers_for(self.device, len(batches), workers))
+        for chunk, hypotheses in zip(batches, found):
             for i, hyps in zip(chunk, hypotheses):
                 results[i] = self._translation(lines[i], hyps, encoded[i][1])
         return results  # type: ignore[return-value]

@@ -36,6 +36,9 @@ def test_train_translate_evaluate(tmp_path: Path) -> None:
     assert translated.returncode == 0, translated.stderr
     out = translated.stdout.split("\n")
     assert len(out) == 4 and out[1] == "" and out[3] == ""  # exactly one output line per input line
+    side_by_side = cli("translate", "--checkpoint", str(run), "--src", "en", "--tgt", "de", "--beam", "2",
+                       "--batch-size", "1", "--workers", "2", stdin=lines)
+    assert side_by_side.returncode == 0 and side_by_side.stdout == translated.stdout, side_by_side.stderr
 
     report_file = tmp_path / "report.json"
     evaluated = cli("evaluate", "--checkpoint", str(run), "--split", "test", "--beam", "2", "--max-sentences", "20",
@@ -52,11 +55,14 @@ def test_train_translate_evaluate(tmp_path: Path) -> None:
     assert again.returncode == 2 and "already holds a run" in again.stderr
 
 
-def test_clear_errors_instead_of_tracebacks(tmp_path: Path) -> None:
+def test_clear_errors_instead_of_tracebacks(tmp_path: Path, tiny_checkpoint: Path) -> None:
     missing = cli("translate", "--checkpoint", str(tmp_path / "nothing"), "--src", "en", "--tgt", "de", stdin="hi\n")
     assert missing.returncode == 2 and missing.stderr.startswith("error:") and "Traceback" not in missing.stderr
     both = cli("translate", "--checkpoint", str(tmp_path), "--src", "en", "--tgt", "de", "--int8", "--bf16", stdin="hi\n")
     assert both.returncode == 2 and "exclude each other" in both.stderr and "Traceback" not in both.stderr
+    no_workers = cli("translate", "--checkpoint", str(tiny_checkpoint), "--src", "en", "--tgt", "de", "--workers", "0",
+                     stdin="hi\n")
+    assert no_workers.returncode == 2 and "workers must be at least 1" in no_workers.stderr
     bad_data = cli("train", "--data", "nowhere.xyz", "--out", str(tmp_path / "x"))
     assert bad_data.returncode == 2 and "Unknown data source" in bad_data.stderr
     help_text = cli("--help")

@@ -127,6 +127,9 @@ def test_bf16_translator_shares_the_model_and_multiplies_in_bf16(tiny_translator
         seen.clear()
         out = fast.translate(["The dog runs in the park.", ""], "en", "de", beam_size=2)
         assert set(seen) == {torch.bfloat16}
+        seen.clear()  # batches decoded on worker threads run under autocast too
+        fast.translate(["The dog runs.", "A girl reads a book."], "en", "de", batch_size=1, workers=2)
+        assert set(seen) == {torch.bfloat16}
         seen.clear()
         fast.sample("The dog runs.", "en", "de", n=2)
         fast.step_by_step("The dog runs.", "en", "de")
@@ -134,3 +137,48 @@ def test_bf16_translator_shares_the_model_and_multiplies_in_bf16(tiny_translator
     finally:
         hook.remove()
     assert len(out) == 2 and out[1].text == "" and out[0].text and plain[0].text
+
+
+def test_batches_decoded_side_by_side_give_the_same_translations(tiny_translator) -> None:
+    """Several batches at once, one thread each (core.parallel): same results as one after the
+    other, really on several threads, and the caller's thread count is left as it was."""
+    import threading
+
+    import torch
+
+    lines = ["The dog runs.", "The old man buys two red apples in the city.", "We sleep.", "A girl reads.",
+             "Two men play football in the park.", "The cat sleeps on the red chair.", ""]
+    threads_seen: set[int] = set()
+    hook = tiny_translator.model.decoder_layers[0].register_forward_hook(
+        lambda module, inputs, output: threads_seen.add(threading.get_ident()))
+    before = torch.get_num_threads()
+    try:
+        for beam in (1, 3):
+            one_stream = tiny_translator.translate(lines, "en", "de", beam_size=beam, n_best=beam, batch_size=2, workers=1)
+            threads_seen.clear()
+            side_by_side = tiny_translator.translate(lines, "en", "de", beam_size=beam, n_best=beam, batch_size=2, workers=2)
+            assert len(threads_seen) == 2 and threading.get_ident() not in threads_seen
+            assert [(t.text, t.n_best) for t in side_by_side] == [(t.text, t.n_best) for t in one_stream]
+            assert [t.score for t in side_by_side] == pytest.approx([t.score for t in one_stream], abs=1e-5)
+    finally:
+        hook.remove()
+    assert torch.get_num_threads() == before
+    in_new_thread: list[int] = []
+    fresh = threading.Thread(target=lambda: in_new_thread.append(torch.get_num_threads()))
+    fresh.start()
+    fresh.join()
+    assert in_new_thread == [before]  # threads started later are not left on one core
+
+
+def test_how_many_batches_run_at_once() -> None:
+    import torch
+
+    from core.parallel import workers_for
+
+    cpu = torch.device("cpu")
+    assert workers_for(cpu, jobs=1) == 1
+    assert workers_for(cpu, jobs=100) == torch.get_num_threads()
+    assert workers_for(cpu, jobs=3, requested=8) == 3
+    assert workers_for(torch.device("cuda"), jobs=100) == 1
+    with pytest.raises(ValueError, match="at least 1"):
+        workers_for(cpu, jobs=4, requested=0)
