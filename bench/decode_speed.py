@@ -148,9 +148,13 @@ def ctranslate2_translators(translator, vocabulary: list[str], device: str,
     layouts = {"": {"intra_threads": n_threads, "inter_threads": 1}}
     if kind == "cpu" and n_threads > 1:
         layouts["_streams"] = {"intra_threads": 1, "inter_threads": n_threads}
-    return {f"{compute}{suffix}": ctranslate2.Translator(str(folder), device=kind, compute_type=compute,
-                                                        **(threads if kind == "cpu" else {}))
-            for compute in ("float32", "int8") for suffix, threads in layouts.items()}, seconds
+    translators = {f"{compute}{suffix}": ctranslate2.Translator(str(folder), device=kind, compute_type=compute,
+                                                               **(threads if kind == "cpu" else {}))
+                   for compute in ("float32", "int8") for suffix, threads in layouts.items()}
+    # CTranslate2 sets the creating thread's OpenMP thread count to its intra_threads, which is
+    # torch's count too: without this, everything torch runs afterwards here would use one core.
+    torch.set_num_threads(n_threads)
+    return translators, seconds
 
 
 def profile_core_beam(translator, lines: list[str], beam: int = 4, sentences: int = 128) -> dict:
