@@ -13,8 +13,9 @@ except in the few Python lines of each step.
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 import torch
@@ -38,16 +39,44 @@ def workers_for(device: torch.device, jobs: int, requested: int | None = None) -
 def parallel_map(function: Callable[[Item], Result], items: Sequence[Item], workers: int) -> list[Result]:
     """`[function(item) for item in items]`, run by `workers` threads that share torch's CPU threads
     between them. Items are handed out in order as threads free up, so the longest batches (put
-    first by the caller) are not left to one thread at the end. Results keep the items' order."""
-    if workers <= 1 or len(items) <= 1:
+    first by the caller) are not left to one thread at the end. Results keep the items' order; the
+    first error raised by `function` is raised here once every thread has stopped."""
+    workers = min(workers, len(items))
+    if workers <= 1:
         return [function(item) for item in items]
     threads = torch.get_num_threads()
-    per_worker = max(1, threads // workers)
-    try:
-        with ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(per_worker,),
-                                thread_name_prefix="decode") as pool:
-            return list(pool.map(function, items))
-    finally:
-        # torch.set_num_threads in a worker also changes the count that threads created later
-        # start with; give it back, so the caller's later threads are not left on one core.
-        torch.set_num_threads(threads)
+    pending: queue.SimpleQueue[tuple[int, Item]] = queue.SimpleQueue()
+    for pair in enumerate(items):
+        pending.put(pair)
+    results: list[Result | None] = [None] * len(items)
+    errors: list[BaseException] = []
+    started = threading.Barrier(workers + 1)
+
+    def work() -> None:
+        # torch gives a thread the process-wide count at its first parallel op; take that first,
+        # or it would override this thread's share once the caller restores the count below.
+        torch.get_num_threads()
+        torch.set_num_threads(max(1, threads // workers))
+        started.wait()
+        while not errors:
+            try:
+                index, item = pending.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                results[index] = function(item)
+            except BaseException as error:  # handed to the caller below
+                errors.append(error)
+
+    pool = [threading.Thread(target=work, name=f"decode-{n}", daemon=True) for n in range(workers)]
+    for thread in pool:
+        thread.start()
+    started.wait()
+    # torch.set_num_threads in a thread also sets the count that threads started later begin with:
+    # give that back at once, so a thread the app starts meanwhile is not left on one core.
+    torch.set_num_threads(threads)
+    for thread in pool:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return results  # type: ignore[return-value]

@@ -169,16 +169,3 @@ def test_batches_decoded_side_by_side_give_the_same_translations(tiny_translator
     fresh.join()
     assert in_new_thread == [before]  # threads started later are not left on one core
 
-
-def test_how_many_batches_run_at_once() -> None:
-    import torch
-
-    from core.parallel import workers_for
-
-    cpu = torch.device("cpu")
-    assert workers_for(cpu, jobs=1) == 1
-    assert workers_for(cpu, jobs=100) == torch.get_num_threads()
-    assert workers_for(cpu, jobs=3, requested=8) == 3
-    assert workers_for(torch.device("cuda"), jobs=100) == 1
-    with pytest.raises(ValueError, match="at least 1"):
-        workers_for(cpu, jobs=4, requested=0)
