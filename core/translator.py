@@ -104,8 +104,8 @@ class Translator:
         """A translator sharing this one's model whose searches run under bfloat16 autocast: the
         matmuls in bf16, softmax, LayerNorm and log-probabilities in float32. It pays where the
         hardware multiplies bf16 fast (CPUs with AVX512-BF16 or AMX, GPUs) and the matmuls dominate:
-        on the shipped model and a 2-core AVX512-BF16 CPU, beam 4 ran 1.6x faster at 0.07 less BLEU
-        with one batch per core (1.07x one batch at a time), greedy search no faster
+        on the shipped model and a 2-core AVX512-BF16 CPU, beam 4 ran 1.5x faster at 0.07 less BLEU
+        with one batch per core (about 1.07x one batch at a time), greedy search barely faster
         (bench/results.json). Elsewhere it is slower."""
         return Translator(self.model, self.tokenizer, self.config, self.path, bf16=True)
 
