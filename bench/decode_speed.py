@@ -53,8 +53,20 @@ LIMITS = SearchLimits()
 # search match theirs (same BLEU, >99 % identical outputs on the shipped model); CT2's default,
 # patience=1, is reported as well (ct2_float32_patience1: faster, slightly different outputs).
 CT2_PATIENCE = 2
-SYSTEMS = ("core", "core_one_stream", "core_int8", "core_bf16", "hf", "hf_streams", "hf_bf16", "ct2_float32",
-           "ct2_float32_streams", "ct2_int8", "ct2_int8_streams", "ct2_float32_patience1")
+SYSTEMS = {  # name in the JSON: label in the tables
+    "core": "core (one batch per core)",
+    "core_one_stream": "core, one batch at a time",
+    "core_int8": "core int8 (dynamic quantization)",
+    "core_bf16": "core bf16 autocast",
+    "hf": "HF generate(), one batch at a time",
+    "hf_streams": "HF generate(), one batch per core (made by the benchmark)",
+    "hf_bf16": "HF generate(), bf16 autocast",
+    "ct2_float32": "CTranslate2 float32, one batch at a time",
+    "ct2_float32_streams": "CTranslate2 float32, one batch per core",
+    "ct2_int8": "CTranslate2 int8, one batch at a time",
+    "ct2_int8_streams": "CTranslate2 int8, one batch per core",
+    "ct2_float32_patience1": "CTranslate2 float32, patience 1 (CT2 default)",
+}
 
 
 def _strip(ids: list[int]) -> list[int]:
@@ -221,7 +233,7 @@ def main(argv: list[str] | None = None) -> dict:
     sources, references = sources[:args.sentences], references[:args.sentences]
     vocabulary = vocabulary_of(translator.tokenizer)
     hf_model, export_hf_s = common.timed(lambda: to_m2m100(translator.model).to(translator.device).eval())
-    streams = workers_for(translator.device, -(-len(sources) // BATCH))  # one per core, at most one per batch
+    streams = workers_for(translator.device)  # one batch per core
     systems = {
         "core": lambda lines, beam: run_core(translator, lines, beam),
         "hf": lambda lines, beam: run_hf(hf_model, translator, lines, beam),

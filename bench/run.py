@@ -158,15 +158,7 @@ def summary_table(summary: dict) -> str:
             ["precision", "core", "HF M2M100", "core/HF", "MFU core (fp32 peak)", "MFU HF (fp32 peak)"], rows))
     if "decode_greedy" in summary:
         rows = []
-        for name, label in (("core", "core (one batch per core)"), ("core_one_stream", "core, one batch at a time"),
-                            ("core_int8", "core int8 (dynamic quantization)"), ("core_bf16", "core bf16 autocast"),
-                            ("hf", "HF generate(), one batch at a time"),
-                            ("hf_streams", "HF generate(), one batch per core (made by the benchmark)"),
-                            ("hf_bf16", "HF generate(), bf16 autocast"),
-                            ("ct2_float32", "CTranslate2 float32, one batch at a time"),
-                            ("ct2_float32_streams", "CTranslate2 float32, one batch per core"),
-                            ("ct2_int8", "CTranslate2 int8, one batch at a time"),
-                            ("ct2_int8_streams", "CTranslate2 int8, one batch per core")):
+        for name, label in decode_speed.SYSTEMS.items():
             if name not in summary["decode_greedy"]:
                 continue
             g, b = summary["decode_greedy"][name], summary["decode_beam4"][name]
@@ -174,7 +166,7 @@ def summary_table(summary: dict) -> str:
                          g["tokens_per_s"], b["tokens_per_s"]])
         extra = summary["decode_beam4"].get("ct2_float32_patience1")
         if extra:
-            rows.append(["CTranslate2 float32, patience 1 (CT2 default)", None, None, extra["sentences_per_s"],
+            rows.append([decode_speed.SYSTEMS["ct2_float32_patience1"], None, None, extra["sentences_per_s"],
                          f"{extra['bleu']:.2f}", None, extra["tokens_per_s"]])
         parts.append("#### Decoding en→de, 1000 sentences, batch 64\n\n" + common.markdown_table(
             ["system", "greedy sent/s", "greedy BLEU", "beam-4 sent/s", "beam-4 BLEU", "greedy tok/s", "beam-4 tok/s"], rows))

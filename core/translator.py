@@ -188,7 +188,7 @@ class Translator:
                     return [[h] for h in greedy(self.model, source, limits)]
                 return beam_search(self.model, source, beam_size, length_penalty, n_best, limits)
 
-        found = parallel_map(search, batches, workers_for(self.device, len(batches), workers))
+        found = parallel_map(search, batches, workers_for(self.device, workers))
         for chunk, hypotheses in zip(batches, found):
             for i, hyps in zip(chunk, hypotheses):
                 results[i] = self._translation(lines[i], hyps, encoded[i][1])

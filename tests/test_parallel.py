@@ -58,9 +58,23 @@ def test_an_error_in_one_item_reaches_the_caller() -> None:
 
 def test_how_many_batches_run_at_once() -> None:
     cpu = torch.device("cpu")
-    assert workers_for(cpu, jobs=1) == 1
-    assert workers_for(cpu, jobs=100) == torch.get_num_threads()
-    assert workers_for(cpu, jobs=3, requested=8) == 3
-    assert workers_for(torch.device("cuda"), jobs=100) == 1
+    assert workers_for(cpu) == torch.get_num_threads()
+    assert workers_for(cpu, requested=3) == 3
+    assert workers_for(torch.device("cuda")) == 1
     with pytest.raises(ValueError, match="at least 1"):
-        workers_for(cpu, jobs=4, requested=0)
+        workers_for(cpu, requested=0)
+
+
+def test_never_more_workers_than_items() -> None:
+    threads_seen: set[int] = set()
+    workers_alive: list[int] = []
+
+    def note_thread(n: int) -> int:
+        threads_seen.add(threading.get_ident())
+        workers_alive.append(sum(t.name.startswith("decode-") for t in threading.enumerate()))
+        return n
+
+    assert parallel_map(note_thread, [0], workers=8) == [0]
+    assert threads_seen == {threading.get_ident()}  # one item: run in the caller's thread
+    assert parallel_map(note_thread, [0, 1, 2], workers=8) == [0, 1, 2]
+    assert max(workers_alive) == 3
