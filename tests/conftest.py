@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from core.corpus import Corpus, find_multi30k, load_builtin
-from tests.helpers import tiny_config
+from core.corpus import Corpus, load_builtin
+from tests.helpers import require_multi30k, tiny_config
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 # One thread: the suite must behave on a 2-core CI machine, and oversubscribed OpenMP threads
@@ -40,10 +40,7 @@ def tiny_translator(tiny_checkpoint: Path):
 
 @pytest.fixture(scope="session")
 def multi30k_dir() -> Path:
-    folder = find_multi30k()
-    if folder is None:
-        pytest.skip("Multi30K not found: set POLYGLOT_MULTI30K to a folder with train.en.gz etc.")
-    return folder
+    return require_multi30k()
 
 
 # --- the web app (demo/ and app.py) -----------------------------------------------------------

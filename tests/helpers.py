@@ -28,3 +28,33 @@ def tiny_config(steps: int = 60, languages: tuple[str, ...] = ("en", "de", "fr")
     config.train.log_every = 5
     config.train.threads = 1
     return config
+
+
+def skip_unless_ci(reason: str) -> None:
+    """Skip a test whose prerequisite (data, a browser) is missing, except under CI=true where the
+    missing prerequisite is a failure: CI must run every test, never skip one silently."""
+    import pytest
+
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{reason} (CI=true: these tests must run, not skip)")
+    pytest.skip(reason)
+
+
+def require_multi30k():
+    """The Multi30K folder; without it the test is skipped locally and fails under CI=true."""
+    from core import corpus
+
+    folder = corpus.find_multi30k()
+    if folder is None:
+        skip_unless_ci("Multi30K not found: set POLYGLOT_MULTI30K to a folder with train.en.gz etc.")
+    return folder
+
+
+def outcome_of(call) -> BaseException | None:
+    """What `call()` raised, pytest's skip and fail outcomes included (None if nothing), so a test
+    can check that a skip did not happen where a failure was due (a skip would just skip the test)."""
+    try:
+        call()
+    except BaseException as raised:  # noqa: BLE001 - skip/fail outcomes are BaseExceptions
+        return raised
+    return None

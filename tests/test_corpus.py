@@ -45,6 +45,18 @@ def test_multi30k_path_from_environment(monkeypatch: pytest.MonkeyPatch, multi30
     assert load_corpus("multi30k", ["en", "cs"]).languages == ["en", "cs"]
 
 
+def test_missing_multi30k_skips_locally_but_fails_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.helpers import outcome_of, require_multi30k
+
+    monkeypatch.setattr(corpus_module, "find_multi30k", lambda: None)
+    monkeypatch.setenv("CI", "true")
+    failed = outcome_of(require_multi30k)
+    assert type(failed) is pytest.fail.Exception and "Multi30K not found" in str(failed) and "CI=true" in str(failed)
+    monkeypatch.delenv("CI")
+    skipped = outcome_of(require_multi30k)
+    assert type(skipped) is pytest.skip.Exception and "Multi30K not found" in str(skipped)
+
+
 @pytest.fixture()
 def file_server(tmp_path: Path):
     """A local HTTP server: the downloader is tested without touching the network."""
