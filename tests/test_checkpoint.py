@@ -80,23 +80,100 @@ def test_missing_folder() -> None:
         core.load("/nonexistent/run")
 
 
+SAVER = r"""
+import itertools, os, sys, time
+from pathlib import Path
+import torch
+from safetensors.torch import save
+from core import checkpoint
+torch.set_num_threads(1)
+target, log = Path(sys.argv[1]), sys.argv[2]
+
+
+def slow_save_file(tensors, filename, metadata=None):
+    # What safetensors writes, in two halves with a pause between them, saying when it is halfway:
+    # the parent can then kill the process while the file on disk is half written.
+    data = save(tensors, metadata=metadata)
+    with open(filename, "wb") as handle:
+        handle.write(data[: len(data) // 2])
+        handle.flush()
+        os.write(report, f"mid {int(tensors['w'][0])}\n".encode())
+        time.sleep(0.02)
+        handle.write(data[len(data) // 2:])
+
+
+assert callable(checkpoint.save_file)
+checkpoint.save_file = slow_save_file
+for line in sys.stdin:  # one line per trial: fork a saver that overwrites `target` until killed
+    pid = os.fork()
+    if pid == 0:
+        try:
+            report = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+            for version in itertools.count(int(line)):
+                checkpoint.save_weights({"w": torch.full((500_000,), float(version))}, target)
+                os.write(report, f"done {version}\n".encode())  # only once save_weights has returned
+        finally:
+            os._exit(1)
+    print(pid, flush=True)
+    os.waitpid(pid, 0)
+"""
+
+
 def test_sigkill_while_saving_keeps_previous_checkpoint(tmp_path: Path) -> None:
-    """A process killed mid-write (in a loop of saves) never leaves a torn weights file."""
-    target = tmp_path / "model.safetensors"
+    """A saver killed at random moments of a loop of saves (SIGKILL: no clean-up runs) always
+    leaves a complete weights file: the last save it reported, or the one after it, never a torn one.
+
+    Each trial saves versions of its own, so the file must have been rewritten during the trial.
+    Every other trial kills the saver right after it reports being halfway through writing a
+    file, so some kills surely land mid-write; a temporary file left behind confirms it."""
+    import random
+
+    target, log = tmp_path / "model.safetensors", tmp_path / "saved.log"
     checkpoint.save_weights({"w": torch.zeros(10)}, target)
-    script = (
-        "import torch, itertools\n"
-        "from pathlib import Path\n"
-        "from core import checkpoint\n"
-        "for i in itertools.count(1):\n"
-        f"    checkpoint.save_weights({{'w': torch.full((2_000_000,), float(i))}}, Path({str(target)!r}))\n"
-    )
-    process = subprocess.Popen([sys.executable, "-c", script], cwd=Path(__file__).parent.parent)
-    time.sleep(2.5)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    weights = checkpoint.load_weights(target)  # loads: either the first file or a complete later one
-    assert weights["w"].unique().numel() == 1
+    saver = subprocess.Popen([sys.executable, "-c", SAVER, str(target), str(log)], cwd=Path(__file__).parent.parent,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    rng = random.Random(14)
+    trials, killed_mid_write, temporaries_left = 12, 0, 0
+
+    def reports() -> list[tuple[str, int]]:
+        return [(kind, int(version)) for kind, version in (line.split() for line in log.read_text().splitlines())]
+
+    try:
+        for trial in range(trials):
+            log.write_text("")
+            first = 1_000_000 * (trial + 1)
+            saver.stdin.write(f"{first}\n")
+            saver.stdin.flush()
+            pid = int(saver.stdout.readline())
+            deadline = time.monotonic() + 60
+            while not any(kind == "done" for kind, _ in reports()):  # at least one save took place
+                assert time.monotonic() < deadline, "the saver never finished a save"
+                time.sleep(0.002)
+            if trial % 2:  # kill while a file is half written
+                seen = len(reports())
+                while not any(kind == "mid" for kind, _ in reports()[seen:]):
+                    assert time.monotonic() < deadline, "the saver never reported a write"
+                    time.sleep(0.001)
+            else:  # kill at a random moment
+                time.sleep(rng.uniform(0.0, 0.1))
+            os.kill(pid, signal.SIGKILL)
+            time.sleep(0.1)  # the saver's parent reaps it; what it wrote is in the page cache
+            done = [version for kind, version in reports() if kind == "done"]
+            assert done == list(range(first, first + len(done))), done
+            killed_mid_write += reports()[-1][0] == "mid"
+            weights = checkpoint.load_weights(target)  # a torn file would not even load
+            values = weights["w"].unique()
+            assert weights["w"].numel() == 500_000 and values.numel() == 1
+            assert int(values.item()) in (done[-1], done[-1] + 1), (int(values.item()), done[-1])
+            leftovers = list(tmp_path.glob(".model.safetensors.*.tmp"))
+            temporaries_left += bool(leftovers)
+            for leftover in leftovers:
+                leftover.unlink()
+    finally:
+        saver.stdin.close()
+        saver.wait(timeout=60)
+    assert killed_mid_write >= trials // 2, killed_mid_write
+    assert temporaries_left >= trials // 2, temporaries_left  # the kills interrupted real writes
 
 
 @pytest.mark.parametrize("name", ["../evil", "/abs", "a/b", "a\\b", "", ".hidden", "nul", "CON.txt", "x" * 65, "a\x00b", "..", "ok..no"])

@@ -44,11 +44,11 @@ def test_n_best(tiny_translator) -> None:
     assert [s for _, s in out.n_best] == sorted((s for _, s in out.n_best), reverse=True)
 
 
-def test_to_every_language_and_pivot(tiny_translator) -> None:
+def test_to_every_language(tiny_translator) -> None:
     everything = tiny_translator.translate_to_all("The dog runs.", "en")
     assert set(everything) == {"de", "fr"}
-    pivoted = tiny_translator.pivot(["Der Hund läuft."], "de", "fr", via="en")
-    assert len(pivoted) == 1
+    for lang, translation in everything.items():
+        assert translation.text == tiny_translator.translate("The dog runs.", "en", lang)[0].text
 
 
 def test_sampling_candidates(tiny_translator) -> None:
@@ -82,16 +82,34 @@ def test_sentence_embeddings_shape(tiny_translator) -> None:
     assert vectors.shape == (layers, 2, tiny_translator.model.config.d_model)
 
 
-def test_evaluate_reports_signatures_and_zero_shot(tiny_translator, builtin_corpus) -> None:
-    report = evaluate(tiny_translator, builtin_corpus.split("test"), ["en-de", "de-en", "en-cs"][:2],
-                      beam_size=2, max_sentences=10)
-    assert set(report.scores) == {"en-de", "de-en"}
+def test_evaluate_reports_signatures_and_zero_shot(tiny_translator, tiny_checkpoint, builtin_corpus, tmp_path) -> None:
+    import json
+    import shutil
+
+    import core
+
+    test = builtin_corpus.split("test")
+    report = evaluate(tiny_translator, test, ["en-de", "de-fr"], beam_size=2, max_sentences=10)
+    assert set(report.scores) == {"en-de", "de-fr"}
     assert report.bleu_signature.startswith("nrefs:1|case:mixed|eff:no|tok:13a")
     assert "chrF2" in report.chrf_signature or "nc:6" in report.chrf_signature
-    assert not report.zero_shot
+    assert not report.zero_shot  # the tiny model was trained on every direction
     data = report.to_dict()
     assert data["mean_bleu"] == pytest.approx(report.mean())
-    assert "| en-de |" in report.table()
+    assert "| en-de |" in report.table() and "(zero-shot)" not in report.table()
+
+    # The same weights, declared as trained on en↔de and en↔fr only: de→fr is now zero-shot.
+    held_out = shutil.copytree(tiny_checkpoint, tmp_path / "en-centric")
+    config = json.loads((held_out / "config.json").read_text(encoding="utf-8"))
+    config["directions"] = ["en-de", "en-fr", "de-en", "fr-en"]
+    (held_out / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    marked = evaluate(core.load(held_out), test, ["en-de", "de-fr", "fr-en"], beam_size=2, max_sentences=10)
+    assert marked.zero_shot == {"de-fr"}
+    assert [s.zero_shot for s in marked.scores.values()] == [False, True, False]
+    assert "| de-fr (zero-shot) |" in marked.table() and "| en-de |" in marked.table()
+    assert marked.to_dict()["scores"]["de-fr"]["zero_shot"] is True
+    for direction in ("en-de", "de-fr"):  # the mark changes no score
+        assert marked.scores[direction].bleu == pytest.approx(report.scores[direction].bleu)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
