@@ -22,7 +22,7 @@ import torch  # noqa: E402
 
 from core.batching import Batch, BatchStream  # noqa: E402
 from core.config import ModelConfig  # noqa: E402
-from core.model import PAD_ID  # noqa: E402
+from core.vocab import PAD_ID  # noqa: E402
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"

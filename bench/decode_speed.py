@@ -42,8 +42,8 @@ from bench import common
 from bench.common import log
 from bench.common import pad as _pad
 from core.decoding import SearchLimits, beam_search
-from core.model import EOS_ID, PAD_ID
 from core.parallel import parallel_map, workers_for
+from core.vocab import EOS_ID, PAD_ID
 
 SRC, TGT = "en", "de"
 BATCH = 64

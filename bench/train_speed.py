@@ -31,9 +31,11 @@ import torch.nn.functional as F
 from bench import common
 from bench.common import log
 from core.config import ModelConfig, RunConfig
-from core.model import PAD_ID, Transformer, pick_device
+from core.device import pick_device
+from core.model import Transformer
 from core.tokenizer import Tokenizer
 from core.train import learning_rate
+from core.vocab import PAD_ID
 
 
 def load_shape(checkpoint: Path) -> tuple[RunConfig, Tokenizer, list[str]]:

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from core.languages import split_direction
-from core.model import BOS_ID, EOS_ID, PAD_ID
+from core.vocab import BOS_ID, EOS_ID, PAD_ID
 
 Example = tuple[list[int], list[int]]  # (source ids with tag and </s>, target ids without specials)
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from core.model import BOS_ID, EOS_ID, PAD_ID, LayerCache, Transformer, reorder_caches
+from core.model import LayerCache, Transformer, reorder_caches
+from core.vocab import BOS_ID, EOS_ID, PAD_ID
 
 
 @dataclass

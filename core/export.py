@@ -33,7 +33,8 @@ from pathlib import Path
 
 import torch
 
-from core.model import BOS_ID, EOS_ID, PAD_ID, Transformer, sinusoidal_positions
+from core.model import Transformer, sinusoidal_positions
+from core.vocab import BOS_ID, EOS_ID, PAD_ID
 
 LAYER_NORM_EPS = 1e-5  # torch.nn.LayerNorm's default, used by core, M2M100 and set for CT2
 

@@ -1,4 +1,7 @@
-"""The encoder-decoder Transformer (Vaswani et al. 2017), pre-LN variant, read top to bottom.
+"""The encoder-decoder Transformer (Vaswani et al. 2017, "Attention Is All You Need"), pre-LN
+variant, in the paper's order: positional encoding (3.5), scaled dot-product attention (3.2.1),
+multi-head attention (3.2.2), the position-wise feed-forward network (3.3), the encoder and
+decoder layers (3.1), and the whole `Transformer` with its tied embeddings (3.4).
 
 Shapes use B = batch, S = source length, T = target length, H = heads, d_k = d_model / H.
 
@@ -8,10 +11,14 @@ Choices and why:
 - One embedding matrix shared by the encoder input, the decoder input and the output
   projection (Press & Wolf 2017): the vocabulary is shared across languages anyway, and tying
   saves parameters on a small model.
-- `scaled_dot_product_attention` is the fast path. When attention maps are asked for, the same
-  maths is spelled out (softmax(QKᵀ/√d_k)·V) so the weights can be returned.
 - Decoding is incremental: each new target position attends to cached keys/values of earlier
   positions, and the cross-attention keys/values of the source are computed once.
+- Speed paths live in `core/fast.py`, each computing what the code here computes: cheaper
+  dropout masks (`fast.Dropout`), projections joined into one matmul (`fast.project`), PyTorch's
+  fused attention kernel (`fast.attention`, where `fast.fused_attention_pays`) and training on
+  the real target tokens only (`fast.RealTokens`). They join this file at those names and
+  nowhere else; `attention` below stays the readable reference, used whenever attention maps
+  are asked for and for a single query.
 """
 
 from __future__ import annotations
@@ -23,32 +30,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from core import fast
 from core.config import ModelConfig
+from core.vocab import PAD_ID
 
-PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    """"auto" takes a CUDA GPU, else Apple's MPS, else the CPU; any other name is used as given."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            name = "cuda"
-        elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            name = "mps"
-        else:
-            name = "cpu"
-    device = torch.device(name)
-    if device.type == "cuda":
-        # On Hopper GPUs PyTorch sends masked bf16/fp16 attention to cuDNN, which builds a new
-        # kernel graph (hundreds of ms) for every new tensor shape. Length-bucketed batches change
-        # shape at every step, so that made bf16 training 10x slower on an H200 (bench/results/gpu).
-        # The flash and memory-efficient kernels need no such build. (A process-wide switch.)
-        torch.backends.cuda.enable_cudnn_sdp(False)
-    return device
+# --- 3.5 Positional encoding --------------------------------------------------------------------
 
 
 def sinusoidal_positions(max_positions: int, d_model: int) -> Tensor:
-    """PE(pos, 2i) = sin(pos / 10000^(2i/d)), PE(pos, 2i+1) = cos(...) — section 3.5 of the paper."""
+    """PE(pos, 2i) = sin(pos / 10000^(2i/d)), PE(pos, 2i+1) = cos(...): [max_positions, d_model].
+    Fixed, not learned: the paper found the two nearly identical and chose these as they may
+    extend to sentences longer than any seen in training (`ModelConfig.positions = "learned"`
+    uses a learned table instead)."""
     position = torch.arange(max_positions, dtype=torch.float32).unsqueeze(1)
     frequency = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32) * (-math.log(10000.0) / d_model))
     table = torch.zeros(max_positions, d_model)
@@ -57,77 +50,47 @@ def sinusoidal_positions(max_positions: int, d_model: int) -> Tensor:
     return table
 
 
-@dataclass
-class AttentionMaps:
-    """Attention weights per layer, each [B, H, queries, keys]; filled only when asked for."""
-
-    encoder_self: list[Tensor] = field(default_factory=list)
-    decoder_self: list[Tensor] = field(default_factory=list)
-    cross: list[Tensor] = field(default_factory=list)
+# --- 3.2.1 Scaled dot-product attention ---------------------------------------------------------
 
 
-class Dropout(nn.Module):
-    """Inverted dropout (Srivastava et al. 2014): zero each element with probability p, scale the
-    rest by 1/(1-p) so the expected value is unchanged and inference needs no rescaling.
+def attention(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = None,
+              dropout: float = 0.0) -> tuple[Tensor, Tensor]:
+    """softmax(QKᵀ/√d_k)·V, and the weights.
 
-    On the CPU, PyTorch's dropout draws one random number per element, and that costs about as
-    much as the matmul that produced the activations. Here each 64-bit draw is cut into four
-    16-bit numbers, so a mask needs a quarter of the draws (p is rounded to a multiple of
-    1/65536). Other devices have fast random generators and use PyTorch's own dropout.
+    query [B, H, T, d_k], key and value [B, H, S, d_k]; `mask` is boolean and broadcasts to
+    [B, H, T, S], True where a query may look. Returns [B, H, T, d_k] and the weights [B, H, T, S].
+    `dropout` drops attention weights while training (0 otherwise).
     """
-
-    def __init__(self, p: float) -> None:
-        super().__init__()
-        self.p = p
-        self.threshold = round(-32768 + p * 65536)  # keep a uniform int16 when it is >= this
-
-    def forward(self, x: Tensor) -> Tensor:
-        if not self.training or self.p == 0.0:
-            return x
-        if x.device.type != "cpu":
-            return F.dropout(x, self.p, training=True)
-        n = x.numel()
-        bits = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-2**63, None)  # 64 random bits each
-        keep = bits.view(torch.int16)[:n].view(x.shape) >= self.threshold
-        return x * keep.to(x.dtype).mul_(1.0 / (1.0 - self.p))
+    d_k = query.shape[-1]
+    scores = query @ key.transpose(-2, -1) / math.sqrt(d_k)  # [B, H, T, S]; √d_k keeps the softmax from saturating
+    if mask is not None:
+        scores = scores.masked_fill(~mask, -math.inf)  # exactly zero weight after the softmax
+    weights = scores.softmax(dim=-1)
+    return F.dropout(weights, dropout) @ value, weights
 
 
-@dataclass
-class RealTokens:
-    """Where the real (non-padding) tokens of a padded [B, T] batch are.
+def subsequent_mask(queries: int, keys: int, device: torch.device | None = None) -> Tensor:
+    """[T, S] boolean, True where query t may see key s: the queries are the last T of S positions,
+    and none looks ahead of itself (the decoder predicts each token from the ones before it)."""
+    return torch.ones(queries, keys, dtype=torch.bool, device=device).tril(keys - queries)
 
-    Training keeps the decoder's states packed, [N, d_model] for the N real target tokens, so the
-    position-wise layers (projections, feed-forward, LayerNorm) and the vocabulary-sized output
-    projection skip the padding — about a quarter of the target positions of a bucketed batch.
-    Attention alone needs the padded [B, T, …] layout, and gets it from `pad`. Targets are
-    left-aligned, so under the causal mask no real query ever looks at a padded position.
-    """
 
-    index: Tensor  # [N] flat positions in B·T of the real tokens
-    batch: int
-    length: int
-
-    @classmethod
-    def of(cls, real: Tensor) -> RealTokens:
-        """`real`: boolean [B, T], True on real tokens."""
-        return cls(real.reshape(-1).nonzero().squeeze(1), *real.shape)
-
-    def pack(self, x: Tensor) -> Tensor:
-        """[B, T, C] -> [N, C]"""
-        return x.reshape(self.batch * self.length, -1).index_select(0, self.index)
-
-    def pad(self, x: Tensor) -> Tensor:
-        """[N, C] -> [B, T, C], zeros at the padding"""
-        padded = x.new_zeros(self.batch * self.length, x.shape[-1]).index_copy(0, self.index, x)
-        return padded.view(self.batch, self.length, -1)
+# --- 3.2.2 Multi-head attention -----------------------------------------------------------------
 
 
 class MultiHeadAttention(nn.Module):
+    """MultiHead(Q, K, V) = Concat(head_1, …, head_h)·W^O, head_i = Attention(Q·W_i^Q, K·W_i^K, V·W_i^V).
+
+    The h heads' projections are held as one d_model × d_model matrix each (`query`, `key`,
+    `value`), split into heads after projecting. Projecting and attending are separate methods,
+    so the decoder can cache keys/values between steps.
+    """
+
     def __init__(self, d_model: int, n_heads: int, dropout: float) -> None:
         super().__init__()
         self.n_heads = n_heads
         self.d_k = d_model // n_heads
-        self.dropout = dropout
+        self.dropout = dropout  # on the attention weights
         self.query = nn.Linear(d_model, d_model)
         self.key = nn.Linear(d_model, d_model)
         self.value = nn.Linear(d_model, d_model)
@@ -138,31 +101,26 @@ class MultiHeadAttention(nn.Module):
         batch, length, _ = x.shape
         return x.view(batch, length, self.n_heads, self.d_k).transpose(1, 2)
 
-    def _project(self, x: Tensor, projections: tuple[nn.Linear, ...], packed: RealTokens | None) -> list[Tensor]:
-        """Several projections of the same input as one matmul: the input is read once and one
-        wider matmul replaces two or three narrow ones. The weights stay separate parameters,
-        named as in the paper."""
-        if not all(isinstance(p, nn.Linear) for p in projections):  # int8-quantized copies: one by one
-            projected = torch.cat([p(x) for p in projections], dim=-1)
-        else:
-            weight = torch.cat([p.weight for p in projections])
-            bias = torch.cat([p.bias for p in projections])
-            projected = F.linear(x, weight, bias)
-        if packed is not None:
-            projected = packed.pad(projected)
-        return [self.split_heads(part) for part in projected.chunk(len(projections), dim=-1)]
+    def merge_heads(self, x: Tensor) -> Tensor:
+        """[B, H, L, d_k] -> [B, L, d_model], the heads concatenated"""
+        batch, _, length, _ = x.shape
+        return x.transpose(1, 2).reshape(batch, length, self.n_heads * self.d_k)
 
-    def project_queries(self, x: Tensor, packed: RealTokens | None = None) -> Tensor:
-        (queries,) = self._project(x, (self.query,), packed)
+    def heads(self, x: Tensor, *projections: nn.Module, packed: fast.RealTokens | None = None) -> list[Tensor]:
+        """`x` [B, L, d_model] (packed [N, d_model]) through each projection: one [B, H, L, d_k] each.
+        Reads as `[self.split_heads(p(x)) for p in projections]`; `fast.project` does it in one matmul."""
+        return [self.split_heads(part) for part in fast.project(x, projections, packed)]
+
+    def project_queries(self, x: Tensor, packed: fast.RealTokens | None = None) -> Tensor:
+        (queries,) = self.heads(x, self.query, packed=packed)
         return queries
 
     def project_keys_values(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        keys, values = self._project(x, (self.key, self.value), None)
+        keys, values = self.heads(x, self.key, self.value)
         return keys, values
 
-    def project_queries_keys_values(self, x: Tensor, packed: RealTokens | None = None) -> tuple[Tensor, Tensor, Tensor]:
-        """From `x` [B, L, d_model] (or packed [N, d_model]) to queries, keys, values [B, H, L, d_k]."""
-        queries, keys, values = self._project(x, (self.query, self.key, self.value), packed)
+    def project_queries_keys_values(self, x: Tensor, packed: fast.RealTokens | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        queries, keys, values = self.heads(x, self.query, self.key, self.value, packed=packed)
         return queries, keys, values
 
     def forward(
@@ -173,58 +131,60 @@ class MultiHeadAttention(nn.Module):
         mask: Tensor | None = None,
         causal: bool = False,
         need_weights: bool = False,
-        packed: RealTokens | None = None,
+        packed: fast.RealTokens | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """Attend from queries [B, H, T, d_k] to keys/values [B, H, S, d_k]; returns [B, T, d_model]
-        (packed [N, d_model] when `packed` is given).
+        (packed [N, d_model] when `packed` is given) and, if `need_weights`, the weights [B, H, T, S].
 
-        `mask` is boolean [B, 1, 1 or T, S], True where attention is allowed.
-        The maths is spelled out when the weights are wanted, and for a single query (one
-        decoding step), where it is faster on the CPU than the fused kernel built for long inputs.
+        `mask` is boolean [B, 1, 1 or T, S], True where attention is allowed; `causal` instead
+        hides from each query the positions after it (`subsequent_mask`).
         """
-        if need_weights or queries.shape[2] == 1:
-            scores = queries @ keys.transpose(-2, -1) / math.sqrt(self.d_k)
+        dropout = self.dropout if self.training else 0.0
+        if need_weights or not fast.fused_attention_pays(queries):
             if causal:
-                t, s = scores.shape[-2:]
-                scores = scores.masked_fill(~torch.ones(t, s, dtype=torch.bool, device=queries.device).tril(s - t), -math.inf)
-            if mask is not None:
-                scores = scores.masked_fill(~mask, -math.inf)
-            weights = scores.softmax(dim=-1)
-            context = F.dropout(weights, self.dropout, self.training) @ values
-        else:
-            weights = None
-            context = F.scaled_dot_product_attention(
-                queries, keys, values, attn_mask=mask, is_causal=causal,
-                dropout_p=self.dropout if self.training else 0.0,
-            )
-        batch, _, length, _ = context.shape
-        context = context.transpose(1, 2).reshape(batch, length, self.n_heads * self.d_k)
+                mask = subsequent_mask(queries.shape[2], keys.shape[2], queries.device)
+            context, weights = attention(queries, keys, values, mask, dropout)
+        else:  # the same maths as one fused kernel, which cannot return the weights
+            context, weights = fast.attention(queries, keys, values, mask, causal, dropout), None
+        context = self.merge_heads(context)  # [B, T, d_model]
         if packed is not None:
             context = packed.pack(context)
         return self.output(context), weights if need_weights else None
 
 
+# --- 3.3 Position-wise feed-forward network -----------------------------------------------------
+
+
 class FeedForward(nn.Module):
+    """FFN(x) = max(0, x·W_1 + b_1)·W_2 + b_2, applied to each position alone."""
+
     def __init__(self, d_model: int, d_ff: int, dropout: float) -> None:
         super().__init__()
         self.linear1 = nn.Linear(d_model, d_ff)
         self.linear2 = nn.Linear(d_ff, d_model)
-        self.dropout = Dropout(dropout)
+        self.dropout = fast.Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.linear2(self.dropout(F.relu(self.linear1(x))))
 
 
+# --- 3.1 Encoder and decoder layers -------------------------------------------------------------
+# Each sub-layer is pre-LN with a residual connection: x + Dropout(SubLayer(LayerNorm(x))).
+
+
 class EncoderLayer(nn.Module):
+    """Self-attention over the source, then the feed-forward network."""
+
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.self_attention_norm = nn.LayerNorm(config.d_model)
         self.self_attention = MultiHeadAttention(config.d_model, config.n_heads, config.attention_dropout)
         self.feed_forward_norm = nn.LayerNorm(config.d_model)
         self.feed_forward = FeedForward(config.d_model, config.d_ff, config.dropout)
-        self.dropout = Dropout(config.dropout)
+        self.dropout = fast.Dropout(config.dropout)
 
     def forward(self, x: Tensor, source_mask: Tensor, need_weights: bool) -> tuple[Tensor, Tensor | None]:
+        """x [B, S, d_model] -> [B, S, d_model], and the self-attention weights if asked for."""
         queries, keys, values = self.self_attention.project_queries_keys_values(self.self_attention_norm(x))
         attended, weights = self.self_attention(queries, keys, values, mask=source_mask, need_weights=need_weights)
         x = x + self.dropout(attended)
@@ -237,13 +197,16 @@ class LayerCache:
     """What one decoder layer remembers while generating: its own past keys/values, and the
     source keys/values for cross-attention (fixed for the whole decoding)."""
 
-    self_keys: Tensor | None
+    self_keys: Tensor | None  # [B, H, T so far, d_k]
     self_values: Tensor | None
-    cross_keys: Tensor
+    cross_keys: Tensor  # [B, H, S, d_k]
     cross_values: Tensor
 
 
 class DecoderLayer(nn.Module):
+    """Masked self-attention over the target so far, cross-attention to the source, then the
+    feed-forward network."""
+
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.self_attention_norm = nn.LayerNorm(config.d_model)
@@ -252,7 +215,7 @@ class DecoderLayer(nn.Module):
         self.cross_attention = MultiHeadAttention(config.d_model, config.n_heads, config.attention_dropout)
         self.feed_forward_norm = nn.LayerNorm(config.d_model)
         self.feed_forward = FeedForward(config.d_model, config.d_ff, config.dropout)
-        self.dropout = Dropout(config.dropout)
+        self.dropout = fast.Dropout(config.dropout)
 
     def forward(
         self,
@@ -261,8 +224,10 @@ class DecoderLayer(nn.Module):
         source_mask: Tensor,
         incremental: bool,
         need_weights: bool,
-        packed: RealTokens | None = None,
+        packed: fast.RealTokens | None = None,
     ) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """x [B, T, d_model] (packed [N, d_model]) -> the same shape, and the self- and
+        cross-attention weights if asked for."""
         queries, keys, values = self.self_attention.project_queries_keys_values(self.self_attention_norm(x), packed)
         if incremental:
             # Append this step's keys/values to the cache; the new query may see all of them,
@@ -284,7 +249,22 @@ class DecoderLayer(nn.Module):
         return x, self_weights, cross_weights
 
 
+# --- The Transformer ----------------------------------------------------------------------------
+
+
+@dataclass
+class AttentionMaps:
+    """Attention weights per layer, each [B, H, queries, keys]; filled only when asked for."""
+
+    encoder_self: list[Tensor] = field(default_factory=list)
+    decoder_self: list[Tensor] = field(default_factory=list)
+    cross: list[Tensor] = field(default_factory=list)
+
+
 class Transformer(nn.Module):
+    """Embeddings and positions, N encoder layers, N decoder layers, and the output projection
+    tied to the embedding matrix (3.4)."""
+
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
@@ -293,9 +273,9 @@ class Transformer(nn.Module):
             self.positions = nn.Embedding(config.max_positions, config.d_model)
         else:
             self.register_buffer("sinusoids", sinusoidal_positions(config.max_positions, config.d_model), persistent=False)
-        self.embedding_dropout = Dropout(config.dropout)
+        self.embedding_dropout = fast.Dropout(config.dropout)
         self.encoder_layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.n_encoder_layers))
-        self.encoder_norm = nn.LayerNorm(config.d_model)
+        self.encoder_norm = nn.LayerNorm(config.d_model)  # pre-LN leaves the last layer's output unnormalised
         self.decoder_layers = nn.ModuleList(DecoderLayer(config) for _ in range(config.n_decoder_layers))
         self.decoder_norm = nn.LayerNorm(config.d_model)
         self.reset_parameters()
@@ -312,6 +292,7 @@ class Transformer(nn.Module):
             self.embedding.weight[PAD_ID].zero_()
 
     def embed(self, ids: Tensor, offset: int = 0) -> Tensor:
+        """[B, L] ids at positions offset… -> [B, L, d_model]: embedding·√d_model + position."""
         length = ids.shape[1]
         if offset + length > self.config.max_positions:
             raise ValueError(f"Sequence of {offset + length} positions exceeds max_positions={self.config.max_positions}")
@@ -364,7 +345,7 @@ class Transformer(nn.Module):
         offset: int = 0,
         incremental: bool = False,
         maps: AttentionMaps | None = None,
-        packed: RealTokens | None = None,
+        packed: fast.RealTokens | None = None,
     ) -> Tensor:
         """Decoder hidden states [B, T, d_model] (before the output projection), or [N, d_model]
         for the real tokens only when `packed` is given.
@@ -383,22 +364,23 @@ class Transformer(nn.Module):
         return self.decoder_norm(x)
 
     def logits(self, hidden: Tensor) -> Tensor:
-        """Output projection tied to the embedding matrix."""
+        """[…, d_model] -> […, vocab]: the output projection, tied to the embedding matrix."""
         return hidden @ self.embedding.weight.t()
 
     def forward(self, source_ids: Tensor, target_in: Tensor, maps: AttentionMaps | None = None) -> Tensor:
-        """Teacher-forced decoder states for a whole batch: [B, T, d_model]."""
+        """Teacher-forced decoder states for a whole batch: [B, S] and [B, T] ids -> [B, T, d_model]."""
         memory = self.encode(source_ids, maps)
         return self.decode(target_in, self.start_cache(memory), self.source_mask(source_ids), maps=maps)
 
     def loss(self, source_ids: Tensor, target_in: Tensor, target_out: Tensor, label_smoothing: float) -> tuple[Tensor, int]:
         """Mean label-smoothed cross-entropy over real target tokens, and their count.
 
-        The decoder runs on the real target tokens only (see `RealTokens`), so padding costs
-        nothing in its position-wise layers nor in the vocabulary-sized output projection.
+        The same as `cross_entropy(logits(forward(…))[real], target_out[real])`, with the decoder
+        run on the real target tokens only (`fast.RealTokens`), so padding costs nothing in its
+        position-wise layers nor in the vocabulary-sized output projection.
         """
-        real = target_out != PAD_ID
-        packed = RealTokens.of(real)
+        real = target_out != PAD_ID  # [B, T]
+        packed = fast.RealTokens.of(real)
         memory = self.encode(source_ids)
         hidden = self.decode(target_in, self.start_cache(memory), self.source_mask(source_ids), packed=packed)
         loss = F.cross_entropy(self.logits(hidden).float(), target_out[real], label_smoothing=label_smoothing)

@@ -15,7 +15,7 @@ from pathlib import Path
 import sentencepiece as spm
 
 from core.languages import tag
-from core.model import BOS_ID, EOS_ID, PAD_ID, UNK_ID
+from core.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 
 
 class Tokenizer:

@@ -29,9 +29,10 @@ from core.batching import BatchStream, collate, make_example, pack
 from core.card import write_card
 from core.config import RunConfig, TrainConfig
 from core.corpus import Corpus, load_corpus
+from core.device import pick_device
 from core.evaluate import evaluate
 from core.languages import parse_directions, split_direction
-from core.model import Transformer, pick_device
+from core.model import Transformer
 from core.tokenizer import Tokenizer
 from core.translator import Translator
 

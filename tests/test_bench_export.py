@@ -14,7 +14,8 @@ pytest.importorskip("transformers", reason="transformers is not installed (pip i
 from core.config import ModelConfig  # noqa: E402
 from core.decoding import SearchLimits, greedy  # noqa: E402
 from core.export import to_m2m100  # noqa: E402
-from core.model import BOS_ID, EOS_ID, PAD_ID, Transformer  # noqa: E402
+from core.model import Transformer  # noqa: E402
+from core.vocab import BOS_ID, EOS_ID, PAD_ID  # noqa: E402
 
 
 def random_model(positions: str = "sinusoidal") -> Transformer:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from core.model import EOS_ID
 from core.tokenizer import Tokenizer, balanced_sample
+from core.vocab import EOS_ID
 
 
 @pytest.fixture(scope="module")

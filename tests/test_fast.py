@@ -1,0 +1,67 @@
+"""core/fast.py: each speed path computes what the readable code computes."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from core import fast
+from core.model import attention, subsequent_mask
+
+
+def test_dropout_drops_at_rate_p_keeps_the_mean_and_is_seeded() -> None:
+    dropout = fast.Dropout(0.1).train()
+    x = torch.ones(500, 1001, requires_grad=True)  # an odd size: the mask is cut from 64-bit draws
+    torch.manual_seed(3)
+    y = dropout(x)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - 0.9) < 0.003
+    assert abs(y.mean().item() - 1.0) < 0.005
+    assert torch.allclose(y[kept], torch.full_like(y[kept], 1 / 0.9))
+    # every quarter of a 64-bit draw is used, and each is uniform
+    for part in range(4):
+        assert abs(kept.view(-1)[part:-1:4].float().mean().item() - 0.9) < 0.005
+    y.sum().backward()
+    assert torch.equal(x.grad != 0, kept)
+    torch.manual_seed(3)
+    assert torch.equal(dropout(x), y)
+    assert dropout.eval()(x) is x
+
+
+def test_dropout_is_the_identity_in_eval_mode_and_at_zero() -> None:
+    x = torch.randn(3, 4)
+    assert fast.Dropout(0.5).eval()(x) is x
+    assert fast.Dropout(0.0).train()(x) is x
+
+
+@torch.no_grad()
+def test_project_is_each_linear_layer_applied_alone() -> None:
+    torch.manual_seed(0)
+    layers = [nn.Linear(8, 8) for _ in range(3)]
+    x = torch.randn(2, 5, 8)
+    for got, layer in zip(fast.project(x, layers), layers, strict=True):
+        torch.testing.assert_close(got, layer(x))
+    # packed input [N, 8] comes back padded, zeros at the padding
+    real = torch.tensor([[True] * 5, [True, True, False, False, False]])
+    packed = fast.RealTokens.of(real)
+    for got, layer in zip(fast.project(packed.pack(x), layers, packed), layers, strict=True):
+        torch.testing.assert_close(got[real], layer(x)[real])
+        assert float(got[~real].abs().max()) == 0.0
+
+
+def test_real_tokens_pack_then_pad_restores_the_real_positions() -> None:
+    real = torch.tensor([[True, True, False], [True, False, False]])
+    packed = fast.RealTokens.of(real)
+    x = torch.arange(18, dtype=torch.float32).view(2, 3, 3)
+    assert packed.pack(x).shape == (3, 3)
+    torch.testing.assert_close(packed.pad(packed.pack(x)), x * real[..., None])
+
+
+def test_fused_attention_equals_the_reference() -> None:
+    torch.manual_seed(0)
+    query, key, value = torch.randn(2, 4, 6, 8), torch.randn(2, 4, 6, 8), torch.randn(2, 4, 6, 8)
+    mask = torch.tensor([True] * 4 + [False] * 2)[None, None, None, :]
+    torch.testing.assert_close(fast.attention(query, key, value, mask, False, 0.0), attention(query, key, value, mask)[0])
+    causal = fast.attention(query, key, value, None, True, 0.0)
+    torch.testing.assert_close(causal, attention(query, key, value, subsequent_mask(6, 6))[0])
+    assert fast.fused_attention_pays(query) and not fast.fused_attention_pays(query[:, :, :1])
