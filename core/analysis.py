@@ -10,6 +10,7 @@ one line and hand the result to `core.plots`:
 - `transfer_experiment`   → `plots.bleu_bars(r["bleu"])`
 - `embedding_space`       → `plots.embedding_scatter(r["points"], r["languages"], r["sentence_ids"], r["labels"])`
 - `retrieval_accuracy`    → `plots.line_chart(*to_series(acc), "encoder layer", "top-1 accuracy", title)`
+- `sentence_space`        → both of the above from one pass over the encoder, for a test set
 - `vocab_size_sweep`      → `plots.line_chart(*to_series(sweep), "vocabulary size", "pieces per word", title)`
 """
 
@@ -257,6 +258,26 @@ def transfer_table(result: dict[str, Any]) -> str:
 
 # --- 3. the shared sentence space ----------------------------------------------------------
 
+def shared_languages(languages: Sequence[str], split_lines: Mapping[str, Sequence[str]]) -> list[str]:
+    """The languages of `languages` (a model's) that the test data `split_lines` has, in that order;
+    ValueError when there are fewer than two."""
+    shared = [lang for lang in languages if lang in split_lines]
+    if len(shared) < 2:
+        raise ValueError(f"The test set ({', '.join(split_lines)}) shares fewer than two languages with the model "
+                         f"({', '.join(languages)})")
+    return shared
+
+
+def parallel_sentences(languages: Sequence[str], split_lines: Mapping[str, Sequence[str]],
+                       max_sentences: int | None = None) -> dict[str, list[str]]:
+    """{lang: lines} of the `shared_languages`: the first `max_sentences` rows (all when None) where
+    none of them is blank, so line i of each translates line i of the others."""
+    shared = shared_languages(languages, split_lines)
+    rows = [i for i in range(min(len(split_lines[lang]) for lang in shared))
+            if all(split_lines[lang][i].strip() for lang in shared)]
+    return {lang: [split_lines[lang][i] for i in rows[:max_sentences]] for lang in shared}
+
+
 def _check_parallel(sentences: Mapping[str, Sequence[str]]) -> int:
     """Number of sentences per language; every language must have the same number, none empty."""
     counts = {lang: len(lines) for lang, lines in sentences.items()}
@@ -322,8 +343,18 @@ def embedding_space(
     if method != "pca":
         raise ValueError(f"Unknown method {method!r}: only 'pca' is available")
     vectors = _embeddings(translator, sentences, remove_language_mean)
-    n_layers = next(iter(vectors.values())).shape[0]
-    index = _layer_index(layer, n_layers)
+    return _space(vectors, sentences, _layer_index(layer, _n_layers(vectors)), method)
+
+
+def _n_layers(vectors: Mapping[str, np.ndarray]) -> int:
+    """Layers of `_embeddings` vectors: the embedding layer and every encoder layer."""
+    return next(iter(vectors.values())).shape[0]
+
+
+def _space(vectors: Mapping[str, np.ndarray], sentences: Mapping[str, Sequence[str]], index: int,
+           method: str = "pca") -> dict[str, Any]:
+    """`embedding_space` of vectors already computed, at layer `index` (0 … n_layers - 1)."""
+    n_layers = _n_layers(vectors)
     points, explained = pca_2d(np.concatenate([v[index] for v in vectors.values()]))
     n = len(next(iter(sentences.values())))
     return {
@@ -351,12 +382,16 @@ def retrieval_accuracy(
     `layers` defaults to all of them (0 = embeddings).
     """
     vectors = _embeddings(translator, sentences, remove_language_mean)
+    n_layers = _n_layers(vectors)
+    return _retrieval(vectors, [_layer_index(layer, n_layers) for layer in (range(n_layers) if layers is None else layers)])
+
+
+def _retrieval(vectors: Mapping[str, np.ndarray], chosen: Sequence[int]) -> dict[int, dict[str, float]]:
+    """`retrieval_accuracy` of vectors already computed, at the layer indices `chosen`."""
     if len(vectors) < 2:
         raise ValueError("Retrieval needs sentences in at least two languages")
-    n_layers = next(iter(vectors.values())).shape[0]
-    chosen = [_layer_index(layer, n_layers) for layer in (range(n_layers) if layers is None else layers)]
     unit = {lang: v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12) for lang, v in vectors.items()}
-    pairs = parse_directions("all", list(sentences))
+    pairs = parse_directions("all", list(vectors))
     result: dict[int, dict[str, float]] = {}
     for index in chosen:
         result[index] = {}
@@ -364,6 +399,35 @@ def retrieval_accuracy(
             a, b = split_direction(name)
             nearest = (unit[a][index] @ unit[b][index].T).argmax(axis=1)
             result[index][name] = float((nearest == np.arange(len(nearest))).mean())
+    return result
+
+
+def sentence_space(
+    translator: Translator,
+    split_lines: Mapping[str, Sequence[str]],
+    max_sentences: int = 40,
+    layer: int | None = None,
+    remove_language_mean: bool = False,
+    retrieval: bool = True,
+) -> dict[str, Any]:
+    """The sentence-space view of a test set in one pass over the encoder: `embedding_space` of
+    the first `max_sentences` parallel lines of the model's languages (`parallel_sentences`) at
+    `layer`, and, with `retrieval`, their `retrieval_accuracy` at every layer.
+
+    `layer` is clamped to 0 … the top encoder layer (None: the top), so a slider sized for a
+    deeper model still gets a picture. Returns the `embedding_space` dict plus "retrieval"
+    ({layer: {"a-b": accuracy}}) and "retrieval_mean" ({layer: mean over the pairs}) when asked.
+    """
+    if max_sentences < 2:
+        raise ValueError(f"Give at least 2 sentences per language, got {max_sentences}")
+    sentences = parallel_sentences(translator.languages, split_lines, max_sentences)
+    vectors = _embeddings(translator, sentences, remove_language_mean)
+    top = _n_layers(vectors) - 1
+    result = _space(vectors, sentences, top if layer is None else min(max(int(layer), 0), top))
+    if retrieval:
+        accuracy = _retrieval(vectors, range(top + 1))
+        result["retrieval"] = accuracy
+        result["retrieval_mean"] = {index: _mean(row.values()) for index, row in accuracy.items()}
     return result
 
 
@@ -420,6 +484,24 @@ def vocabulary_usage(model: Translator | Tokenizer, lines_by_lang: Mapping[str, 
     }
 
 
+def tokenization_report(translator: Translator, split_lines: Mapping[str, Sequence[str]], number: int = 1,
+                        max_sentences: int = 500) -> dict[str, Any]:
+    """How the shared vocabulary treats each of the model's languages in a test set: sentence
+    `number` (1-based) of the parallel lines cut into pieces, and `fertility` and
+    `vocabulary_usage` over the first `max_sentences` of them.
+
+    Returns {"languages", "sentences" ({lang: sentence `number`}), "pieces" ({lang: pieces}),
+    "fertility", "usage", "count" (parallel lines measured)}.
+    """
+    lines = parallel_sentences(translator.languages, split_lines, max_sentences)
+    count = len(next(iter(lines.values())))
+    if not 1 <= number <= count:
+        raise ValueError(f"Pick a sentence number between 1 and {count}")
+    chosen = {lang: lines[lang][number - 1] for lang in lines}
+    return {"languages": list(lines), "sentences": chosen, "pieces": tokenization_view(translator, chosen),
+            "fertility": fertility(translator, lines), "usage": vocabulary_usage(translator, lines), "count": count}
+
+
 def vocab_size_sweep(
     lines_by_lang: Mapping[str, Sequence[str]],
     sizes: Sequence[int] = (250, 500, 1000, 2000, 4000),
@@ -446,15 +528,20 @@ def vocab_size_sweep(
 # --- 5. side by side ---------------------------------------------------------------------
 
 def compare_translations(translators: Sequence[Translator], text: str, src: str, tgt: str,
-                         beam_size: int = 4) -> list[dict[str, Any]]:
+                         beam_size: int = 4, attention: bool = False) -> list[dict[str, Any]]:
     """The same sentence through several models, one dict per model in the given order.
 
     A model that cannot translate src→tgt gets an "error" message instead of stopping the others.
+    With `attention`, each row also has "attention": the cross-attention of the last decoder layer,
+    averaged over heads ([target pieces, source pieces], empty when the model cannot translate),
+    with its "source_pieces" and "target_pieces".
     """
     rows = []
     for translator in translators:
         row: dict[str, Any] = {"model": translator.name, "text": "", "pieces": [], "score": None, "log_prob": None,
                                "zero_shot": None, "seconds": None, "error": None}
+        if attention:
+            row.update(_last_cross_attention(translator, text, src, tgt, beam_size))
         try:
             start = time.perf_counter()
             translation = translator.translate([text], src, tgt, beam_size=beam_size)[0]
@@ -466,3 +553,12 @@ def compare_translations(translators: Sequence[Translator], text: str, src: str,
                        zero_shot=bool(translator.directions) and direction(src, tgt) not in translator.directions)
         rows.append(row)
     return rows
+
+
+def _last_cross_attention(translator: Translator, text: str, src: str, tgt: str, beam_size: int) -> dict[str, Any]:
+    try:
+        view = translator.attention(text, src, tgt, beam_size=beam_size)
+    except ValueError:
+        return {"attention": np.zeros((0, 0)), "source_pieces": [], "target_pieces": []}
+    return {"attention": view.cross[-1].mean(axis=0), "source_pieces": view.source_pieces,
+            "target_pieces": view.target_pieces}

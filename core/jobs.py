@@ -7,9 +7,10 @@ that any thread can read through `Job.events`, `Job.progress` and `Job.eta_secon
 One `TrainingJobs` holds at most one running job: training takes every CPU core, so a second
 run on the same machine would only make both slow. `start` refuses while a run is in progress.
 
-`TrainingJobs.start_task(...)` runs any other long job under the same rule: a function that takes
-a list of event listeners and trains one or more models with them (e.g.
-`core.analysis.transfer_experiment`). Its events are watched the same way, its return value is
+`TrainingJobs.start` makes a `TrainingJob` (one `Trainer`). `TrainingJobs.start_task(...)` makes a
+`TaskJob`, which runs any other long job under the same rule: a function that takes a list of
+event listeners and trains one or more models with them (e.g. `core.analysis.transfer_experiment`).
+Both are watched the same way (`Job` holds what they share), a task's return value is
 `Job.result`, and cancelling it stops the training at its next event.
 """
 
@@ -43,99 +44,54 @@ class JobCancelled(Exception):
 
 
 class Job:
-    """One training run (or task) in a background thread. Every property is safe to read from any thread.
+    """What every background job shares: a thread, a cancel flag, and the events it has seen so far.
 
-    A task job runs `task(listeners)` instead of one `Trainer`: it may train several models one
-    after the other, so its `step` adds up the steps of all of them (out of `total_steps`, given
-    when it starts), and its status is how the task ended, not how its last training run did.
+    Every property is safe to read from any thread. The two kinds are `TrainingJob` (one
+    `Trainer`) and `TaskJob` (a function that may train several models); each says how it runs,
+    what its last step is and how it ended.
     """
 
-    def __init__(self, name: str, folder: Path, config: RunConfig | None, corpus: CorpusSource = None, *,
-                 task: Task | None = None, total_steps: int | None = None, kind: str = TRAINING) -> None:
-        if task is None and config is None:
-            raise ValueError("A training job needs a config")
+    def __init__(self, name: str, folder: Path, config: RunConfig | None, total_steps: int, kind: str) -> None:
         self.name = name
         self.folder = folder
         self.config = config
         self.kind = kind
-        self.total_steps = total_steps or (config.train.steps if config is not None else 1)
-        self._task = task
-        self._outcome: str | None = None  # how a task ended (tasks only)
-        self._result: Any = None
-        self._task_steps = 0  # a task's steps so far, over all its training runs
-        self._phase_offset = 0  # steps of the task's earlier training runs
-        self._corpus = corpus
+        self.total_steps = total_steps
         self._lock = threading.Lock()
         self._events: list[Event] = []
-        self._trainer: Trainer | None = None
         self._cancel_requested = False
         self._error: str | None = None
         self._started_at = time.monotonic()
-        self._training_since: tuple[float, int] | None = None  # (time, step) of the "start" event
-        self._thread = threading.Thread(target=self._run, name=f"training-{name}", daemon=True)
+        self._training_since: tuple[float, int] | None = None  # (time, step) of the first "start" event
+        self._thread = threading.Thread(target=self._run, name=f"{kind}-{name}", daemon=True)
+
+    # --- what each kind defines (called with the lock held, except _run) -----------------------
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def _final_status(self) -> str | None:
+        """How the job ended, or None while it has not."""
+        raise NotImplementedError
+
+    def _last_step(self) -> int:
+        raise NotImplementedError
+
+    def _error_message(self) -> str | None:
+        return self._error
 
     # --- running ---------------------------------------------------------------------------
 
     def start(self) -> None:
         self._thread.start()
 
-    def _run(self) -> None:
-        if self._task is not None:
-            self._run_task(self._task)
-            return
-        try:
-            corpus = self._corpus() if callable(self._corpus) else self._corpus
-            with self._lock:
-                self._trainer = Trainer(self.config, self.folder, corpus=corpus, listeners=[self._record])
-                if self._cancel_requested:
-                    self._trainer.cancel()  # cancelled while the data was loading: stop at step 0
-            self._trainer.run()
-        except Exception as error:  # the run is over either way; keep the reason for the UI
-            with self._lock:
-                self._error = f"{type(error).__name__}: {error}"
-                if not self._events or self._events[-1]["event"] != "failed":
-                    self._events.append({"event": "failed", "step": self._last_step(), "error": self._error})
-
-    def _run_task(self, task: Task) -> None:
-        result, error = None, None
-        try:
-            result = task([self._record])
-            outcome = "done"
-        except JobCancelled:
-            outcome = "cancelled"
-        except Exception as exception:  # the task is over either way; keep the reason for the UI
-            outcome, error = "failed", f"{type(exception).__name__}: {exception}"
-        with self._lock:
-            self._result, self._error, self._outcome = result, error, outcome
-            final: Event = {"event": outcome, "step": self._last_step()}
-            self._events.append({**final, "error": error} if error else final)
-
-    def _record(self, event: Event) -> None:
-        with self._lock:
-            self._events.append(dict(event))
-            if self._task is None:
-                if event["event"] == "start":
-                    self._training_since = (time.monotonic(), int(event.get("step", 0)))
-                    self.total_steps = int(event.get("total_steps", self.total_steps))
-                return
-            if event["event"] == "start":  # a task's next training run: its steps come after the last one's
-                self._phase_offset = self._task_steps
-                if self._training_since is None:
-                    self._training_since = (time.monotonic(), self._task_steps)
-            self._task_steps = max(self._task_steps, self._phase_offset + int(event.get("step", 0)))
-            stop = self._cancel_requested and event["event"] not in TERMINAL_EVENTS
-        if stop:
-            raise JobCancelled(f"{self.name} was cancelled")
-
     def cancel(self) -> None:
-        """Stop after the current step; the run saves a loadable checkpoint before it ends."""
+        """Stop at the next step."""
         with self._lock:
             self._cancel_requested = True
-            if self._trainer is not None:
-                self._trainer.cancel()
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until the run ends (or `timeout` seconds pass); True when it has ended."""
+        """Block until the job ends (or `timeout` seconds pass); True when it has ended."""
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
@@ -153,25 +109,21 @@ class Job:
 
     @property
     def result(self) -> Any:
-        """What a task returned (None for a training run, and until the task is done)."""
-        with self._lock:
-            return self._result
+        """What the job returned (None for a training run, and until a task is done)."""
+        return None
 
     @property
     def status(self) -> str:
-        """"running", or how the run ended: done, cancelled, early_stop, time_limit or failed."""
+        """"running", or how the job ended: done, cancelled, early_stop, time_limit or failed."""
         with self._lock:
-            if self._task is not None:
-                final = self._outcome
-            else:
-                final = next((e["event"] for e in reversed(self._events) if e["event"] in TERMINAL_EVENTS), None)
+            final = self._final_status()
         if final is not None:
             return final
         return "running" if self._thread.is_alive() or not self._thread.ident else "failed"
 
     @property
     def stage(self) -> str:
-        """What the run is doing now, in words."""
+        """What the job is doing now, in words."""
         if self.status != "running":
             return self.status
         with self._lock:
@@ -184,23 +136,16 @@ class Job:
     @property
     def error(self) -> str | None:
         with self._lock:
-            if self._task is not None:  # not a training run's "failed" event: a cancel unwinds through one
-                return self._error
-            return self._error or next((e.get("error") for e in self._events if e["event"] == "failed"), None)
+            return self._error_message()
 
     @property
     def step(self) -> int:
         with self._lock:
             return self._last_step()
 
-    def _last_step(self) -> int:
-        if self._task is not None:
-            return self._task_steps
-        return max((int(e.get("step", 0)) for e in self._events), default=0)
-
     @property
     def progress(self) -> float:
-        """Fraction of the planned steps done, 0…1 (1 once the run has ended normally)."""
+        """Fraction of the planned steps done, 0…1 (1 once the job has ended normally)."""
         if self.status in ("done", "early_stop", "time_limit"):
             return 1.0
         return min(1.0, self.step / max(1, self.total_steps))
@@ -230,6 +175,107 @@ class Job:
                 "error": self.error}
 
 
+class TrainingJob(Job):
+    """One `Trainer` run; its status is the run's final event. Cancelling saves a loadable checkpoint."""
+
+    def __init__(self, name: str, folder: Path, config: RunConfig, corpus: CorpusSource = None) -> None:
+        super().__init__(name, folder, config, config.train.steps, TRAINING)
+        self._corpus = corpus
+        self._trainer: Trainer | None = None
+
+    def _run(self) -> None:
+        try:
+            corpus = self._corpus() if callable(self._corpus) else self._corpus
+            with self._lock:
+                self._trainer = Trainer(self.config, self.folder, corpus=corpus, listeners=[self._record])
+                if self._cancel_requested:
+                    self._trainer.cancel()  # cancelled while the data was loading: stop at step 0
+            self._trainer.run()
+        except Exception as error:  # the run is over either way; keep the reason for the UI
+            with self._lock:
+                self._error = f"{type(error).__name__}: {error}"
+                if not self._events or self._events[-1]["event"] != "failed":
+                    self._events.append({"event": "failed", "step": self._last_step(), "error": self._error})
+
+    def _record(self, event: Event) -> None:
+        with self._lock:
+            self._events.append(dict(event))
+            if event["event"] == "start":
+                self._training_since = (time.monotonic(), int(event.get("step", 0)))
+                self.total_steps = int(event.get("total_steps", self.total_steps))
+
+    def cancel(self) -> None:
+        """Stop after the current step; the run saves a loadable checkpoint before it ends."""
+        with self._lock:
+            self._cancel_requested = True
+            if self._trainer is not None:
+                self._trainer.cancel()
+
+    def _final_status(self) -> str | None:
+        return next((e["event"] for e in reversed(self._events) if e["event"] in TERMINAL_EVENTS), None)
+
+    def _last_step(self) -> int:
+        return max((int(e.get("step", 0)) for e in self._events), default=0)
+
+    def _error_message(self) -> str | None:
+        return self._error or next((e.get("error") for e in self._events if e["event"] == "failed"), None)
+
+
+class TaskJob(Job):
+    """`task(listeners)` in the background: it may train several models one after the other, so its
+    `step` adds up the steps of all of them (out of `total_steps`, given when it starts), and its
+    status is how the task ended, not how its last training run did. Cancelling raises
+    `JobCancelled` from the listeners at the task's next training event.
+    """
+
+    def __init__(self, name: str, folder: Path, task: Task, total_steps: int, kind: str = "task",
+                 config: RunConfig | None = None) -> None:
+        super().__init__(name, folder, config, total_steps, kind)
+        self._task = task
+        self._outcome: str | None = None  # how the task ended
+        self._result: Any = None
+        self._task_steps = 0  # steps so far, over all the task's training runs
+        self._phase_offset = 0  # steps of the task's earlier training runs
+
+    def _run(self) -> None:
+        result, error = None, None
+        try:
+            result = self._task([self._record])
+            outcome = "done"
+        except JobCancelled:
+            outcome = "cancelled"
+        except Exception as exception:  # the task is over either way; keep the reason for the UI
+            outcome, error = "failed", f"{type(exception).__name__}: {exception}"
+        with self._lock:
+            self._result, self._error, self._outcome = result, error, outcome
+            final: Event = {"event": outcome, "step": self._last_step()}
+            self._events.append({**final, "error": error} if error else final)
+
+    def _record(self, event: Event) -> None:
+        with self._lock:
+            self._events.append(dict(event))
+            if event["event"] == "start":  # the next training run: its steps come after the last one's
+                self._phase_offset = self._task_steps
+                if self._training_since is None:
+                    self._training_since = (time.monotonic(), self._task_steps)
+            self._task_steps = max(self._task_steps, self._phase_offset + int(event.get("step", 0)))
+            stop = self._cancel_requested and event["event"] not in TERMINAL_EVENTS
+        if stop:
+            raise JobCancelled(f"{self.name} was cancelled")
+
+    @property
+    def result(self) -> Any:
+        """What the task returned (None until it is done)."""
+        with self._lock:
+            return self._result
+
+    def _final_status(self) -> str | None:
+        return self._outcome
+
+    def _last_step(self) -> int:
+        return self._task_steps
+
+
 class TrainingJobs:
     """Starts training runs in the background, at most one at a time."""
 
@@ -255,7 +301,7 @@ class TrainingJobs:
         so a slow download does not block the caller), or None to load `config.data.source`.
         Raises JobError when a run is in progress or the name is invalid or already taken.
         """
-        return self._launch(run_name, checkpoints_dir, lambda name, folder: Job(name, folder, config, corpus))
+        return self._launch(run_name, checkpoints_dir, lambda name, folder: TrainingJob(name, folder, config, corpus))
 
     def start_task(self, run_name: str, checkpoints_dir: str | Path, task: Task, total_steps: int,
                    kind: str = "task", config: RunConfig | None = None) -> Job:
@@ -267,8 +313,8 @@ class TrainingJobs:
         value becomes `Job.result`. Cancelling raises `JobCancelled` from the listeners at the next
         training event, which ends the task with status "cancelled".
         """
-        return self._launch(run_name, checkpoints_dir, lambda name, folder: Job(
-            name, folder, config, task=task, total_steps=total_steps, kind=kind))
+        return self._launch(run_name, checkpoints_dir, lambda name, folder: TaskJob(
+            name, folder, task, total_steps, kind, config))
 
     def _launch(self, run_name: str, checkpoints_dir: str | Path, make: Callable[[str, Path], Job]) -> Job:
         try:

@@ -6,7 +6,7 @@ import gradio as gr
 
 from core.limits import current_limits
 from demo import attention_tab, evaluate_tab, generate_tab, guide_tab, inside_tab, state, train_tab, translate_tab
-from demo.ui import limits_note
+from demo.ui import limits_note, other_choices, refresh_picker
 
 TITLE = "Polyglot Lab"
 DEFAULT_CONCURRENCY = 2  # translations are served while another request (or a training run) works
@@ -22,9 +22,7 @@ CSS = """
 
 def refresh_models(current: str | None) -> tuple[dict, dict]:
     """Re-read the checkpoints folder: new choices for the model picker and the 'compare with' picker."""
-    names = state.checkpoint_names()
-    value = current if current in names else state.default_checkpoint(names)
-    return gr.update(choices=names, value=value), gr.update(choices=evaluate_tab.other_choices(names))
+    return refresh_picker(current), gr.update(choices=other_choices(state.checkpoint_names()))
 
 
 def describe_model(choice: str | None) -> str:

@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 from core import limits, plots
 from core.translator import AttentionView
 from demo import state
-from demo.ui import explain, friendly_errors, language_pair, language_pair_update
+from demo.ui import entered_text, explain, friendly_errors, language_pair, language_pair_update
 
 INTRO = ("Translate one sentence and look inside: each row of the cross-attention map is one produced "
          "piece, each column a source piece; dark cells are where the decoder looked. Change the layer "
@@ -67,10 +67,10 @@ def attention_figures(view: AttentionView | None, layer: float = 1, head: str = 
 def attend(checkpoint: str, text: str, src: str, tgt: str, beam_size: float = 1) -> tuple:
     """Translate `text` and return its attention: the view (kept in gr.State), the translation,
     layer and head selectors sized to the model, and the four figures."""
-    limits.check_text(text or "")
+    text = entered_text(text)
     limits.check_search(beam_size=int(beam_size))
     translator = state.get_translator(checkpoint)
-    view = translator.attention(text or "", src, tgt, beam_size=int(beam_size))
+    view = translator.attention(text, src, tgt, beam_size=int(beam_size))
     layers, heads = view.cross.shape[0], view.cross.shape[1]
     translation = f"**Translation:** {view.translation.text or '(empty)'}"
     layer = gr.update(choices=layer_choices(layers), value=layers)

@@ -9,17 +9,26 @@ import plotly.graph_objects as go
 
 from core import checkpoint as ckpt
 from core import limits, plots
+from core.analysis import shared_languages
 from core.evaluate import EvalReport, evaluate
 from core.languages import parse_directions
 from demo import data, state
-from demo.ui import check_sentences, explain, friendly_errors
+from demo.ui import (
+    HEAVY,
+    NONE,
+    check_sentences,
+    choose_test_set,
+    explain,
+    file_upload,
+    friendly_errors,
+    other_model_picker,
+    show_uploads_for,
+)
 
 INTRO = ("Score a model on a test set it never trained on: BLEU counts matching word n-grams, chrF "
          "matching character n-grams (kinder to rich morphology). Directions marked * are zero-shot: "
          "the model never saw a single pair of them.")
-NONE = "(none)"
 DEFAULT_MAX_SENTENCES = 100
-HEAVY = "whole-test-set"  # evaluation-sized requests (here and in the Inside tab) run one at a time
 
 
 class ReportCache:
@@ -49,10 +58,7 @@ def _evaluate_one(choice: str, test_key: str, lines: dict[str, list[str]], direc
     if cached is not None:
         return cached
     translator = state.get_translator(choice)
-    languages = [lang for lang in translator.languages if lang in lines]
-    if len(languages) < 2:
-        raise ValueError(f"The test set ({', '.join(lines)}) shares fewer than two languages with "
-                         f"{folder.name} ({', '.join(translator.languages)})")
+    languages = shared_languages(translator.languages, lines)
     directions = parse_directions(directions_spec or "all", languages)
     start, width = share
 
@@ -101,30 +107,14 @@ def _matrix(name: str, report: EvalReport) -> go.Figure:
                                   title=f"BLEU per direction · {name}")
 
 
-def other_choices(names: list[str]) -> list[str]:
-    return [NONE, *names]
-
-
-def refresh_other(current: str | None) -> dict:
-    """Fresh choices each time the 'compare with' list is opened (runs may have finished since)."""
-    choices = other_choices(state.checkpoint_names())
-    return gr.update(choices=choices, value=current if current in choices else NONE)
-
-
-def toggle_files(test_set: str) -> dict:
-    return gr.update(visible=data.TEST_SETS.get(test_set) == data.UPLOAD)
-
-
 def build(picker: gr.Dropdown) -> gr.Dropdown:
     """The tab; returns the second-checkpoint picker so the app can refresh its choices."""
     explain(INTRO)
     with gr.Row():
-        other = gr.Dropdown(other_choices(state.checkpoint_names()), value=NONE, allow_custom_value=True,
-                            label="Compare with (optional)", info="The first model is the one picked at the top",
-                            elem_id="compare-with")
-        test_set = gr.Radio(list(data.TEST_SETS), value="Built-in test split", label="Test set")
-    files = gr.File(file_count="multiple", file_types=[".txt", ".tsv"], type="filepath", visible=False,
-                    label="Test files (two aligned NAME.xx.txt files, or one TSV)")
+        other = other_model_picker("Compare with (optional)", "The first model is the one picked at the top",
+                                   elem_id="compare-with")
+        test_set = choose_test_set()
+    files = file_upload("Test files")
     with gr.Row():
         directions = gr.Textbox(value="all", label="Directions", info="all, en-centric, or e.g. en-de,de-en")
         beam_size = gr.Slider(1, 8, value=4, step=1, label="Beam size")
@@ -139,8 +129,7 @@ def build(picker: gr.Dropdown) -> gr.Dropdown:
         matrix = gr.Plot(label="BLEU matrix")
         second_matrix = gr.Plot(label="BLEU matrix (second model)", visible=False)
 
-    other.focus(refresh_other, other, other, api_visibility="private", show_progress="hidden")
-    test_set.change(toggle_files, test_set, files, api_visibility="private")
+    show_uploads_for(test_set, files)
     run_button.click(run_evaluation, [picker, other, test_set, files, directions, beam_size, max_sentences],
                      [summary, bleu, chrf, matrix, second_matrix], api_name="evaluate",
                      concurrency_id=HEAVY, concurrency_limit=1)

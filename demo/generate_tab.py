@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 from core import limits, plots
 from core.translator import StepView
 from demo import state
-from demo.ui import explain, friendly_errors, language_pair, language_pair_update, results_table
+from demo.ui import entered_text, explain, friendly_errors, language_pair, language_pair_update, results_table
 
 INTRO = ("The decoder is a language model: at each step it gives a probability to every next piece. "
          "Sample several translations (temperature, top-k, top-p), or walk through the steps and see "
@@ -23,10 +23,10 @@ SAMPLE_COLUMNS = ["rank", "candidate", "log-probability", "pieces"]
 def sample(checkpoint: str, text: str, src: str, tgt: str, n: float = 5, temperature: float = 1.0,
            top_k: float = 0, top_p: float = 1.0, seed: float = 0) -> pd.DataFrame:
     """`n` sampled translations, most probable first, with the model's log-probabilities."""
-    limits.check_text(text or "")
+    text = entered_text(text)
     limits.check_search(candidates=int(n))
     translator = state.get_translator(checkpoint)
-    candidates = translator.sample(text or "", src, tgt, n=int(n), temperature=float(temperature),
+    candidates = translator.sample(text, src, tgt, n=int(n), temperature=float(temperature),
                                    top_k=int(top_k), top_p=float(top_p), seed=int(seed))
     rows = [[rank, c.text, round(c.log_prob, 3), len(c.pieces)] for rank, c in enumerate(candidates, 1)]
     return pd.DataFrame(rows, columns=SAMPLE_COLUMNS)
@@ -37,10 +37,10 @@ def decode_steps(checkpoint: str, text: str, src: str, tgt: str, top_k: float = 
                  follow: str = "") -> tuple[list[StepView], dict, go.Figure, str]:
     """Greedy decoding (or the pieces of `follow`), one step at a time: the steps, a slider over
     them, and the first step's chart and text."""
-    limits.check_text(text or "")
+    text = entered_text(text)
     limits.check_text(follow or "")
     translator = state.get_translator(checkpoint)
-    steps = translator.step_by_step(text or "", src, tgt, top_k=int(top_k), follow=follow.strip() or None)
+    steps = translator.step_by_step(text, src, tgt, top_k=int(top_k), follow=follow.strip() or None)
     slider = gr.update(minimum=1, maximum=max(2, len(steps)), value=1, interactive=len(steps) > 1)  # Gradio: min < max
     figure, description = show_step(steps, 1)
     return steps, slider, figure, description

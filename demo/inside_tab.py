@@ -1,5 +1,7 @@
 """Inside tab: what a multilingual model learned — zero-shot directions, transfer to a low-resource
-language, the shared sentence space, the shared vocabulary, and two models side by side."""
+language, the shared sentence space, the shared vocabulary, and two models side by side.
+
+Each section has its handler (one `core.analysis` call plus formatting) and its builder."""
 
 from __future__ import annotations
 
@@ -13,30 +15,34 @@ import plotly.graph_objects as go
 from core import limits, plots
 from core.analysis import (
     compare_translations,
-    embedding_space,
-    fertility,
-    retrieval_accuracy,
+    sentence_space,
     to_series,
-    tokenization_view,
+    tokenization_report,
     transfer_experiment,
     transfer_table,
-    vocabulary_usage,
     zero_shot_report,
     zero_shot_table,
 )
 from core.config import preset
 from core.jobs import Job
 from core.languages import language_name
-from demo import data, evaluate_tab, state
-from demo.train_tab import progress_html
+from demo import data, state
 from demo.ui import (
+    HEAVY,
+    NONE,
     check_sentences,
+    choose_test_set,
     explain,
+    file_upload,
+    first_sentence,
     friendly_errors,
     language_choices,
     language_pair,
     language_pair_update,
+    other_model_picker,
+    progress_html,
     results_table,
+    show_uploads_for,
 )
 
 INTRO = ("Look inside multilingual learning: one model shares its weights and its vocabulary between "
@@ -173,26 +179,6 @@ def transfer_status() -> tuple:
 
 # --- c. the shared sentence space ---------------------------------------------------------------
 
-def parallel_sentences(languages: list[str], lines: dict[str, list[str]], n: int) -> dict[str, list[str]]:
-    """The first `n` lines that every language of `languages` (those the test set has) translates."""
-    shared = [lang for lang in languages if lang in lines]
-    if len(shared) < 2:
-        raise ValueError(f"The test set ({', '.join(lines)}) shares fewer than two languages with the model "
-                         f"({', '.join(languages)})")
-    rows = [i for i in range(min(len(lines[lang]) for lang in shared)) if all(lines[lang][i].strip() for lang in shared)]
-    return {lang: [lines[lang][i] for i in rows[:n]] for lang in shared}
-
-
-def _embedding_inputs(checkpoint: str, test_set: str, files: list | None, n_sentences: float, layer: float):
-    n = max(2, int(n_sentences))
-    check_sentences(n)
-    translator = state.get_translator(checkpoint)
-    _, lines = data.load_test_set(test_set, files)
-    sentences = parallel_sentences(translator.languages, lines, n)
-    top = translator.model.config.n_encoder_layers
-    return translator, sentences, min(max(int(layer), 0), top), top
-
-
 def _scatter(space: dict, name: str) -> go.Figure:
     layer = "embeddings" if space["layer"] == 0 else f"encoder layer {space['layer']}"
     explained = sum(space["explained_variance"])
@@ -200,33 +186,41 @@ def _scatter(space: dict, name: str) -> go.Figure:
                                    title=f"{name} · {layer} · PCA ({explained:.0%} of the variance)")
 
 
+def _sentence_space(checkpoint: str, test_set: str, files: list | None, n_sentences: float, layer: float | None,
+                    remove_language_mean: bool, retrieval: bool) -> tuple[dict, str]:
+    check_sentences(int(n_sentences))
+    translator = state.get_translator(checkpoint)
+    _, lines = data.load_test_set(test_set, files)
+    space = sentence_space(translator, lines, int(n_sentences), None if layer is None else int(layer),
+                           bool(remove_language_mean), retrieval=retrieval)
+    return space, translator.name
+
+
 @friendly_errors
 def embedding(checkpoint: str, test_set: str, files: list | None = None,
-              n_sentences: float = DEFAULT_EMBEDDING_SENTENCES, layer: float = 99,
+              n_sentences: float = DEFAULT_EMBEDDING_SENTENCES, layer: float | None = None,
               remove_language_mean: bool = False) -> tuple[go.Figure, go.Figure, pd.DataFrame, dict]:
-    """The 2-D map of parallel test sentences at `layer` (0 = embeddings; clamped to the model),
-    sentence-retrieval accuracy at every layer (chart and table), and the layer slider sized to the model."""
-    translator, sentences, layer, top = _embedding_inputs(checkpoint, test_set, files, n_sentences, layer)
-    space = embedding_space(translator, sentences, layer=layer, remove_language_mean=bool(remove_language_mean))
-    accuracy = retrieval_accuracy(translator, sentences, remove_language_mean=bool(remove_language_mean))
+    """The 2-D map of parallel test sentences at `layer` (0 = embeddings, None = the top; clamped to
+    the model), sentence-retrieval accuracy at every layer (chart and table), and the layer slider
+    sized to the model."""
+    space, name = _sentence_space(checkpoint, test_set, files, n_sentences, layer, remove_language_mean, True)
+    accuracy, mean = space["retrieval"], space["retrieval_mean"]
     layers, series = to_series(accuracy)
-    mean = [sum(values) / len(values) for values in zip(*series.values())]
-    chart = plots.line_chart(layers, {"mean": mean, **series}, "encoder layer (0 = embeddings)", "top-1 accuracy",
-                             RETRIEVAL_TITLE)
-    rows = [{"layer": k, "mean": round(m, 3), **{pair: round(v, 3) for pair, v in accuracy[k].items()}}
-            for k, m in zip(layers, mean)]
-    slider = gr.update(maximum=top, value=layer)
-    return _scatter(space, translator.name), chart, pd.DataFrame(rows), slider
+    chart = plots.line_chart(layers, {"mean": [mean[k] for k in layers], **series}, "encoder layer (0 = embeddings)",
+                             "top-1 accuracy", RETRIEVAL_TITLE)
+    rows = [{"layer": k, "mean": round(mean[k], 3), **{pair: round(v, 3) for pair, v in accuracy[k].items()}}
+            for k in layers]
+    slider = gr.update(maximum=space["n_layers"] - 1, value=space["layer"])
+    return _scatter(space, name), chart, pd.DataFrame(rows), slider
 
 
 @friendly_errors
 def embedding_layer(checkpoint: str, test_set: str, files: list | None = None,
-                    n_sentences: float = DEFAULT_EMBEDDING_SENTENCES, layer: float = 99,
+                    n_sentences: float = DEFAULT_EMBEDDING_SENTENCES, layer: float | None = None,
                     remove_language_mean: bool = False) -> go.Figure:
     """Only the 2-D map, at another layer (the slider)."""
-    translator, sentences, layer, _ = _embedding_inputs(checkpoint, test_set, files, n_sentences, layer)
-    space = embedding_space(translator, sentences, layer=layer, remove_language_mean=bool(remove_language_mean))
-    return _scatter(space, translator.name)
+    space, name = _sentence_space(checkpoint, test_set, files, n_sentences, layer, remove_language_mean, False)
+    return _scatter(space, name)
 
 
 def encoder_layers(choice: str | None) -> int:
@@ -251,22 +245,16 @@ def tokenization(checkpoint: str, test_set: str, files: list | None = None,
     share of the vocabulary each language uses, and the Jaccard overlap of the languages' pieces."""
     translator = state.get_translator(checkpoint)
     _, lines = data.load_test_set(test_set, files)
-    sentences = parallel_sentences(translator.languages, lines, TOKEN_STATS_LINES)
-    count = len(next(iter(sentences.values())))
-    if not 1 <= int(number) <= count:
-        raise ValueError(f"Pick a sentence number between 1 and {count}")
-    languages = list(sentences)
-    chosen = {lang: sentences[lang][int(number) - 1] for lang in languages}
-    pieces = tokenization_view(translator, chosen)
-    per_word = fertility(translator, sentences)
-    usage = vocabulary_usage(translator, sentences)
+    report = tokenization_report(translator, lines, int(number), TOKEN_STATS_LINES)
+    languages, chosen, pieces = report["languages"], report["sentences"], report["pieces"]
+    per_word, usage = report["fertility"], report["usage"]
     label = {lang: f"{language_name(lang)} ({lang})" for lang in languages}
     pieces_table = pd.DataFrame([[label[lang], chosen[lang], " · ".join(pieces[lang]), len(pieces[lang])]
                                  for lang in languages], columns=PIECES_COLUMNS)
     stats = pd.DataFrame([[label[lang], round(per_word[lang], 2), usage["used"][lang], f"{usage['share'][lang]:.1%}"]
                           for lang in languages], columns=TOKEN_STATS_COLUMNS)
     bars = plots.bleu_bars({"pieces per word": per_word}, "pieces per word")
-    bars.update_layout(title_text=f"Fertility: pieces per word over {count} test sentences", showlegend=False)
+    bars.update_layout(title_text=f"Fertility: pieces per word over {report['count']} test sentences", showlegend=False)
     bars.update_xaxes(title_text="language")
     jaccard = {pair: 100 * value for pair, value in usage["jaccard"].items()}  # percent: readable at one decimal
     matrix = plots.direction_matrix(jaccard, languages, "Jaccard %",
@@ -279,50 +267,35 @@ def tokenization(checkpoint: str, test_set: str, files: list | None = None,
 
 # --- e. two models side by side -----------------------------------------------------------------
 
-def _cross_attention(translator, text: str, src: str, tgt: str, beam: int, name: str) -> go.Figure:
-    """Last decoder layer's cross-attention, averaged over heads (an empty figure if it cannot translate)."""
-    title = f"{name} · cross-attention, last layer, mean of heads"
-    try:
-        view = translator.attention(text, src, tgt, beam_size=beam)
-    except ValueError:
-        return plots.attention_heatmap([], [], [], title=title)
-    return plots.attention_heatmap(view.cross[-1].mean(axis=0), view.source_pieces, view.target_pieces, title=title)
+def _cross_attention(row: dict) -> go.Figure:
+    """Last decoder layer's cross-attention, averaged over heads (empty if the model cannot translate)."""
+    return plots.attention_heatmap(row["attention"], row["source_pieces"], row["target_pieces"],
+                                   title=f"{row['model']} · cross-attention, last layer, mean of heads")
 
 
 @friendly_errors
 def side_by_side(checkpoint: str, other: str | None, text: str, src: str, tgt: str,
                  beam_size: float = 1) -> tuple[pd.DataFrame, go.Figure, go.Figure]:
     """The same sentence through two models: a table of their translations and their cross-attention maps."""
-    sentence = next((line for line in (text or "").splitlines() if line.strip()), "")
-    if not sentence:
-        raise gr.Error("Enter a sentence to translate.")
-    if not other or other in (evaluate_tab.NONE, checkpoint):
+    sentence = first_sentence(text)
+    if not other or other in (NONE, checkpoint):
         raise gr.Error("Pick a second model to compare with (a different one from the model at the top).")
     beam = max(1, int(beam_size))
-    limits.check_text(text)
     limits.check_search(beam_size=beam)
     translators = [state.get_translator(checkpoint), state.get_translator(other)]
-    rows = compare_translations(translators, sentence, src, tgt, beam_size=beam)
+    rows = compare_translations(translators, sentence, src, tgt, beam_size=beam, attention=True)
     table = pd.DataFrame([[row["model"], f"⚠️ {row['error']}" if row["error"] else row["text"],
                            None if row["score"] is None else round(row["score"], 3),
                            {True: "yes", False: "no"}.get(row["zero_shot"], ""),
                            None if row["seconds"] is None else round(row["seconds"], 3)] for row in rows],
                          columns=SIDE_COLUMNS)
-    first, second = (_cross_attention(t, sentence, src, tgt, beam, t.name) for t in translators)
+    first, second = (_cross_attention(row) for row in rows)
     return table, first, second
 
 
-# --- the tab ------------------------------------------------------------------------------------
+# --- the tab: one builder per section -------------------------------------------------------------
 
-def build(demo: gr.Blocks, picker: gr.Dropdown) -> None:
-    explain(INTRO)
-    with gr.Row():
-        test_set = gr.Radio(list(data.TEST_SETS), value="Built-in test split", label="Test set",
-                            info="for the zero-shot, sentence-space and vocabulary sections")
-        files = gr.File(file_count="multiple", file_types=[".txt", ".tsv"], type="filepath", visible=False,
-                        label="Test files (two aligned NAME.xx.txt files, or one TSV)")
-    test_set.change(evaluate_tab.toggle_files, test_set, files, api_visibility="private")
-
+def build_zero_shot(picker: gr.Dropdown, test_set: gr.Radio, files: gr.File) -> None:
     with gr.Accordion("Zero-shot vs pivot vs supervised", open=True):
         explain(ZERO_SHOT_INTRO)
         with gr.Row():
@@ -334,7 +307,11 @@ def build(demo: gr.Blocks, picker: gr.Dropdown) -> None:
         with gr.Row():
             zs_matrix = gr.Plot(label="BLEU matrix (* zero-shot)")
             zs_bars = gr.Plot(label="Direct vs pivot")
+    zs_button.click(zero_shot, [picker, test_set, files, zs_beam, zs_sentences], [zs_summary, zs_matrix, zs_bars],
+                    api_name="zero_shot", concurrency_id=HEAVY, concurrency_limit=1)
 
+
+def build_transfer(demo: gr.Blocks) -> None:
     with gr.Accordion("Cross-lingual transfer (trains two tiny models)", open=False):
         explain(TRANSFER_INTRO)
         builtin = data.KNOWN_LANGUAGES[data.BUILTIN]
@@ -359,6 +336,17 @@ def build(demo: gr.Blocks, picker: gr.Dropdown) -> None:
             transfer_results = gr.Markdown(label="Results")
         transfer_timer = gr.Timer(POLL_SECONDS, active=running is not None and running.kind == TRANSFER)
 
+    watch = [transfer_text, transfer_progress, transfer_chart, transfer_results, transfer_timer]
+    transfer_button.click(start_transfer, [low_resource, helpers, low_size, steps], [transfer_text, transfer_timer],
+                          api_name="start_transfer")
+    transfer_cancel.click(cancel_transfer, None, transfer_text, api_name="cancel_transfer")
+    transfer_timer.tick(transfer_status, None, watch, api_name="transfer_status", concurrency_id="watch",
+                        concurrency_limit=None, show_progress="hidden")
+    demo.load(transfer_status, None, watch, api_visibility="private", concurrency_id="watch",
+              concurrency_limit=None, show_progress="hidden")
+
+
+def build_sentence_space(picker: gr.Dropdown, test_set: gr.Radio, files: gr.File) -> None:
     with gr.Accordion("Sentence space", open=False):
         explain(EMBEDDING_INTRO)
         top = encoder_layers(picker.value)
@@ -372,7 +360,14 @@ def build(demo: gr.Blocks, picker: gr.Dropdown) -> None:
         with gr.Row():
             retrieval_chart = gr.Plot(label="Retrieval accuracy per layer")
             retrieval_table = results_table("Retrieval accuracy (chance is 1 / sentences)", ["layer", "mean"])
+    space_inputs = [picker, test_set, files, n_sentences, layer, remove_mean]
+    embedding_button.click(embedding, space_inputs, [scatter, retrieval_chart, retrieval_table, layer],
+                           api_name="embedding_space")
+    layer.release(embedding_layer, space_inputs, scatter, api_name="embedding_layer")
+    picker.change(layer_slider, picker, layer, api_visibility="private")
 
+
+def build_tokenization(picker: gr.Dropdown, test_set: gr.Radio, files: gr.File) -> None:
     with gr.Accordion("Shared vocabulary", open=False):
         explain(TOKEN_INTRO)
         with gr.Row():
@@ -383,13 +378,15 @@ def build(demo: gr.Blocks, picker: gr.Dropdown) -> None:
         with gr.Row():
             fertility_chart = gr.Plot(label="Pieces per word")
             jaccard_matrix = gr.Plot(label="Shared pieces")
+    tokens_button.click(tokenization, [picker, test_set, files, number],
+                        [pieces_table, stats_table, fertility_chart, jaccard_matrix], api_name="tokenization")
 
+
+def build_side_by_side(picker: gr.Dropdown) -> None:
     with gr.Accordion("Two models side by side", open=False):
         explain(SIDE_INTRO)
         with gr.Row():
-            other = gr.Dropdown(evaluate_tab.other_choices(state.checkpoint_names()), value=evaluate_tab.NONE,
-                                allow_custom_value=True, label="Second model",
-                                info="the first is the one picked at the top")
+            other = other_model_picker("Second model", "the first is the one picked at the top")
             side_beam = gr.Slider(1, 8, value=1, step=1, label="Beam size")
         src, tgt, _ = language_pair(picker.value, swap=False)
         side_text = gr.Textbox(label="Source sentence", lines=2)
@@ -398,25 +395,19 @@ def build(demo: gr.Blocks, picker: gr.Dropdown) -> None:
         with gr.Row():
             first_attention = gr.Plot(label="First model")
             second_attention = gr.Plot(label="Second model")
-
-    zs_button.click(zero_shot, [picker, test_set, files, zs_beam, zs_sentences], [zs_summary, zs_matrix, zs_bars],
-                    api_name="zero_shot", concurrency_id=evaluate_tab.HEAVY, concurrency_limit=1)
-    watch = [transfer_text, transfer_progress, transfer_chart, transfer_results, transfer_timer]
-    transfer_button.click(start_transfer, [low_resource, helpers, low_size, steps], [transfer_text, transfer_timer],
-                          api_name="start_transfer")
-    transfer_cancel.click(cancel_transfer, None, transfer_text, api_name="cancel_transfer")
-    transfer_timer.tick(transfer_status, None, watch, api_name="transfer_status", concurrency_id="watch",
-                        concurrency_limit=None, show_progress="hidden")
-    demo.load(transfer_status, None, watch, api_visibility="private", concurrency_id="watch",
-              concurrency_limit=None, show_progress="hidden")
-    space_inputs = [picker, test_set, files, n_sentences, layer, remove_mean]
-    embedding_button.click(embedding, space_inputs, [scatter, retrieval_chart, retrieval_table, layer],
-                           api_name="embedding_space")
-    layer.release(embedding_layer, space_inputs, scatter, api_name="embedding_layer")
-    tokens_button.click(tokenization, [picker, test_set, files, number],
-                        [pieces_table, stats_table, fertility_chart, jaccard_matrix], api_name="tokenization")
     side_button.click(side_by_side, [picker, other, side_text, src, tgt, side_beam],
                       [side_table, first_attention, second_attention], api_name="side_by_side")
-    other.focus(evaluate_tab.refresh_other, other, other, api_visibility="private", show_progress="hidden")
-    picker.change(layer_slider, picker, layer, api_visibility="private")
     picker.change(language_pair_update, [picker, src, tgt], [src, tgt], api_visibility="private")
+
+
+def build(demo: gr.Blocks, picker: gr.Dropdown) -> None:
+    explain(INTRO)
+    with gr.Row():
+        test_set = choose_test_set(info="for the zero-shot, sentence-space and vocabulary sections")
+        files = file_upload("Test files")
+    show_uploads_for(test_set, files)
+    build_zero_shot(picker, test_set, files)
+    build_transfer(demo)
+    build_sentence_space(picker, test_set, files)
+    build_tokenization(picker, test_set, files)
+    build_side_by_side(picker)

@@ -16,7 +16,7 @@ from core.jobs import TRAINING, Job
 from core.languages import parse_directions
 from core.limits import check_training, current_limits
 from demo import data, state
-from demo.ui import explain, friendly_errors, language_choices
+from demo.ui import explain, file_upload, friendly_errors, language_choices, progress_html, refresh_picker, status_line
 
 INTRO = ("Train your own multilingual Transformer. The defaults (built-in corpus, tiny preset) give a "
          "first model in a few minutes on a laptop; watch the loss fall and BLEU rise while it trains.")
@@ -122,40 +122,18 @@ def cancel_training() -> str:
 
 # --- watching a run --------------------------------------------------------------------------
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "estimating…"
-    minutes, secs = divmod(int(round(seconds)), 60)
-    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+def _finished(job: Job) -> str:
+    """What follows a run's ending in its status line: its best score, and where its model is."""
+    if job.kind != TRAINING:
+        return f" at step {job.step} · a {job.kind}: see the **Inside** tab."
+    best = next((e.get("best_mean_valid_bleu") for e in reversed(job.events) if "best_mean_valid_bleu" in e), None)
+    bleu = f" · best mean validation BLEU {best:.1f}" if best is not None else ""
+    return f" at step {job.step}{bleu} · the model is now in the picker at the top of the page."
 
 
 def status_text(job: Job | None) -> str:
     """One Markdown line: what the current (or last) run is doing."""
-    if job is None:
-        return "No training run yet. Set the options and press **Start training**."
-    if job.status == "running":
-        return f"**{job.name}** · {job.stage} · step {job.step}/{job.total_steps}"
-    if job.status == "failed":
-        return f"**{job.name}** · **failed** · {job.error}"
-    if job.kind != TRAINING:
-        return f"**{job.name}** ({job.kind}) · **{job.status}** at step {job.step} · see the **Inside** tab."
-    best = next((e.get("best_mean_valid_bleu") for e in reversed(job.events) if "best_mean_valid_bleu" in e), None)
-    bleu = f" · best mean validation BLEU {best:.1f}" if best is not None else ""
-    return (f"**{job.name}** · **{job.status}** at step {job.step}{bleu} · the model is now in the picker "
-            "at the top of the page.")
-
-
-def progress_html(job: Job | None) -> str:
-    """A progress bar with the elapsed time and an estimate of the time left."""
-    if job is None:
-        return ""
-    fraction = job.progress
-    if job.status == "running":
-        detail = f"{fraction:.0%} · {_duration(job.elapsed_seconds)} elapsed · {_duration(job.eta_seconds)} left"
-    else:
-        detail = f"{job.status} after {_duration(job.elapsed_seconds)}"
-    return (f"<div class='train-progress'><progress value='{fraction:.3f}' max='1' "
-            f"aria-label='training progress'></progress> <span>{detail}</span></div>")
+    return status_line(job, "No training run yet. Set the options and press **Start training**.", _finished)
 
 
 def training_figures(records: list[dict]) -> tuple[go.Figure, go.Figure, go.Figure]:
@@ -189,13 +167,6 @@ def training_on_load(seen: dict | None, current: str | None = None) -> tuple:
     job = state.JOBS.current
     ended = {"ended": job.name} if job is not None and job.status != "running" else {}
     return training_status({**(seen or {}), **ended}, current)
-
-
-def refresh_picker(current: str | None, select: str | None = None) -> dict:
-    """New picker choices: keeps `current` when it still exists, else picks `select` or the default."""
-    names = state.checkpoint_names()
-    value = current if current in names else select if select in names else state.default_checkpoint(names)
-    return gr.update(choices=names, value=value)
 
 
 # --- form helpers --------------------------------------------------------------------------
@@ -235,8 +206,7 @@ def build(demo: gr.Blocks, picker: gr.Dropdown) -> None:
             source = gr.Radio(data.DATA_SOURCES, value=data.BUILTIN, label="Data")
             folder = gr.Textbox(label="Multi30K folder (empty: find it, or download)", visible=False)
             download = gr.Checkbox(value=True, label="Download Multi30K if it is not on this machine", visible=False)
-            files = gr.File(file_count="multiple", file_types=[".txt", ".tsv"], type="filepath", visible=False,
-                            label="Training files (two aligned NAME.xx.txt files, or one TSV)")
+            files = file_upload("Training files")
             languages = gr.CheckboxGroup(language_choices(data.KNOWN_LANGUAGES[data.BUILTIN]),
                                          value=DEFAULT_LANGUAGES, label="Languages",
                                          info="none ticked: every language of the data")

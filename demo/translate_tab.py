@@ -9,7 +9,16 @@ from core import limits
 from core.languages import language_name
 from core.translator import PRECISIONS
 from demo import data, state
-from demo.ui import explain, friendly_errors, language_pair, language_pair_update, results_table, swap_languages
+from demo.ui import (
+    entered_text,
+    explain,
+    first_sentence,
+    friendly_errors,
+    language_pair,
+    language_pair_update,
+    results_table,
+    swap_languages,
+)
 
 INTRO = ("Type one sentence per line and pick two languages: the model translates each line. "
          "Greedy search takes the most probable piece at every step; beam search keeps several "
@@ -28,10 +37,8 @@ def _beam(decoding: str, beam_size: float) -> int:
 def translate(checkpoint: str, text: str, src: str, tgt: str, decoding: str = GREEDY, beam_size: float = 4,
               length_penalty: float = 1.0, n_best: float = 1, precision: str = "float32") -> tuple[str, pd.DataFrame]:
     """Translate each line of `text`; returns the translations (one per line) and the n-best table."""
-    if not text or not text.strip():
-        raise gr.Error("Enter a sentence to translate (one per line).")
+    text = entered_text(text)
     beam = _beam(decoding, beam_size)
-    limits.check_text(text)
     limits.check_search(beam_size=beam)
     translator = state.get_translator(checkpoint, precision)
     lines = text.strip("\n").splitlines()
@@ -52,11 +59,8 @@ def translate(checkpoint: str, text: str, src: str, tgt: str, decoding: str = GR
 def translate_to_all(checkpoint: str, text: str, src: str, decoding: str = GREEDY, beam_size: float = 4,
                      length_penalty: float = 1.0, precision: str = "float32") -> pd.DataFrame:
     """The first line of `text` translated into every other language of the model."""
-    sentence = next((line for line in (text or "").splitlines() if line.strip()), "")
-    if not sentence:
-        raise gr.Error("Enter a sentence to translate.")
+    sentence = first_sentence(text)
     beam = _beam(decoding, beam_size)
-    limits.check_text(text)
     limits.check_search(beam_size=beam)
     translator = state.get_translator(checkpoint, precision)
     results = translator.translate_to_all(sentence, src, beam_size=beam, length_penalty=float(length_penalty))

@@ -1,4 +1,8 @@
-"""Small UI helpers shared by the tabs: error handling, language pickers, explanations."""
+"""Small UI helpers shared by the tabs: error handling, input checks, language and model pickers,
+upload widgets, the status line and progress bar of a background job, explanations.
+
+A tab module imports only this module, `demo.state`, `demo.data` and `core`, never another tab.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +13,16 @@ from typing import Any, TypeVar
 
 import gradio as gr
 
+from core import limits
+from core.jobs import Job
 from core.languages import language_name
 from core.limits import current_limits
-from demo import state
+from demo import data, state
 
 log = logging.getLogger("polyglot.demo")
 Handler = TypeVar("Handler", bound=Callable[..., Any])
+NONE = "(none)"  # the empty choice of a second-model picker
+HEAVY = "whole-test-set"  # concurrency id: evaluation-sized requests (Evaluate, Inside) run one at a time
 
 
 def friendly_errors(handler: Handler) -> Handler:
@@ -38,6 +46,19 @@ def friendly_errors(handler: Handler) -> Handler:
                            "The server log has the details.") from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def entered_text(text: str | None) -> str:
+    """`text` when it has a non-blank line and fits the limits (core.limits); else a readable error."""
+    if not text or not text.strip():
+        raise ValueError("Enter a sentence to translate.")
+    limits.check_text(text)
+    return text
+
+
+def first_sentence(text: str | None) -> str:
+    """The first non-blank line of `text` (checked as `entered_text`): for one-sentence views."""
+    return next(line for line in entered_text(text).splitlines() if line.strip())
 
 
 def check_sentences(count: int) -> None:
@@ -110,6 +131,96 @@ def language_pair_update(choice: str | None, src: str | None, tgt: str | None) -
 def swap_languages(src: str | None, tgt: str | None) -> tuple[str | None, str | None]:
     return tgt, src
 
+
+# --- model pickers -----------------------------------------------------------------------------
+
+def picker_update(choices: list[str], current: str | None, fallback: str | None) -> dict:
+    """New choices for a dropdown: keeps `current` when it is still among them, else `fallback`."""
+    return gr.update(choices=choices, value=current if current in choices else fallback)
+
+
+def refresh_picker(current: str | None, select: str | None = None) -> dict:
+    """The model picker, re-read from the checkpoints folder: keeps `current` when it still exists,
+    else picks `select` (e.g. a run that just finished) or the default model."""
+    names = state.checkpoint_names()
+    return picker_update(names, current, select if select in names else state.default_checkpoint(names))
+
+
+def other_choices(names: list[str]) -> list[str]:
+    """Choices of a second-model picker: none, or any checkpoint."""
+    return [NONE, *names]
+
+
+def refresh_other(current: str | None) -> dict:
+    """Fresh choices each time a second-model picker is opened (runs may have finished since)."""
+    return picker_update(other_choices(state.checkpoint_names()), current, NONE)
+
+
+def other_model_picker(label: str, info: str, elem_id: str | None = None) -> gr.Dropdown:
+    """A second-model picker whose choices are re-read each time it is opened."""
+    other = gr.Dropdown(other_choices(state.checkpoint_names()), value=NONE, allow_custom_value=True, label=label,
+                        info=info, elem_id=elem_id)
+    other.focus(refresh_other, other, other, api_visibility="private", show_progress="hidden")
+    return other
+
+
+# --- uploads and test sets -------------------------------------------------------------------
+
+def file_upload(label: str) -> gr.File:
+    """The upload widget, hidden until its data source is picked: two aligned text files or one TSV."""
+    return gr.File(file_count="multiple", file_types=[".txt", ".tsv"], type="filepath", visible=False,
+                   label=f"{label} (two aligned NAME.xx.txt files, or one TSV)")
+
+
+def toggle_files(test_set: str) -> dict:
+    """Show the upload widget when the uploaded-files test set is picked."""
+    return gr.update(visible=data.TEST_SETS.get(test_set) == data.UPLOAD)
+
+
+def choose_test_set(info: str | None = None) -> gr.Radio:
+    return gr.Radio(list(data.TEST_SETS), value="Built-in test split", label="Test set", info=info)
+
+
+def show_uploads_for(test_set: gr.Radio, files: gr.File) -> None:
+    """Wire a test-set choice to its upload widget."""
+    test_set.change(toggle_files, test_set, files, api_visibility="private")
+
+
+# --- background jobs -------------------------------------------------------------------------
+
+def status_line(job: Job | None, idle: str, finished: Callable[[Job], str] | None = None) -> str:
+    """One Markdown line about a background job: `idle` before the first, then what it is doing,
+    or how it ended (`finished(job)` adds to a normal ending, e.g. the best score)."""
+    if job is None:
+        return idle
+    if job.status == "running":
+        return f"**{job.name}** · {job.stage} · step {job.step}/{job.total_steps}"
+    if job.status == "failed":
+        return f"**{job.name}** · **failed** · {job.error}"
+    return f"**{job.name}** · **{job.status}**{finished(job) if finished else ''}"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "estimating…"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+
+
+def progress_html(job: Job | None) -> str:
+    """A job's progress bar with the elapsed time and an estimate of the time left."""
+    if job is None:
+        return ""
+    fraction = job.progress
+    if job.status == "running":
+        detail = f"{fraction:.0%} · {duration(job.elapsed_seconds)} elapsed · {duration(job.eta_seconds)} left"
+    else:
+        detail = f"{job.status} after {duration(job.elapsed_seconds)}"
+    return (f"<div class='train-progress'><progress value='{fraction:.3f}' max='1' "
+            f"aria-label='training progress'></progress> <span>{detail}</span></div>")
+
+
+# --- tables ----------------------------------------------------------------------------------
 
 def results_table(label: str, headers: list[str], elem_id: str | None = None) -> gr.Dataframe:
     """An empty read-only table with fixed columns; handlers fill it with a pandas DataFrame."""

@@ -15,9 +15,13 @@ from core.analysis import (
     embedding_space,
     fertility,
     low_resource_corpus,
+    parallel_sentences,
     pca_2d,
     retrieval_accuracy,
+    sentence_space,
+    shared_languages,
     to_series,
+    tokenization_report,
     tokenization_view,
     transfer_experiment,
     transfer_table,
@@ -174,6 +178,38 @@ def test_embedding_space_points_and_sentence_links(tiny_translator, builtin_corp
         embedding_space(tiny_translator, sentences, layer=99)
 
 
+def test_parallel_sentences_keeps_the_rows_every_shared_language_has() -> None:
+    lines = {"en": ["a", "b", "c", "d"], "de": ["A", " ", "C", "D"], "fr": ["α", "β", "γ"], "cs": ["x"] * 4}
+    assert parallel_sentences(["en", "de", "fr"], lines) == {"en": ["a", "c"], "de": ["A", "C"], "fr": ["α", "γ"]}
+    assert parallel_sentences(["de", "en", "xx"], lines, 1) == {"de": ["A"], "en": ["a"]}  # the model's order
+    with pytest.raises(ValueError, match="fewer than two languages"):
+        parallel_sentences(["en", "es"], lines)
+    assert shared_languages(["fr", "es", "en"], lines) == ["fr", "en"]
+
+
+def test_sentence_space_is_the_map_and_retrieval_from_one_pass(tiny_translator, builtin_corpus: Corpus,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    test = builtin_corpus.split("test")
+    sentences = parallel_sentences(tiny_translator.languages, test, 8)
+    expected_space = embedding_space(tiny_translator, sentences, layer=0, remove_language_mean=True)
+    expected_accuracy = retrieval_accuracy(tiny_translator, sentences, remove_language_mean=True)
+    calls = []
+    encode = tiny_translator.sentence_embeddings
+    monkeypatch.setattr(tiny_translator, "sentence_embeddings", lambda texts, lang: calls.append(lang) or encode(texts, lang))
+    result = sentence_space(tiny_translator, test, 8, layer=0, remove_language_mean=True)
+    assert calls == tiny_translator.languages  # one encoder pass per language, for the map and retrieval
+    assert np.allclose(result["points"], expected_space["points"]) and result["labels"] == expected_space["labels"]
+    assert result["layer"] == 0 and result["retrieval"] == expected_accuracy
+    assert result["retrieval_mean"] == {k: pytest.approx(sum(row.values()) / len(row)) for k, row in expected_accuracy.items()}
+    top = tiny_translator.model.config.n_encoder_layers
+    only_map = sentence_space(tiny_translator, test, 8, layer=99)
+    assert only_map["layer"] == top and "retrieval" in only_map  # clamped to the model's top layer
+    assert sentence_space(tiny_translator, test, 8, layer=-5, retrieval=False).keys() == expected_space.keys()
+    assert sentence_space(tiny_translator, test, 8)["layer"] == top  # None: the top
+    with pytest.raises(ValueError, match="at least 2 sentences"):
+        sentence_space(tiny_translator, test, 1)
+
+
 def test_pca_finds_the_main_direction() -> None:
     t = np.linspace(-1, 1, 7)[:, None]
     vectors = np.hstack([3 * t, -3 * t, np.zeros((7, 2))]) + 5.0  # a line in 4-D, off the origin
@@ -199,6 +235,20 @@ def test_fertility_is_pieces_per_word(small_tokenizer: Tokenizer) -> None:
     assert fertility(small_tokenizer, {"de": lines}) == {"de": pytest.approx(expected)}
     assert tokenization_view(small_tokenizer, {"de": lines[0]}) == {"de": pieces[0]}
     assert fertility(small_tokenizer, {"de": []}) == {"de": 0.0}
+
+
+def test_tokenization_report_of_one_test_sentence(tiny_translator, builtin_corpus: Corpus) -> None:
+    test = builtin_corpus.split("test")
+    report = tokenization_report(tiny_translator, test, number=2, max_sentences=30)
+    lines = parallel_sentences(tiny_translator.languages, test, 30)
+    assert report["languages"] == tiny_translator.languages and report["count"] == 30
+    assert report["sentences"] == {lang: lines[lang][1] for lang in lines}
+    assert report["pieces"] == tokenization_view(tiny_translator, report["sentences"])
+    assert report["fertility"] == fertility(tiny_translator, lines)
+    assert report["usage"] == vocabulary_usage(tiny_translator, lines)
+    for number in (0, 31):
+        with pytest.raises(ValueError, match="between 1 and 30"):
+            tokenization_report(tiny_translator, test, number=number, max_sentences=30)
 
 
 def test_vocabulary_usage_of_identical_text_overlaps_fully(small_tokenizer: Tokenizer, builtin_corpus: Corpus) -> None:
@@ -235,6 +285,17 @@ def test_compare_translations(tiny_translator, en_centric_run: Path) -> None:
     assert all(r["error"] is None and isinstance(r["text"], str) for r in rows)
     failed = compare_translations([tiny_translator], "Der Hund läuft .", "de", "cs")
     assert failed[0]["error"] and "cs" in failed[0]["error"]
+    assert "attention" not in rows[0]
+
+
+def test_compare_translations_with_attention(tiny_translator) -> None:
+    row = compare_translations([tiny_translator], "Der Hund läuft .", "de", "fr", 1, attention=True)[0]
+    failed = compare_translations([tiny_translator], "Der Hund läuft .", "de", "cs", attention=True)[0]
+    view = tiny_translator.attention("Der Hund läuft .", "de", "fr", beam_size=1)
+    assert np.allclose(row["attention"], view.cross[-1].mean(axis=0))
+    assert row["attention"].shape == (len(row["target_pieces"]), len(row["source_pieces"]))
+    assert row["source_pieces"] == view.source_pieces and row["target_pieces"] == view.target_pieces
+    assert failed["attention"].shape == (0, 0) and failed["source_pieces"] == []
 
 
 # --- command line --------------------------------------------------------------------------

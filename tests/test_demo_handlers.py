@@ -14,7 +14,7 @@ import pytest
 from core.config import preset
 from core.corpus import load_builtin
 from demo import app as demo_app
-from demo import attention_tab, data, evaluate_tab, generate_tab, guide_tab, inside_tab, state, train_tab, translate_tab
+from demo import attention_tab, data, evaluate_tab, generate_tab, guide_tab, inside_tab, state, train_tab, translate_tab, ui
 from tests.app_server import copy_checkpoint
 
 SENTENCE = "The dog runs in the park."
@@ -91,10 +91,61 @@ def test_model_summary_and_refresh(checkpoints: Path, monkeypatch: pytest.Monkey
     assert "Train" in demo_app.describe_model(None)
     picker, other = demo_app.refresh_models("gone")
     assert picker["value"] == state.default_checkpoint() and "tiny" in picker["choices"]
-    assert other["choices"][0] == evaluate_tab.NONE
+    assert other["choices"][0] == ui.NONE
     monkeypatch.setenv(state.CHECKPOINTS_ENV, str(tmp_path / "empty"))
     picker, _ = demo_app.refresh_models("tiny")
     assert picker["choices"] == [] and picker["value"] is None
+
+
+def test_refresh_picker_keeps_the_pick_else_selects_else_the_default(checkpoints: Path) -> None:
+    assert ui.refresh_picker("tiny", select="gone")["value"] == "tiny"
+    assert ui.refresh_picker("gone", select="tiny")["value"] == "tiny"
+    update = ui.refresh_picker("gone", select="also-gone")
+    assert update["value"] == state.default_checkpoint() and update["choices"] == state.checkpoint_names()
+    assert ui.picker_update(["a", "b"], "b", "a")["value"] == "b" and ui.picker_update(["a"], "b", None)["value"] is None
+
+
+def test_tab_modules_import_no_other_tab() -> None:
+    import ast
+
+    allowed = {"demo", "demo.ui", "demo.state", "demo.data"}
+    for path in sorted(Path(ui.__file__).parent.glob("*_tab.py")) + [Path(ui.__file__)]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("demo"):
+                modules = [node.module] if node.module != "demo" else [f"demo.{alias.name}" for alias in node.names]
+                assert set(modules) <= allowed, f"{path.name} imports {modules}"
+
+
+@pytest.mark.parametrize("text, message", [(None, "Enter a sentence"), (" \n\t", "Enter a sentence"),
+                                           ("x" * 20_001, "at most 20000 characters")])
+def test_the_enter_a_sentence_check(text: str | None, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ui.entered_text(text)
+    with pytest.raises(ValueError, match=message):
+        ui.first_sentence(text)
+
+
+def test_first_sentence_is_the_first_non_blank_line() -> None:
+    assert ui.entered_text("\nA dog.\n") == "\nA dog.\n"
+    assert ui.first_sentence("\n  \nA dog.\nA cat.") == "A dog."
+
+
+class _FakeJob:
+    def __init__(self, status: str, **fields) -> None:
+        self.name, self.status, self.stage, self.step, self.total_steps = "run", status, "training", 3, 10
+        self.error, self.progress, self.elapsed_seconds, self.eta_seconds = None, 0.3, 75.0, None
+        self.__dict__.update(fields)
+
+
+def test_status_line_and_progress_bar_of_a_job() -> None:
+    assert ui.status_line(None, "nothing yet") == "nothing yet"
+    assert ui.status_line(_FakeJob("running"), "") == "**run** · training · step 3/10"
+    assert ui.status_line(_FakeJob("failed", error="Boom: no"), "") == "**run** · **failed** · Boom: no"
+    assert ui.status_line(_FakeJob("done"), "", lambda job: f" at step {job.step}") == "**run** · **done** at step 3"
+    assert ui.progress_html(None) == ""
+    running = ui.progress_html(_FakeJob("running"))
+    assert "value='0.300'" in running and "1 min 15 s elapsed" in running and "estimating… left" in running
+    assert "done after 1 min 15 s" in ui.progress_html(_FakeJob("done", progress=1.0))
 
 
 def test_the_app_builds_with_and_without_models(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -237,7 +288,7 @@ def test_changing_head_replots_without_translating_again() -> None:
 
 def test_evaluate_one_checkpoint_on_the_builtin_test_split() -> None:
     summary, bleu, chrf, matrix, second = evaluate_tab.run_evaluation(
-        "tiny", evaluate_tab.NONE, "Built-in test split", None, "en-centric", 1, 4)
+        "tiny", ui.NONE, "Built-in test split", None, "en-centric", 1, 4)
     assert "BLEU signature: `nrefs:1" in summary and "chrF signature" in summary
     assert list(bleu.data[0].x) == ["en-de", "en-fr", "de-en", "fr-en"]
     assert len(chrf.data) == 1 and second["visible"] is False
@@ -245,7 +296,7 @@ def test_evaluate_one_checkpoint_on_the_builtin_test_split() -> None:
 
 
 def test_evaluation_results_are_cached() -> None:
-    args = ("tiny", evaluate_tab.NONE, "Built-in test split", None, "en-de", 1, 3)
+    args = ("tiny", ui.NONE, "Built-in test split", None, "en-de", 1, 3)
     first = evaluate_tab.run_evaluation(*args)
     started = time.perf_counter()
     again = evaluate_tab.run_evaluation(*args)
@@ -279,10 +330,10 @@ def test_evaluate_errors_are_readable(tmp_path: Path) -> None:
         evaluate_tab.run_evaluation("tiny", None, "Uploaded files", [str(bad)])
     with pytest.raises(gr.Error, match="No model selected"):
         evaluate_tab.run_evaluation(None, None, "Built-in test split")
-    assert evaluate_tab.toggle_files("Uploaded files")["visible"] is True
-    update = evaluate_tab.refresh_other("gone")
-    assert update["choices"][0] == evaluate_tab.NONE and "tiny" in update["choices"] and update["value"] == evaluate_tab.NONE
-    assert evaluate_tab.refresh_other("tiny")["value"] == "tiny"
+    assert ui.toggle_files("Uploaded files")["visible"] is True and ui.toggle_files("Multi30K test split")["visible"] is False
+    update = ui.refresh_other("gone")
+    assert update["choices"][0] == ui.NONE and "tiny" in update["choices"] and update["value"] == ui.NONE
+    assert ui.refresh_other("tiny")["value"] == "tiny"
 
 
 # --- Train -----------------------------------------------------------------------------------
@@ -450,7 +501,7 @@ def test_two_models_side_by_side(second_model: str) -> None:
     assert first.data[0].type == "heatmap" and second_model in second.layout.title.text
     assert np.allclose(np.asarray(first.data[0].z), np.asarray(second.data[0].z))
     with pytest.raises(gr.Error, match="Pick a second model"):
-        inside_tab.side_by_side("tiny", evaluate_tab.NONE, SENTENCE, "en", "de")
+        inside_tab.side_by_side("tiny", ui.NONE, SENTENCE, "en", "de")
     with pytest.raises(gr.Error, match="Enter a sentence"):
         inside_tab.side_by_side("tiny", second_model, " ", "en", "de")
 

@@ -9,7 +9,7 @@ import pytest
 import core
 from core import checkpoint
 from core.corpus import Corpus
-from core.jobs import Job, JobError, TrainingJobs, list_checkpoints
+from core.jobs import Job, JobError, TaskJob, TrainingJob, TrainingJobs, list_checkpoints
 from core.train import train
 from tests.helpers import tiny_config
 
@@ -30,7 +30,7 @@ def _fake_checkpoint(folder: Path) -> Path:
 def test_a_tiny_run_finishes_in_the_background(tmp_path: Path, builtin_corpus: Corpus) -> None:
     jobs = TrainingJobs()
     job = jobs.start(tiny_config(steps=10), "first", tmp_path, corpus=builtin_corpus)
-    assert job.folder == tmp_path / "first"
+    assert job.folder == tmp_path / "first" and isinstance(job, TrainingJob) and job.kind == "training"
     assert jobs.current is job
     _wait(job)
     assert job.status == "done", job.error
@@ -130,6 +130,7 @@ def test_a_task_runs_in_the_background_and_counts_the_steps_of_all_its_runs(tmp_
     jobs = TrainingJobs()
     job = jobs.start_task("two-runs", tmp_path, _two_runs(tmp_path / "two-runs", builtin_corpus, 6), total_steps=12,
                           kind="experiment")
+    assert isinstance(job, TaskJob) and job.kind == "experiment"
     with pytest.raises(JobError, match="A experiment is already in progress"):
         jobs.start(tiny_config(steps=4), "meanwhile", tmp_path, corpus=builtin_corpus)
     _wait(job)
