@@ -21,6 +21,7 @@ if str(ROOT) not in sys.path:
 
 from bench import common  # noqa: E402
 from core.checkpoint import read_metrics  # noqa: E402
+from core.events import Event  # noqa: E402
 
 BLEU_FLOOR = 30.0
 
@@ -37,7 +38,7 @@ def main() -> int:
         subprocess.run(command, cwd=common.ROOT, check=True, stdout=subprocess.DEVNULL)
         wall = time.perf_counter() - start
         records = read_metrics(out)
-    valid = [r for r in records if r["event"] == "valid"]
+    valid = [r for r in records if r["event"] == Event.VALID]
     final = valid[-1]
     result = {
         "benchmark": "classroom",

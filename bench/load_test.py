@@ -37,6 +37,7 @@ if str(ROOT) not in sys.path:
 
 import psutil  # noqa: E402
 
+from core.events import ENDINGS  # noqa: E402  (how the Train tab says a run ended)
 from tests.app_server import AppServer, launch_app  # noqa: E402
 
 DEFAULT_CHECKPOINT = ROOT / "checkpoints" / "multi30k-4lang"
@@ -47,7 +48,6 @@ SENTENCES = [
     "A man in a red shirt is riding a bike.", "Three people are sitting at a table outside.",
     "A little girl climbs the stairs.", "The cat sleeps on the sofa.", "A group of men are playing football.",
 ]
-ENDINGS = ("done", "failed", "cancelled", "early_stop", "time_limit")  # how the Train tab says a run ended
 CHECKPOINT_FILES = ("config.json", "model.safetensors", "spm.model", "README.md", "metrics.jsonl")
 
 

@@ -78,7 +78,7 @@ def child(preset_name: str, steps: int, checkpoint: Path, n_threads: int) -> Non
         data = "Multi30K, shipped tokenizer"
     directions = parse_directions(run.data.directions, languages)
     encoded = {lang: tokenizer.encode_batch(lines) for lang, lines in train.items()}
-    stream = BatchStream(encoded, directions, tokenizer.tag_ids, run.train.tokens_per_batch, run.train.temperature,
+    stream = BatchStream(encoded, directions, tokenizer.tag_ids, run.train.tokens_per_batch, run.train.direction_temperature,
                          run.train.seed, run.data.max_tokens_per_sentence)
     marks["after_data_mb"] = _rss_mb()
     run.model.vocab_size = len(tokenizer)

@@ -109,7 +109,7 @@ def profile_step(checkpoint: Path, peak: float) -> dict:
     from bench.train_speed import load_shape
 
     run, tokenizer, directions = load_shape(checkpoint)
-    stream = common.training_stream(tokenizer, directions, run.train.tokens_per_batch, temperature=run.train.temperature,
+    stream = common.training_stream(tokenizer, directions, run.train.tokens_per_batch, temperature=run.train.direction_temperature,
                                     seed=run.train.seed)
     batches = common.take(iter(stream), 3)
     torch.manual_seed(0)

@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = run.model
     log(f"train_speed: {cfg.d_model}d {cfg.n_encoder_layers}+{cfg.n_decoder_layers} layers, vocab {cfg.vocab_size}, "
         f"{run.train.tokens_per_batch} tokens/batch, {n_threads} threads, {device}")
-    stream = common.training_stream(tokenizer, directions, run.train.tokens_per_batch, temperature=run.train.temperature,
+    stream = common.training_stream(tokenizer, directions, run.train.tokens_per_batch, temperature=run.train.direction_temperature,
                                     seed=run.train.seed, max_tokens=run.data.max_tokens_per_sentence)
     batches = [b.to(device) for b in common.take(iter(stream), warmup + rounds * steps)]
 

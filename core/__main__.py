@@ -15,6 +15,7 @@ from core import checkpoint
 from core.checkpoint import CheckpointError
 from core.config import PRESETS, RunConfig, preset
 from core.corpus import CorpusError, download_multi30k, load_corpus
+from core.events import ENDINGS, Event
 
 if TYPE_CHECKING:
     from core.translator import Translator
@@ -59,45 +60,39 @@ def main(argv: list[str] | None = None) -> int:
 def _train_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default="tiny", choices=list(PRESETS))
     p.add_argument("--config", help="a config.json (overrides --preset); other flags override it")
-    p.add_argument("--data", help="builtin (default), multi30k, multi30k:DIR, FILE.tsv or A.en.txt,B.de.txt")
-    p.add_argument("--languages", help="comma-separated subset, e.g. en,de,fr")
-    p.add_argument("--directions", help="all, en-centric, or en-de,de-en,...")
     p.add_argument("--out", help="run folder (default: checkpoints/<preset>-<time>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
-    for flag, kind, where in [
-        ("--steps", int, "train.steps"), ("--tokens-per-batch", int, "train.tokens_per_batch"),
-        ("--lr", float, "train.lr"), ("--warmup-steps", int, "train.warmup_steps"),
-        ("--schedule", str, "train.schedule"),
-        ("--temperature", float, "train.temperature"), ("--seed", int, "train.seed"),
-        ("--eval-every", int, "train.eval_every"), ("--max-minutes", float, "train.max_minutes"),
-        ("--threads", int, "train.threads"), ("--accumulation", int, "train.accumulation"),
-        ("--device", str, "train.device"), ("--vocab-size", int, "data.vocab_size"),
-        ("--d-model", int, "model.d_model"), ("--layers", int, "model.layers"),
-        ("--heads", int, "model.n_heads"), ("--d-ff", int, "model.d_ff"), ("--dropout", float, "model.dropout"),
-    ]:
-        p.add_argument(flag, type=kind, dest=where, default=None, help=f"sets {where}")
+    for flags, kind, key, help_text in TRAIN_FLAGS:
+        p.add_argument(*flags, type=kind, dest=OVERRIDE + key, default=None, help=help_text or f"sets {key}")
+
+
+OVERRIDE = "override:"  # the dest of a flag that overrides a config setting: "override:steps"
+# (flags, type, RunConfig.with_overrides key, help); the config's own checks refuse bad values.
+TRAIN_FLAGS: list[tuple[tuple[str, ...], type, str, str | None]] = [
+    (("--data",), str, "source", "builtin (default), multi30k, multi30k:DIR, FILE.tsv or A.en.txt,B.de.txt"),
+    (("--languages",), str, "languages", "comma-separated subset, e.g. en,de,fr"),
+    (("--directions",), str, "directions", "all, en-centric, or en-de,de-en,..."),
+    (("--steps",), int, "steps", "training steps (the warm-up shrinks to a fifth of them unless --warmup-steps is given)"),
+    (("--tokens-per-batch",), int, "tokens_per_batch", None), (("--lr",), float, "lr", None),
+    (("--warmup-steps",), int, "warmup_steps", None), (("--schedule",), str, "schedule", "inverse_sqrt or cosine"),
+    (("--direction-temperature", "--temperature"), float, "direction_temperature",
+     "how evenly directions are sampled: 1 in proportion to their data, higher more even (--temperature: old name)"),
+    (("--seed",), int, "seed", None), (("--eval-every",), int, "eval_every", None),
+    (("--max-minutes",), float, "max_minutes", None), (("--threads",), int, "threads", None),
+    (("--accumulation",), int, "accumulation", None), (("--device",), str, "device", None),
+    (("--vocab-size",), int, "vocab_size", "pieces asked of the tokenizer (the model gets what it gives)"),
+    (("--d-model",), int, "d_model", "model width (d_ff follows, 4x, unless --d-ff is given)"),
+    (("--layers",), int, "layers", "encoder and decoder layers"), (("--heads",), int, "n_heads", None),
+    (("--d-ff",), int, "d_ff", None), (("--dropout",), float, "dropout", None),
+]
 
 
 def build_config(args: argparse.Namespace) -> RunConfig:
-    config = RunConfig.load(args.config) if args.config else preset(args.preset)
-    if args.data:
-        config.data.source = args.data
-    if args.languages:
-        config.data.languages = [code.strip() for code in args.languages.split(",") if code.strip()]
-    if args.directions:
-        config.data.directions = args.directions
-    for where, value in vars(args).items():
-        if "." not in where or value is None:
-            continue
-        section, name = where.split(".")
-        if name == "layers":
-            config.model.n_encoder_layers = config.model.n_decoder_layers = value
-        else:
-            setattr(getattr(config, section), name, value)
-    if config.data.vocab_size != config.model.vocab_size:
-        config.model.vocab_size = config.data.vocab_size
-    config.model.__post_init__()
-    return config
+    """The --config file or --preset, with the flags given applied (`RunConfig.with_overrides`)."""
+    base = RunConfig.load(args.config) if args.config else preset(args.preset)
+    overrides = {dest.removeprefix(OVERRIDE): value for dest, value in vars(args).items()
+                 if dest.startswith(OVERRIDE) and value is not None}
+    return base.with_overrides(**overrides)
 
 
 class ProgressPrinter:
@@ -108,16 +103,16 @@ class ProgressPrinter:
 
     def __call__(self, event: dict) -> None:
         kind = event["event"]
-        if kind == "start":
+        if kind == Event.START:
             self.bar = tqdm(total=event["total_steps"], initial=event["step"], unit="step", dynamic_ncols=True)
-        elif kind == "step" and self.bar is not None:
+        elif kind == Event.STEP and self.bar is not None:
             self.bar.update(event["step"] - self.bar.n)
             self.bar.set_postfix(loss=f"{event['loss']:.3f}", lr=f"{event['lr']:.2e}", tok_s=f"{event['tokens_per_s']:.0f}")
-        elif kind == "valid":
+        elif kind == Event.VALID:
             scores = " ".join(f"{d} {b:.1f}" for d, b in event["bleu"].items())
             label = f"averaged {event['averaged']}" if event.get("averaged") else f"step {event['step']}"
             tqdm.write(f"valid {label}: loss {event['valid_loss']:.3f}  mean BLEU {event['mean_bleu']:.1f}  [{scores}]")
-        elif kind in ("done", "cancelled", "early_stop", "time_limit", "failed"):
+        elif kind in ENDINGS:
             if self.bar is not None:
                 self.bar.close()
             tqdm.write(f"{kind}: {event}")
@@ -137,7 +132,7 @@ def run_train(args: argparse.Namespace) -> int:
     result = trainer.run()
     print(f"{result.status} at step {result.step}; best mean valid BLEU "
           f"{'—' if result.best_bleu is None else f'{result.best_bleu:.1f}'}; model in {result.folder}")
-    return 0 if result.status != "cancelled" else 130
+    return 0 if result.status != Event.CANCELLED else 130
 
 
 # --- translate -----------------------------------------------------------------------------
@@ -247,7 +242,8 @@ def _transfer_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default="tiny", choices=list(PRESETS))
     p.add_argument("--config", help="a config.json (overrides --preset); other flags override it")
     p.add_argument("--steps", type=int, default=None, help="training steps of each model")
-    p.add_argument("--temperature", type=float, default=None, help="direction sampling temperature")
+    p.add_argument("--direction-temperature", "--temperature", type=float, default=None, dest="direction_temperature",
+                   help="how evenly directions are sampled (--temperature: old name)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--beam", type=int, default=4)
     p.add_argument("--max-sentences", type=int, default=None, help="test sentences per direction")
@@ -257,11 +253,10 @@ def _transfer_parser(p: argparse.ArgumentParser) -> None:
 def run_transfer(args: argparse.Namespace) -> int:
     from core.analysis import transfer_experiment, transfer_table
 
-    config = RunConfig.load(args.config) if args.config else preset(args.preset)
-    config.data.source = args.data or config.data.source
-    for name in ("steps", "temperature", "threads"):
-        if getattr(args, name) is not None:
-            setattr(config.train, name, getattr(args, name))
+    base = RunConfig.load(args.config) if args.config else preset(args.preset)
+    overrides = {"source": args.data, "steps": args.steps, "direction_temperature": args.direction_temperature,
+                 "threads": args.threads}
+    config = base.with_overrides(**{key: value for key, value in overrides.items() if value is not None})
     helpers = tuple(code.strip() for code in args.helpers.split(",") if code.strip())
     result = transfer_experiment(load_corpus(config.data.source), args.low, args.low_size, helpers, config, args.out,
                                  listeners=[ProgressPrinter()], beam_size=args.beam, max_sentences=args.max_sentences)

@@ -195,7 +195,7 @@ def transfer_experiment(
     listeners receive every training event with a "model" key naming the run.
 
     The multilingual model spends only part of its steps on the low-resource direction; the
-    config's `train.temperature` sets how much (higher evens the directions out). Note that the
+    config's `train.direction_temperature` sets how much (higher evens the directions out). Note that the
     corpus is N-way parallel, so the helpers' English sides include the English of the
     low-resource pairs.
     """
@@ -224,9 +224,8 @@ def transfer_experiment(
         "max_sentences": max_sentences, "bleu": {}, "chrf": {}, "models": {},
     }
     for label, (data, directions) in runs.items():
-        run_config = RunConfig.from_dict(base.to_dict())  # a fresh copy: training adjusts vocab_size
-        run_config.data.languages = [source, low_resource] if label == BILINGUAL else languages
-        run_config.data.directions = ",".join(directions)
+        run_config = base.with_overrides(languages=[source, low_resource] if label == BILINGUAL else languages,
+                                         directions=",".join(directions))
         trained = train(run_config, out / label, corpus=data, listeners=[_tagged(lst, label) for lst in listeners])
         report = evaluate(Translator.load(trained.folder), corpus.split("test"), directions, beam_size=beam_size,
                           max_sentences=max_sentences)

@@ -9,6 +9,7 @@ from pathlib import Path
 from core import checkpoint, plots
 from core.corpus import PROJECT_ROOT
 from core.evaluate import EvalReport
+from core.events import Event
 from core.languages import language_name, split_direction
 
 DATA_NOTES = {
@@ -56,7 +57,7 @@ def render_card(folder: Path) -> str:
         f"- Best mean validation BLEU (greedy, capped sample): {_fmt(training.get('best_mean_valid_bleu'))}",
         f"- Reproduce (same data, same seed): `python -m core train --config {_shown(folder)}/config.json --out NEW_FOLDER`",
     ]
-    starts = [r for r in checkpoint.read_metrics(folder) if r.get("event") == "start"]
+    starts = [r for r in checkpoint.read_metrics(folder) if r.get("event") == Event.START]
     if len(starts) > 1:
         lines.append(f"- Trained in {len(starts)} sittings: stopped and resumed exactly at steps "
                      f"{', '.join(str(r['step']) for r in starts[1:])}")
@@ -93,7 +94,7 @@ def _fmt(value: float | None) -> str:
 
 
 def _progress_table(records: list[dict]) -> list[str]:
-    valid = [r for r in records if r.get("event") == "valid"]
+    valid = [r for r in records if r.get("event") == Event.VALID]
     if not valid:
         return []
     lines = ["", "### Validation during training", "", "| step | minutes | valid loss | mean BLEU |",

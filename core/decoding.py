@@ -34,7 +34,7 @@ class Step:
     chosen_probability: float
 
 
-@dataclass
+@dataclass(frozen=True)
 class SearchLimits:
     max_len_a: float = 1.5
     max_len_b: int = 10
@@ -44,6 +44,9 @@ class SearchLimits:
         lengths = (source != PAD_ID).sum(dim=1)
         limits = (lengths.float() * self.max_len_a).long() + self.max_len_b
         return limits.clamp(max=max_positions - 1)
+
+
+DEFAULT_LIMITS = SearchLimits()  # frozen, so one shared default is safe
 
 
 def _start(model: Transformer, source: Tensor) -> tuple[list[LayerCache], Tensor]:
@@ -105,7 +108,7 @@ def _extend(model: Transformer, source: Tensor, limits: SearchLimits, choose: Ca
 
 
 @torch.inference_mode()
-def greedy(model: Transformer, source: Tensor, limits: SearchLimits = SearchLimits()) -> list[Hypothesis]:
+def greedy(model: Transformer, source: Tensor, limits: SearchLimits = DEFAULT_LIMITS) -> list[Hypothesis]:
     """The most probable next piece at every step."""
     return _extend(model, source, limits, lambda log_probs: log_probs.argmax(dim=-1))
 
@@ -126,7 +129,7 @@ def beam_search(
     beam_size: int = 4,
     length_penalty: float = 1.0,
     n_best: int = 1,
-    limits: SearchLimits = SearchLimits(),
+    limits: SearchLimits = DEFAULT_LIMITS,
 ) -> list[list[Hypothesis]]:
     """Batched beam search; returns the `n_best` hypotheses of each sentence, best first.
 
@@ -222,7 +225,7 @@ def sample(
     top_k: int = 0,
     top_p: float = 1.0,
     seed: int = 0,
-    limits: SearchLimits = SearchLimits(),
+    limits: SearchLimits = DEFAULT_LIMITS,
 ) -> list[list[Hypothesis]]:
     """`n` random translations per sentence, drawn from the (reshaped) next-piece distribution.
 
@@ -266,7 +269,7 @@ def step_by_step(
     source: Tensor,
     top_k: int = 10,
     forced: list[int] | None = None,
-    limits: SearchLimits = SearchLimits(),
+    limits: SearchLimits = DEFAULT_LIMITS,
 ) -> list[Step]:
     """The decoder as a language model, one sentence: at each step the top-k next pieces with
     their probabilities, then the greedy choice — or the `forced` token, to inspect a given

@@ -25,10 +25,10 @@ from typing import Any
 from core import checkpoint
 from core.config import RunConfig
 from core.corpus import Corpus
-from core.train import Event, Listener, Trainer
+from core.events import ENDINGS, FINISHED, Event
+from core.train import Listener, Record, Trainer
 
 SHIPPED_CHECKPOINTS: tuple[str, ...] = ("multi30k-4lang",)  # listed first, in this order
-TERMINAL_EVENTS = ("done", "cancelled", "early_stop", "time_limit", "failed")
 
 CorpusSource = Corpus | Callable[[], Corpus] | None
 Task = Callable[[list[Listener]], Any]  # trains with the listeners it is given; returns the job's result
@@ -58,7 +58,7 @@ class Job:
         self.kind = kind
         self.total_steps = total_steps
         self._lock = threading.Lock()
-        self._events: list[Event] = []
+        self._events: list[Record] = []
         self._cancel_requested = False
         self._error: str | None = None
         self._started_at = time.monotonic()
@@ -98,7 +98,7 @@ class Job:
     # --- watching --------------------------------------------------------------------------
 
     @property
-    def events(self) -> list[Event]:
+    def events(self) -> list[Record]:
         """A snapshot of every event so far (start, step, valid, checkpoint, and the final one)."""
         with self._lock:
             return list(self._events)
@@ -119,7 +119,7 @@ class Job:
             final = self._final_status()
         if final is not None:
             return final
-        return "running" if self._thread.is_alive() or not self._thread.ident else "failed"
+        return "running" if self._thread.is_alive() or not self._thread.ident else Event.FAILED
 
     @property
     def stage(self) -> str:
@@ -146,7 +146,7 @@ class Job:
     @property
     def progress(self) -> float:
         """Fraction of the planned steps done, 0…1 (1 once the job has ended normally)."""
-        if self.status in ("done", "early_stop", "time_limit"):
+        if self.status in FINISHED:
             return 1.0
         return min(1.0, self.step / max(1, self.total_steps))
 
@@ -194,13 +194,13 @@ class TrainingJob(Job):
         except Exception as error:  # the run is over either way; keep the reason for the UI
             with self._lock:
                 self._error = f"{type(error).__name__}: {error}"
-                if not self._events or self._events[-1]["event"] != "failed":
-                    self._events.append({"event": "failed", "step": self._last_step(), "error": self._error})
+                if not self._events or self._events[-1]["event"] != Event.FAILED:
+                    self._events.append({"event": Event.FAILED, "step": self._last_step(), "error": self._error})
 
-    def _record(self, event: Event) -> None:
+    def _record(self, event: Record) -> None:
         with self._lock:
             self._events.append(dict(event))
-            if event["event"] == "start":
+            if event["event"] == Event.START:
                 self._training_since = (time.monotonic(), int(event.get("step", 0)))
                 self.total_steps = int(event.get("total_steps", self.total_steps))
 
@@ -212,13 +212,13 @@ class TrainingJob(Job):
                 self._trainer.cancel()
 
     def _final_status(self) -> str | None:
-        return next((e["event"] for e in reversed(self._events) if e["event"] in TERMINAL_EVENTS), None)
+        return next((e["event"] for e in reversed(self._events) if e["event"] in ENDINGS), None)
 
     def _last_step(self) -> int:
         return max((int(e.get("step", 0)) for e in self._events), default=0)
 
     def _error_message(self) -> str | None:
-        return self._error or next((e.get("error") for e in self._events if e["event"] == "failed"), None)
+        return self._error or next((e.get("error") for e in self._events if e["event"] == Event.FAILED), None)
 
 
 class TaskJob(Job):
@@ -241,25 +241,25 @@ class TaskJob(Job):
         result, error = None, None
         try:
             result = self._task([self._record])
-            outcome = "done"
+            outcome = Event.DONE
         except JobCancelled:
-            outcome = "cancelled"
+            outcome = Event.CANCELLED
         except Exception as exception:  # the task is over either way; keep the reason for the UI
-            outcome, error = "failed", f"{type(exception).__name__}: {exception}"
+            outcome, error = Event.FAILED, f"{type(exception).__name__}: {exception}"
         with self._lock:
             self._result, self._error, self._outcome = result, error, outcome
-            final: Event = {"event": outcome, "step": self._last_step()}
+            final: Record = {"event": outcome, "step": self._last_step()}
             self._events.append({**final, "error": error} if error else final)
 
-    def _record(self, event: Event) -> None:
+    def _record(self, event: Record) -> None:
         with self._lock:
             self._events.append(dict(event))
-            if event["event"] == "start":  # the next training run: its steps come after the last one's
+            if event["event"] == Event.START:  # the next training run: its steps come after the last one's
                 self._phase_offset = self._task_steps
                 if self._training_since is None:
                     self._training_since = (time.monotonic(), self._task_steps)
             self._task_steps = max(self._task_steps, self._phase_offset + int(event.get("step", 0)))
-            stop = self._cancel_requested and event["event"] not in TERMINAL_EVENTS
+            stop = self._cancel_requested and event["event"] not in ENDINGS
         if stop:
             raise JobCancelled(f"{self.name} was cancelled")
 

@@ -31,6 +31,8 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
+from core.events import Event
+
 __all__ = [
     "NO_DATA",
     "attention_head_grid",
@@ -102,8 +104,8 @@ def _empty_figure(title: str, message: str = NO_DATA) -> go.Figure:
     return _style(fig, title)
 
 
-def _events(records: Iterable[dict], event: str) -> list[dict]:
-    """The records of one event type (``"step"`` or ``"valid"``), in order."""
+def _events(records: Iterable[dict], event: Event) -> list[dict]:
+    """The records of one event type (e.g. ``Event.STEP`` or ``Event.VALID``), in order."""
     return [r for r in records if isinstance(r, dict) and r.get("event") == event]
 
 
@@ -184,8 +186,8 @@ def training_curves(records: list[dict]) -> go.Figure:
     The learning rate is drawn on a second y axis on the right (``yaxis2``).
     """
     title = "Training loss"
-    steps = _events(records, "step")
-    valids = _events(records, "valid")
+    steps = _events(records, Event.STEP)
+    valids = _events(records, Event.VALID)
     train_x, train_y = _series(steps, "loss")
     valid_x, valid_y = _series(valids, "valid_loss")
     lr_x, lr_y = _series(steps, "lr")
@@ -241,7 +243,7 @@ def training_curves(records: list[dict]) -> go.Figure:
 def throughput_curve(records: list[dict]) -> go.Figure:
     """Training speed (tokens per second) over steps."""
     title = "Throughput"
-    x, y = _series(_events(records, "step"), "tokens_per_s")
+    x, y = _series(_events(records, Event.STEP), "tokens_per_s")
     if not x:
         return _empty_figure(title)
     fig = go.Figure(
@@ -264,7 +266,7 @@ def valid_bleu_curves(records: list[dict]) -> go.Figure:
     The mean over directions is drawn as a thick dashed black line.
     """
     title = "Validation BLEU"
-    valids = [r for r in _events(records, "valid") if r.get("step") is not None]
+    valids = [r for r in _events(records, Event.VALID) if r.get("step") is not None]
     directions: list[str] = []
     for r in valids:
         for direction in r.get("bleu") or {}:

@@ -4,9 +4,13 @@ The loop is the textbook one — batch, forward, label-smoothed loss, backward, 
 plus what a real run needs: warm-up and decay of the learning rate, periodic validation with
 BLEU per direction, best/last checkpoints, early stopping, cancellation, and exact resume.
 
-Progress is reported as events (plain dicts) to listeners: the CLI prints them, the metrics file
-stores them, the UI plots them. Event kinds: start, step, valid, checkpoint, done, cancelled,
-early_stop, time_limit, failed.
+Progress is reported as records (plain dicts) to listeners: the CLI prints them, the metrics file
+stores them, the UI plots them. Their kinds (`Event`) and the reasons to stop early (`Stop`) are
+named in `core.events`.
+
+The trainer never changes the config it is given: it works on its own copy, completes it (the
+vocabulary size comes from the tokenizer) and returns it as `TrainResult.config`, the config
+that was used, which is also the one written to the run folder's config.json.
 """
 
 from __future__ import annotations
@@ -31,21 +35,23 @@ from core.config import RunConfig, TrainConfig
 from core.corpus import Corpus, load_corpus
 from core.device import pick_device
 from core.evaluate import evaluate
+from core.events import Event, Stop
 from core.languages import parse_directions, split_direction
 from core.model import Transformer
 from core.tokenizer import Tokenizer
 from core.translator import Translator
 
-Event = dict[str, Any]
-Listener = Callable[[Event], None]
+Record = dict[str, Any]  # one training record: {"event": Event, "step": int, ...}
+Listener = Callable[[Record], None]
 
 
 @dataclass
 class TrainResult:
     folder: Path
-    status: str  # "done", "early_stop", "time_limit" or "cancelled"
+    status: Event  # DONE, EARLY_STOP, TIME_LIMIT or CANCELLED
     step: int
     best_bleu: float | None
+    config: RunConfig  # the config that was used: the one given, with the tokenizer's vocabulary size
 
 
 def learning_rate(step: int, config: TrainConfig) -> float:
@@ -60,9 +66,6 @@ def learning_rate(step: int, config: TrainConfig) -> float:
     if config.schedule == "inverse_sqrt":
         return config.lr * math.sqrt(max(1, config.warmup_steps) / step)
     raise ValueError(f"Unknown schedule {config.schedule!r}: use 'inverse_sqrt' or 'cosine'")
-
-
-STOPS = {0: None, 1: "time_limit", 2: "early_stop", 3: "cancelled"}  # when ranks disagree, the highest wins
 
 
 class LossOf(nn.Module):
@@ -86,20 +89,20 @@ class Trainer:
         listeners: Iterable[Listener] = (),
         resume: bool = False,
     ) -> None:
-        self.config = config
+        self.config = config.copy()  # the caller's config stays as it was; see TrainResult.config
         self.out = Path(out)
         self.corpus = corpus
         self.listeners = list(listeners)
         self.resume = resume
         self.cancel_requested = threading.Event()
-        self.records: list[Event] = []
+        self.records: list[Record] = []
         self.group = distributed.Group()  # joined in _prepare when launched by torchrun
 
     def cancel(self) -> None:
         """Ask the run to stop after the current step; it saves a usable checkpoint first."""
         self.cancel_requested.set()
 
-    def emit(self, event: Event) -> None:
+    def emit(self, event: Record) -> None:
         if not self.group.is_main:
             return
         self.records.append(event)
@@ -130,14 +133,14 @@ class Trainer:
                 cfg.data.tokenizer_sentences_per_language, cfg.train.seed,
             )
         # SentencePiece may give fewer pieces than asked on a small corpus: the model follows it.
-        cfg.model.vocab_size = len(self.tokenizer)
+        cfg.model.vocab_size = len(self.tokenizer)  # on the trainer's own copy of the config
         self.model = Transformer(cfg.model).to(self.device)
         self.train_module = distributed.wrap(LossOf(self.model, cfg.train.label_smoothing), self.group)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.train.lr, betas=cfg.train.betas,
                                            weight_decay=cfg.train.weight_decay)
         encoded = {lang: self.tokenizer.encode_batch(lines) for lang, lines in corpus.split("train").items()}
         self.stream = BatchStream(encoded, self.directions, self.tokenizer.tag_ids, cfg.train.tokens_per_batch,
-                                  cfg.train.temperature, cfg.train.seed, cfg.data.max_tokens_per_sentence)
+                                  cfg.train.direction_temperature, cfg.train.seed, cfg.data.max_tokens_per_sentence)
         self.step = 0
         self.elapsed = 0.0
         self.best_bleu: float | None = None
@@ -178,7 +181,7 @@ class Trainer:
         self.best_bleu = state["best_bleu"]
         self.bad_validations = int(state["bad_validations"])
         self.records = [r for r in checkpoint.read_metrics(self.out) if r.get("step", 0) <= self.step
-                        and r["event"] in ("step", "valid", "start")]
+                        and r["event"] in (Event.STEP, Event.VALID, Event.START)]
 
     def _validation_batches(self) -> list:
         valid = self.corpus.split("valid")
@@ -197,24 +200,25 @@ class Trainer:
             self._prepare()
             return self._loop()
         except Exception as error:
-            self.emit({"event": "failed", "step": getattr(self, "step", 0), "error": f"{type(error).__name__}: {error}"})
+            self.emit({"event": Event.FAILED, "step": getattr(self, "step", 0), "error": f"{type(error).__name__}: {error}"})
             self._flush_metrics()
             raise
 
     def _loop(self) -> TrainResult:
         cfg = self.config.train
-        self.emit({"event": "start", "step": self.step, "total_steps": cfg.steps, "parameters": self.model.num_parameters(),
+        self.emit({"event": Event.START, "step": self.step, "total_steps": cfg.steps, "parameters": self.model.num_parameters(),
                    "directions": self.directions, "resumed": self.step > 0, "ranks": self.group.world})
         batches = iter(self.stream)
         interval_loss, interval_tokens, interval_steps, interval_start = 0.0, 0, 0, time.perf_counter()
-        status = "done"
+        status = Event.DONE
         while self.step < cfg.steps:
             # All ranks stop together: whichever rank was asked to stop (or ran out of time) decides.
             time_up = self.group.is_main and bool(cfg.max_minutes) and self.elapsed >= cfg.max_minutes * 60
-            stop = STOPS[distributed.agree(3 if self.cancel_requested.is_set() else int(time_up), self.group)]
+            wish = Stop.CANCELLED if self.cancel_requested.is_set() else Stop.TIME_LIMIT if time_up else Stop.NO
+            stop = Stop(distributed.agree(wish, self.group))
             if stop:
-                status = stop
-                if stop == "time_limit" and self.records[-1]["event"] not in ("checkpoint", "valid"):
+                status = stop.event
+                if stop == Stop.TIME_LIMIT and self.records[-1]["event"] not in (Event.CHECKPOINT, Event.VALID):
                     self._validate_and_keep_best()
                 break
             loss, tokens = self._train_step(batches)
@@ -226,15 +230,15 @@ class Trainer:
                 now = time.perf_counter()
                 self.elapsed += now - interval_start
                 loss_sum, tokens_sum = distributed.total([interval_loss, interval_tokens], self.group)
-                self.emit({"event": "step", "step": self.step, "loss": loss_sum / self.group.world / interval_steps,
+                self.emit({"event": Event.STEP, "step": self.step, "loss": loss_sum / self.group.world / interval_steps,
                            "lr": learning_rate(self.step, cfg), "tokens_per_s": tokens_sum / max(now - interval_start, 1e-9),
                            "elapsed_s": self.elapsed, "total_steps": cfg.steps})
                 interval_loss, interval_tokens, interval_steps, interval_start = 0.0, 0, 0, now
             pause_start = time.perf_counter()
             if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
                 early = self.group.is_main and self._validate_and_keep_best()
-                if distributed.agree(int(early), self.group):
-                    status = "early_stop"
+                if distributed.agree(Stop.EARLY_STOP if early else Stop.NO, self.group):
+                    status = Event.EARLY_STOP
                     break
             if self.step % cfg.save_every == 0:
                 self._save_last()
@@ -273,13 +277,13 @@ class Trainer:
             tokens += n
         return total / max(tokens, 1)
 
-    def validate(self) -> Event:
+    def validate(self) -> Record:
         valid_loss = self.validation_loss()
         translator = Translator(self.model, self.tokenizer, {"languages": self.languages, "directions": self.directions})
         report = evaluate(translator, self.corpus.split("valid"), self.directions, split="valid", beam_size=1,
                           max_sentences=self.config.train.eval_sentences)
         self.model.train()
-        return {"event": "valid", "step": self.step, "valid_loss": valid_loss,
+        return {"event": Event.VALID, "step": self.step, "valid_loss": valid_loss,
                 "bleu": report.metric("bleu"), "chrf": report.metric("chrf"), "mean_bleu": report.mean("bleu"),
                 "mean_chrf": report.mean("chrf"), "bleu_signature": report.bleu_signature, "elapsed_s": self.elapsed}
 
@@ -293,7 +297,7 @@ class Trainer:
         if self.best_bleu is None or event["mean_bleu"] > self.best_bleu:
             self.best_bleu, self.bad_validations = event["mean_bleu"], 0
             checkpoint.save_weights(self.model.state_dict(), self.out / checkpoint.WEIGHTS)
-            self.emit({"event": "checkpoint", "step": self.step, "kind": "best", "mean_bleu": self.best_bleu})
+            self.emit({"event": Event.CHECKPOINT, "step": self.step, "kind": "best", "mean_bleu": self.best_bleu})
         else:
             self.bad_validations += 1
         self._flush_metrics()
@@ -333,20 +337,20 @@ class Trainer:
         if self.best_bleu is None or event["mean_bleu"] > self.best_bleu:
             self.best_bleu = event["mean_bleu"]
             checkpoint.save_weights(average, self.out / checkpoint.WEIGHTS)
-            self.emit({"event": "checkpoint", "step": self.step, "kind": "average", "mean_bleu": self.best_bleu})
+            self.emit({"event": Event.CHECKPOINT, "step": self.step, "kind": "average", "mean_bleu": self.best_bleu})
         self.model.load_state_dict(best_state)
 
-    def _finish(self, status: str) -> TrainResult:
+    def _finish(self, status: Event) -> TrainResult:
         replicas = distributed.checksums(list(self.model.parameters()), self.group)
         distributed.stop(self.group)
         if not self.group.is_main:
-            return TrainResult(self.out, status, self.step, self.best_bleu)
+            return TrainResult(self.out, status, self.step, self.best_bleu, self.config)
         # The run may stop before its first validation (a quick cancel): it still leaves a
         # loadable model, so a cancelled run is never wasted.
         if not (self.out / checkpoint.WEIGHTS).exists():
             checkpoint.save_weights(self.model.state_dict(), self.out / checkpoint.WEIGHTS)
         self._save_last()
-        if status != "cancelled":
+        if status != Event.CANCELLED:
             self._average_snapshots()
         summary = {"status": status, "steps": self.step, "train_seconds": round(self.elapsed, 1),
                    "best_mean_valid_bleu": self.best_bleu, "hardware": hardware_description(), "ranks": self.group.world}
@@ -354,7 +358,7 @@ class Trainer:
         self.emit({"event": status, **summary, "step": self.step, "replica_checksums": replicas})
         self._flush_metrics()
         write_card(self.out)
-        return TrainResult(self.out, status, self.step, self.best_bleu)
+        return TrainResult(self.out, status, self.step, self.best_bleu, self.config)
 
 
 def hardware_description() -> str:

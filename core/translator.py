@@ -14,7 +14,7 @@ import torch
 
 from core import checkpoint, quantize
 from core.config import ModelConfig
-from core.decoding import Hypothesis, SearchLimits, beam_search, greedy, sample, step_by_step
+from core.decoding import DEFAULT_LIMITS, Hypothesis, SearchLimits, beam_search, greedy, sample, step_by_step
 from core.device import pick_device
 from core.languages import language_name
 from core.model import AttentionMaps, Transformer
@@ -156,7 +156,7 @@ class Translator:
         length_penalty: float = 1.0,
         n_best: int = 1,
         batch_size: int = 64,
-        limits: SearchLimits = SearchLimits(),
+        limits: SearchLimits = DEFAULT_LIMITS,
         workers: int | None = None,
     ) -> list[Translation]:
         """Translate each line; empty lines give empty translations. beam_size 1 is greedy search.

@@ -24,6 +24,7 @@ from core.analysis import (
     zero_shot_table,
 )
 from core.config import preset
+from core.events import Event
 from core.jobs import Job
 from core.languages import language_name
 from demo import data, state
@@ -156,7 +157,7 @@ def _transfer_status_text(job: Job | None) -> str:
         model = next((e["model"] for e in reversed(job.events) if "model" in e), None)
         training = f"training the {model} model" if model else job.stage
         return f"**{job.name}** · {training} · step {job.step}/{job.total_steps}"
-    if job.status == "failed":
+    if job.status == Event.FAILED:
         return f"**{job.name}** · **failed** · {job.error}"
     return f"**{job.name}** · **{job.status}**"
 

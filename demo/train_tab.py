@@ -10,7 +10,7 @@ import gradio as gr
 import plotly.graph_objects as go
 
 from core import plots
-from core.config import PRESETS, RunConfig, preset
+from core.config import PRESETS, preset
 from core.corpus import Corpus, download_multi30k, find_multi30k, load_corpus
 from core.jobs import TRAINING, Job
 from core.languages import parse_directions
@@ -29,32 +29,10 @@ POLL_SECONDS = 1.0
 # --- configuration -----------------------------------------------------------------------------
 
 def preset_knobs(name: str) -> tuple[int, int, int, int, float, float]:
-    """(layers, d_model, steps, tokens per batch, learning rate, temperature) of a preset."""
+    """(layers, d_model, steps, tokens per batch, learning rate, direction temperature) of a preset."""
     config = preset(name)
     return (config.model.n_encoder_layers, config.model.d_model, config.train.steps,
-            config.train.tokens_per_batch, config.train.lr, config.train.temperature)
-
-
-def build_config(preset_name: str, layers: float, d_model: float, steps: float, tokens_per_batch: float,
-                 lr: float, temperature: float, source: str, languages: list[str], directions: str) -> RunConfig:
-    """A preset with the knobs of the form applied (feed-forward size follows d_model, ×4)."""
-    if None in (layers, d_model, steps, tokens_per_batch, lr, temperature):
-        raise ValueError("Fill in every setting: layers, d_model, steps, tokens per batch, learning rate, temperature")
-    config = preset(preset_name)
-    config.model.n_encoder_layers = config.model.n_decoder_layers = int(layers)
-    config.model.d_model, config.model.d_ff = int(d_model), 4 * int(d_model)
-    config.model.__post_init__()  # d_model must split evenly over the heads
-    config.train.steps = int(steps)
-    config.train.warmup_steps = min(config.train.warmup_steps, max(1, int(steps) // 5))  # short runs warm up too
-    config.train.tokens_per_batch = int(tokens_per_batch)
-    config.train.lr = float(lr)
-    config.train.temperature = float(temperature)
-    config.data.source = source
-    config.data.languages = list(languages)
-    config.data.directions = directions
-    if config.train.steps < 1 or config.train.tokens_per_batch < 100 or config.train.lr <= 0:
-        raise ValueError("Steps must be at least 1, tokens per batch at least 100, and the learning rate positive")
-    return config
+            config.train.tokens_per_batch, config.train.lr, config.train.direction_temperature)
 
 
 def _directions_spec(mode: str, custom: str) -> str:
@@ -94,7 +72,7 @@ def _data(source: str, folder: str, download: bool, files: Any) -> tuple[str, An
 @friendly_errors
 def start_training(source: str, multi30k_folder: str, download: bool, files: Any, languages: list[str],
                    directions_mode: str, custom_directions: str, preset_name: str, layers: float, d_model: float,
-                   steps: float, tokens_per_batch: float, lr: float, temperature: float,
+                   steps: float, tokens_per_batch: float, lr: float, direction_temperature: float,
                    run_name: str) -> tuple[str, dict]:
     """Check the form and start the run in the background; returns at once (status, timer on)."""
     spec, corpus, available = _data(source, multi30k_folder or "", bool(download), files)
@@ -103,10 +81,13 @@ def start_training(source: str, multi30k_folder: str, download: bool, files: Any
         raise ValueError("Pick at least two languages")
     directions = _directions_spec(directions_mode, custom_directions or "")
     parse_directions(directions, chosen)  # a bad spec is reported now, not from the background thread
-    config = build_config(preset_name, layers, d_model, steps, tokens_per_batch, lr, temperature, spec, chosen,
-                          directions)
+    # The feed-forward size and the warm-up follow d_model and steps (see RunConfig.with_overrides);
+    # one core keeps serving translations meanwhile.
+    config = preset(preset_name).with_overrides(
+        layers=layers, d_model=d_model, steps=steps, tokens_per_batch=tokens_per_batch, lr=lr,
+        direction_temperature=direction_temperature, source=spec, languages=chosen, directions=directions,
+        threads=state.training_threads())
     check_training(config)
-    config.train.threads = state.training_threads()  # one core keeps serving translations meanwhile
     name = (run_name or "").strip() or f"{preset_name}-{time.strftime('%Y%m%d-%H%M%S')}"
     job = state.JOBS.start(config, name, state.checkpoints_dir(), corpus=corpus)
     return f"Started **{job.name}** ({len(chosen)} languages, {config.train.steps} steps).", gr.update(active=True)
@@ -214,7 +195,7 @@ def build(demo: gr.Blocks, picker: gr.Dropdown) -> None:
                                   info="English-centric: only to and from English; the rest is zero-shot")
             custom = gr.Textbox(label="Custom directions", placeholder="en-de,de-en,en-fr", visible=False)
         with gr.Column():
-            layers_default, d_model_default, steps_default, tokens_default, lr_default, temp_default = (
+            layers_default, d_model_default, steps_default, tokens_default, lr_default, direction_default = (
                 preset_knobs("tiny"))
             preset_name = gr.Dropdown(list(PRESETS), value="tiny", label="Preset")
             with gr.Row():
@@ -227,8 +208,10 @@ def build(demo: gr.Blocks, picker: gr.Dropdown) -> None:
                                    elem_id="train-tokens")
             with gr.Row():
                 lr = gr.Number(value=lr_default, label="Learning rate")
-                temperature = gr.Slider(1.0, 10.0, value=temp_default, step=0.5, label="Sampling temperature",
-                                        info="1: directions in proportion to their data; higher: more even")
+                direction_temperature = gr.Slider(1.0, 10.0, value=direction_default, step=0.5,
+                                                  label="Direction temperature",
+                                                  info="how often each direction is trained: 1 in proportion to its "
+                                                       "data; higher: more even")
             run_name = gr.Textbox(label="Run name (optional)", placeholder="e.g. my-first-model",
                                   elem_id="train-run-name")
     with gr.Row():
@@ -245,7 +228,7 @@ def build(demo: gr.Blocks, picker: gr.Dropdown) -> None:
     seen = gr.State({})
 
     form = [source, folder, download, files, languages, directions, custom, preset_name, layers, d_model, steps,
-            tokens, lr, temperature, run_name]
+            tokens, lr, direction_temperature, run_name]
     start_button.click(start_training, form, [status, timer], api_name="start_training")
     cancel_button.click(cancel_training, None, status, api_name="cancel_training")
     watch = [status, progress, loss_chart, speed_chart, bleu_chart, timer, picker, seen]
@@ -257,5 +240,5 @@ def build(demo: gr.Blocks, picker: gr.Dropdown) -> None:
                   api_visibility="private")
     files.change(uploaded_languages, files, languages, api_visibility="private")
     directions.change(custom_visible, directions, custom, api_visibility="private")
-    preset_name.change(preset_knobs, preset_name, [layers, d_model, steps, tokens, lr, temperature],
+    preset_name.change(preset_knobs, preset_name, [layers, d_model, steps, tokens, lr, direction_temperature],
                        api_visibility="private")

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import gradio as gr
 
 from core import limits
+from core.events import Event
 from core.jobs import Job
 from core.languages import language_name
 from core.limits import current_limits
@@ -195,7 +196,7 @@ def status_line(job: Job | None, idle: str, finished: Callable[[Job], str] | Non
         return idle
     if job.status == "running":
         return f"**{job.name}** · {job.stage} · step {job.step}/{job.total_steps}"
-    if job.status == "failed":
+    if job.status == Event.FAILED:
         return f"**{job.name}** · **failed** · {job.error}"
     return f"**{job.name}** · **{job.status}**{finished(job) if finished else ''}"
 

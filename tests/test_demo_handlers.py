@@ -340,22 +340,19 @@ def test_evaluate_errors_are_readable(tmp_path: Path) -> None:
 
 TINY_FORM = dict(source=data.BUILTIN, multi30k_folder="", download=False, files=None, languages=["en", "de"],
                  directions_mode=train_tab.ALL_PAIRS, custom_directions="", preset_name="tiny", layers=1,
-                 d_model=32, steps=10, tokens_per_batch=600, lr=3e-3, temperature=1.0)
+                 d_model=32, steps=10, tokens_per_batch=600, lr=3e-3, direction_temperature=1.0)
 
 
-def test_build_config_applies_the_knobs() -> None:
-    config = train_tab.build_config("tiny", 3, 96, 50, 800, 1e-3, 2.0, "builtin", ["en", "fr"], "en-centric")
-    assert (config.model.n_encoder_layers, config.model.n_decoder_layers) == (3, 3)
-    assert (config.model.d_model, config.model.d_ff) == (96, 384)
-    assert (config.train.steps, config.train.warmup_steps, config.train.tokens_per_batch) == (50, 10, 800)
-    assert config.data.languages == ["en", "fr"] and config.data.directions == "en-centric"
+def test_preset_knobs_fill_the_form() -> None:
     tiny = preset("tiny")
     assert train_tab.preset_knobs("tiny") == (tiny.model.n_encoder_layers, tiny.model.d_model, tiny.train.steps,
-                                              tiny.train.tokens_per_batch, tiny.train.lr, tiny.train.temperature)
+                                              tiny.train.tokens_per_batch, tiny.train.lr,
+                                              tiny.train.direction_temperature)
 
 
 @pytest.mark.parametrize("changes, message", [
     ({"d_model": 90}, "divisible"),
+    ({"steps": None}, "steps needs a value"),
     ({"languages": ["en"]}, "at least two languages"),
     ({"directions_mode": train_tab.CUSTOM, "custom_directions": "en-cs"}, "not among"),
     ({"run_name": "../up"}, "Invalid run name"),
