@@ -16,6 +16,7 @@ from core.checkpoint import CheckpointError
 from core.config import PRESETS, RunConfig, preset
 from core.corpus import CorpusError, download_multi30k, load_corpus
 from core.events import ENDINGS, Event
+from core.finetune import starting_config
 
 if TYPE_CHECKING:
     from core.translator import Translator
@@ -29,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     _train_parser(commands.add_parser("train", help="train a model; writes a run folder"))
     _translate_parser(commands.add_parser("translate", help="translate lines from stdin or a file"))
     _evaluate_parser(commands.add_parser("evaluate", help="BLEU and chrF per direction"))
-    _transfer_parser(commands.add_parser("transfer", help="low-resource transfer: bilingual vs multilingual model"))
+    _transfer_parser(commands.add_parser("transfer", help="cross-lingual transfer: bilingual, joint, or pretrained then fine-tuned"))
     info = commands.add_parser("info", help="describe a checkpoint")
     info.add_argument("--checkpoint", required=True)
     half = commands.add_parser("half", help="store a checkpoint's weights as float16 after checking translations agree")
@@ -84,15 +85,22 @@ TRAIN_FLAGS: list[tuple[tuple[str, ...], type, str, str | None]] = [
     (("--d-model",), int, "d_model", "model width (d_ff follows, 4x, unless --d-ff is given)"),
     (("--layers",), int, "layers", "encoder and decoder layers"), (("--heads",), int, "n_heads", None),
     (("--d-ff",), int, "d_ff", None), (("--dropout",), float, "dropout", None),
+    (("--init-from",), str, "init_from",
+     "fine-tune: start from this run folder's weights and tokenizer (its config is the default base)"),
+    (("--freeze",), str, "freeze", "fine-tuning: keep these at the starting weights: embeddings, encoder"),
+    (("--replay",), float, "replay", "fine-tuning: share of batches from the starting model's own directions"),
 ]
 
 
 def build_config(args: argparse.Namespace) -> RunConfig:
     """The --config file or --preset, with the flags given applied (`RunConfig.with_overrides`)."""
-    base = RunConfig.load(args.config) if args.config else preset(args.preset)
     overrides = {dest.removeprefix(OVERRIDE): value for dest, value in vars(args).items()
                  if dest.startswith(OVERRIDE) and value is not None}
-    return base.with_overrides(**overrides)
+    if args.config:
+        return RunConfig.load(args.config).with_overrides(**overrides)
+    if "init_from" in overrides:  # a fine-tuning run keeps its starting model's shape and settings
+        return starting_config(overrides.pop("init_from"), **overrides)
+    return preset(args.preset).with_overrides(**overrides)
 
 
 class ProgressPrinter:
@@ -213,6 +221,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     corpus = load_corpus(source)
     languages = [lang for lang in translator.languages if lang in corpus.languages]
     directions = parse_directions(args.directions or "all", languages)
+    if not args.directions and translator.config.get("engine"):  # a pretrained model (core.hf): only its pairs
+        directions = [d for d in directions if d in translator.directions]
     with tqdm(total=len(directions), unit="direction") as bar:
         def progress(fraction: float, message: str) -> None:
             bar.set_description(message)
@@ -235,35 +245,44 @@ def run_evaluate(args: argparse.Namespace) -> int:
 # --- transfer ------------------------------------------------------------------------------
 
 def _transfer_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", help="builtin (default), multi30k or multi30k:DIR")
-    p.add_argument("--low", default="cs", help="the low-resource target language")
-    p.add_argument("--low-size", type=int, default=2000, help="training pairs of en→LOW")
-    p.add_argument("--helpers", default="de,fr", help="comma-separated high-resource target languages")
-    p.add_argument("--preset", default="tiny", choices=list(PRESETS))
-    p.add_argument("--config", help="a config.json (overrides --preset); other flags override it")
-    p.add_argument("--steps", type=int, default=None, help="training steps of each model")
-    p.add_argument("--direction-temperature", "--temperature", type=float, default=None, dest="direction_temperature",
-                   help="how evenly directions are sampled (--temperature: old name)")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--beam", type=int, default=4)
-    p.add_argument("--max-sentences", type=int, default=None, help="test sentences per direction")
-    p.add_argument("--out", help="folder for both runs and transfer.json (default: runs/transfer-<low><size>-<time>)")
+    p.add_argument("--data", default="multi30k", help="multi30k (default), multi30k:DIR, builtin, or your files")
+    p.add_argument("--setup", default="multi30k", choices=["multi30k", "small"],
+                   help="multi30k: the stored experiment (hours on 2 CPU cores); small: the app's 5-10 minute version")
+    p.add_argument("--low", default=None, help="the low-resource language (default cs)")
+    p.add_argument("--helpers", default=None, help="comma-separated helper languages (default de,fr)")
+    p.add_argument("--sizes", default=None, help="comma-separated training pairs of en→LOW, e.g. 1000,4000")
+    p.add_argument("--pretrain-steps", type=int, default=None)
+    p.add_argument("--finetune-steps", type=int, default=None)
+    p.add_argument("--test-sentences", type=int, default=None, help="default: the whole test split")
+    p.add_argument("--out", help="the experiment's folder of runs (default: runs/transfer-<data>-<setup>); "
+                                 "run the same command again to resume")
+    p.add_argument("--json", help="also write the result here (e.g. bench/results/transfer_multi30k.json), "
+                                  "with the plot next to it as .html")
 
 
 def run_transfer(args: argparse.Namespace) -> int:
-    from core.analysis import transfer_experiment, transfer_table
+    import dataclasses
 
-    base = RunConfig.load(args.config) if args.config else preset(args.preset)
-    overrides = {"source": args.data, "steps": args.steps, "direction_temperature": args.direction_temperature,
-                 "threads": args.threads}
-    config = base.with_overrides(**{key: value for key, value in overrides.items() if value is not None})
-    helpers = tuple(code.strip() for code in args.helpers.split(",") if code.strip())
-    result = transfer_experiment(load_corpus(config.data.source), args.low, args.low_size, helpers, config, args.out,
-                                 listeners=[ProgressPrinter()], beam_size=args.beam, max_sentences=args.max_sentences)
-    report = Path(result["models"]["multilingual"]["folder"]).parent / "transfer.json"
-    checkpoint.write_json(report, result)
+    from core import plots
+    from core.transfer import MULTI30K, SMALL, run_experiment, transfer_table
+
+    changes = {"low_resource": args.low, "pretrain_steps": args.pretrain_steps,
+               "finetune_steps": args.finetune_steps, "test_sentences": args.test_sentences,
+               "helpers": args.helpers and tuple(code.strip() for code in args.helpers.split(",") if code.strip()),
+               "sizes": args.sizes and tuple(int(n) for n in args.sizes.split(","))}
+    setup = dataclasses.replace({"multi30k": MULTI30K, "small": SMALL}[args.setup],
+                                **{key: value for key, value in changes.items() if value is not None})
+    corpus = load_corpus(args.data)
+    out = Path(args.out) if args.out else PROJECT_ROOT / "runs" / f"transfer-{corpus.name}-{args.setup}"
+    result = run_experiment(corpus, setup, out, listeners=[ProgressPrinter()])
+    result["command"] = "python -m core " + " ".join(sys.argv[1:])
+    reports = [out / "transfer.json", *([Path(args.json)] if args.json else [])]
+    for report in reports:
+        checkpoint.write_json(report, result)
+        checkpoint.write_text(report.with_suffix(".html"),
+                              plots.transfer_curve(result).to_html(include_plotlyjs="cdn", full_html=True))
     print(transfer_table(result))
-    print(f"BLEU signature: {result['bleu_signature']}\nchrF signature: {result['chrf_signature']}\nwrote {report}")
+    print(f"chrF signature: {result['chrf_signature']}\nwrote {', '.join(str(r) for r in reports)}")
     return 0
 
 

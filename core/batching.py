@@ -91,6 +91,17 @@ def direction_probabilities(sizes: dict[str, int], temperature: float) -> dict[s
     return {d: w / total for d, w in weights.items()}
 
 
+def replay_probabilities(sizes: dict[str, int], temperature: float, replayed: set[str], share: float
+                         ) -> dict[str, float]:
+    """Like `direction_probabilities`, but the `replayed` directions (a fine-tuned model's old ones,
+    mixed back in against forgetting) get `share` of the batches together, the others the rest."""
+    if not replayed or not share:
+        return direction_probabilities(sizes, temperature)
+    new = direction_probabilities({d: n for d, n in sizes.items() if d not in replayed}, temperature)
+    old = direction_probabilities({d: n for d, n in sizes.items() if d in replayed}, temperature)
+    return {**{d: p * (1 - share) for d, p in new.items()}, **{d: p * share for d, p in old.items()}}
+
+
 class BatchStream:
     """An endless, resumable stream of training batches over several directions."""
 
@@ -103,6 +114,8 @@ class BatchStream:
         temperature: float,
         seed: int,
         max_tokens_per_sentence: int,
+        replayed: frozenset[str] = frozenset(),
+        replay: float = 0.0,
     ) -> None:
         self.encoded = encoded
         self.tag_ids = tag_ids
@@ -116,7 +129,8 @@ class BatchStream:
                 i for i, (s, t) in enumerate(zip(encoded[src], encoded[tgt]))
                 if 0 < len(s) <= max_tokens_per_sentence and 0 < len(t) <= max_tokens_per_sentence
             ]
-        self.probabilities = direction_probabilities({d: len(i) for d, i in self.usable.items()}, temperature)
+        self.probabilities = replay_probabilities({d: len(i) for d, i in self.usable.items()}, temperature,
+                                                  set(replayed), replay)
         if not self.probabilities:
             raise ValueError("No usable training pairs for the chosen directions")
         self.directions = list(self.probabilities)

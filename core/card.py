@@ -51,6 +51,7 @@ def render_card(folder: Path) -> str:
         f"- Parameters: {config.get('parameters', 0):,}",
         "",
         "## Training",
+        *_started_from(config.get("started_from")),
         f"- Status: {training.get('status', 'in progress')}, {training.get('steps', 0)} steps, "
         f"{training.get('train_seconds', 0) / 60:.1f} minutes of training",
         f"- Hardware: {training.get('hardware', 'not recorded')}",
@@ -79,6 +80,16 @@ def render_card(folder: Path) -> str:
         if figures:
             lines += ["", "Figures (interactive plotly): " + ", ".join(figures)]
     return "\n".join(lines) + "\n"
+
+
+def _started_from(record: dict | None) -> list[str]:
+    """The card's line for a fine-tuned model: where it started, and what was added."""
+    if not record:
+        return []
+    added = record.get("added_languages") or []
+    grown = (f"; added {', '.join(language_name(code) for code in added)} with {record['added_pieces']} new pieces"
+             if added else "")
+    return [f"- Fine-tuned from `{record['path']}` (weights SHA-256 `{record['weights_sha256'][:16]}…`){grown}"]
 
 
 def _shown(folder: Path) -> str:

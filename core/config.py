@@ -18,6 +18,7 @@ from typing import Any
 SCHEDULES = ("inverse_sqrt", "cosine")
 TOKENIZER_TYPES = ("unigram", "bpe")
 POSITIONS = ("sinusoidal", "learned")
+FREEZABLE = ("embeddings", "encoder")
 
 
 @dataclass
@@ -60,9 +61,11 @@ class DataConfig:
     tokenizer_type: str = "unigram"  # "unigram" or "bpe"
     max_tokens_per_sentence: int = 128  # longer training pairs are skipped
     tokenizer_sentences_per_language: int = 30000
+    new_language_pieces: int = 2000  # fine-tuning into a new language: size of the vocabulary learned for it
 
     def __post_init__(self) -> None:
-        _at_least(self, 1, "vocab_size", "max_tokens_per_sentence", "tokenizer_sentences_per_language")
+        _at_least(self, 1, "vocab_size", "max_tokens_per_sentence", "tokenizer_sentences_per_language",
+                  "new_language_pieces")
         _one_of(self, "tokenizer_type", TOKENIZER_TYPES)
 
 
@@ -97,6 +100,11 @@ class TrainConfig:
     seed: int = 1
     threads: int = 0  # torch threads; 0 = all cores
     device: str = "auto"  # "auto" (CUDA, else MPS, else CPU), or e.g. "cpu", "cuda:1"
+    # Fine-tuning (core.finetune): start from this run folder's weights and tokenizer instead of
+    # from scratch, with a fresh optimizer and schedule. "" = from scratch.
+    init_from: str = ""
+    freeze: list[str] = field(default_factory=list)  # of FREEZABLE: these parts keep the starting weights
+    replay: float = 0.0  # share of batches drawn from the starting model's own directions, against forgetting
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)  # JSON gives a list
@@ -109,6 +117,12 @@ class TrainConfig:
                 raise ValueError(f"train.{name} must be positive, not {getattr(self, name)!r}")
         _fraction(self, "min_lr_ratio", "label_smoothing")
         _one_of(self, "schedule", SCHEDULES)
+        unknown = [part for part in self.freeze if part not in FREEZABLE]
+        if unknown:
+            raise ValueError(f"train.freeze takes {' and '.join(FREEZABLE)}, not {unknown}")
+        _fraction(self, "replay")
+        if (self.freeze or self.replay) and not self.init_from:
+            raise ValueError("train.freeze and train.replay apply to fine-tuning: set train.init_from too")
 
 
 SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}

@@ -55,6 +55,31 @@ class Corpus:
     def sizes(self) -> dict[str, int]:
         return {split: len(next(iter(lines.values()))) for split, lines in self.splits.items()}
 
+    def merge(self, other: Corpus) -> Corpus:
+        """This corpus followed by `other`, over the languages of both and the splits they share.
+        A language one side lacks is "" on that side's lines: the result stays N-way aligned, and
+        every consumer skips pairs with an empty side, so no pair is made up."""
+        languages = list(dict.fromkeys([*self.languages, *other.languages]))
+        splits = {}
+        for split in (s for s in self.splits if s in other.splits):
+            parts = [corpus.splits[split] for corpus in (self, other)]
+            sizes = [len(next(iter(lines.values()))) for lines in parts]
+            splits[split] = {lang: [line for lines, n in zip(parts, sizes) for line in lines.get(lang, [""] * n)]
+                             for lang in languages}
+        return Corpus(f"{self.name}+{other.name}", splits)
+
+    def pairs(self, split: str, src: str, tgt: str) -> tuple[list[str], list[str]]:
+        """The (source, target) lines of one direction with both sides non-empty."""
+        lines = self.split(split)
+        return non_empty_pairs(lines[src], lines[tgt])
+
+
+def non_empty_pairs(sources: list[str], targets: list[str]) -> tuple[list[str], list[str]]:
+    """Aligned lines without the pairs that have an empty side (a language missing from that part
+    of a merged or low-resource corpus)."""
+    kept = [(s, t) for s, t in zip(sources, targets, strict=True) if s.strip() and t.strip()]
+    return [s for s, _ in kept], [t for _, t in kept]
+
 
 # --- built-in -------------------------------------------------------------------------------
 

@@ -14,6 +14,8 @@ from pathlib import Path
 from sacrebleu.metrics import BLEU, CHRF
 
 from core.checkpoint import write_json
+from core.corpus import non_empty_pairs
+from core.language_id import off_target_rate
 from core.languages import split_direction
 from core.translator import Translator
 
@@ -27,6 +29,7 @@ class DirectionScore:
     chrf: float
     sentences: int
     zero_shot: bool = False  # the model never saw this direction in training
+    off_target: float | None = None  # share of outputs in another of the model's languages (core.language_id)
     hypotheses: list[str] = field(default_factory=list, repr=False)
 
 
@@ -63,11 +66,12 @@ class EvalReport:
 
     def table(self) -> str:
         """A Markdown table, used by the CLI and the model card."""
-        lines = ["| direction | BLEU | chrF | sentences |", "| --- | ---: | ---: | ---: |"]
+        lines = ["| direction | BLEU | chrF | off-target | sentences |", "| --- | ---: | ---: | ---: | ---: |"]
         for d, s in self.scores.items():
             mark = " (zero-shot)" if s.zero_shot else ""
-            lines.append(f"| {d}{mark} | {s.bleu:.1f} | {s.chrf:.1f} | {s.sentences} |")
-        lines.append(f"| **mean** | **{self.mean('bleu'):.1f}** | **{self.mean('chrf'):.1f}** | |")
+            wrong = "—" if s.off_target is None else f"{100 * s.off_target:.1f}%"
+            lines.append(f"| {d}{mark} | {s.bleu:.1f} | {s.chrf:.1f} | {wrong} | {s.sentences} |")
+        lines.append(f"| **mean** | **{self.mean('bleu'):.1f}** | **{self.mean('chrf'):.1f}** | | |")
         return "\n".join(lines)
 
 
@@ -88,9 +92,11 @@ def evaluate(
     max_sentences: int | None = None,
     progress: Progress | None = None,
     workers: int | None = None,
+    off_target: bool = False,
 ) -> EvalReport:
     """Translate `split_lines[src]` into every target of `directions` and score against `split_lines[tgt]`
-    (`workers`: batches decoded at once, see `Translator.translate`)."""
+    (`workers`: batches decoded at once, see `Translator.translate`; `off_target`: also measure how
+    often the output is in the wrong language)."""
     if not directions:
         raise ValueError("No directions to evaluate")
     scores: dict[str, DirectionScore] = {}
@@ -101,14 +107,15 @@ def evaluate(
             raise ValueError(f"The test data has no {src if src not in split_lines else tgt!r} side for {name}")
         if progress:
             progress(index / len(directions), f"Translating {name}")
-        sources = split_lines[src][:max_sentences]
-        references = split_lines[tgt][:max_sentences]
+        sources, references = non_empty_pairs(split_lines[src], split_lines[tgt])
+        sources, references = sources[:max_sentences], references[:max_sentences]
         translations = translator.translate(sources, src, tgt, beam_size=beam_size, length_penalty=length_penalty,
                                             workers=workers)
         hypotheses = [t.text for t in translations]
         bleu, chrf, bleu_signature, chrf_signature = corpus_scores(hypotheses, references)
         zero_shot = bool(translator.directions) and name not in translator.directions
-        scores[name] = DirectionScore(name, bleu, chrf, len(sources), zero_shot, hypotheses)
+        wrong_language = off_target_rate(hypotheses, tgt, translator.languages) if off_target else None
+        scores[name] = DirectionScore(name, bleu, chrf, len(sources), zero_shot, wrong_language, hypotheses)
     if progress:
         progress(1.0, "Done")
     return EvalReport(translator.name, split, beam_size, scores, bleu_signature, chrf_signature)

@@ -729,3 +729,35 @@ def line_chart(
             )
         )
     return _style(fig, title, x_title=x_title, y_title=y_title)
+
+
+# ---------------------------------------------------------------------------
+# Cross-lingual transfer
+# ---------------------------------------------------------------------------
+
+
+def transfer_curve(result: dict, metric: str = "bleu") -> go.Figure:
+    """Test score of the low-resource direction against its training pairs N (log axis), one line
+    per method, with 95% bootstrap intervals as error bars. ``result`` is ``core.transfer``'s."""
+    label = "BLEU" if metric == "bleu" else "chrF"
+    title = f"{result.get('direction', '')} {label} against training pairs"
+    sizes = sorted(result.get("sizes", {}), key=int)
+    if not sizes:
+        return _empty_figure(title)
+    fig = go.Figure()
+    for k, (method, name) in enumerate(result["methods"].items()):
+        scores = [result["sizes"][n][method][metric] for n in sizes]
+        fig.add_trace(
+            go.Scatter(
+                x=[int(n) for n in sizes],
+                y=[s["score"] for s in scores],
+                error_y={"type": "data", "array": [s["ci95"] or 0 for s in scores], "visible": True},
+                mode="lines+markers",
+                name=name,
+                line={"color": PALETTE[k % len(PALETTE)], "width": 3},
+                hovertemplate=f"{name}<br>N=%{{x:,}} pairs: {label} %{{y:.1f}}<extra></extra>",
+            )
+        )
+    fig.update_xaxes(type="log", tickvals=[int(n) for n in sizes])
+    fig.update_yaxes(rangemode="tozero")
+    return _style(fig, title, x_title="training pairs of the low-resource direction (N)", y_title=label)

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from core import checkpoint, distributed
+from core import checkpoint, distributed, finetune
 from core.batching import BatchStream, collate, make_example, pack
 from core.card import write_card
 from core.config import RunConfig, TrainConfig
@@ -121,26 +121,43 @@ class Trainer:
         self.languages = cfg.data.languages or corpus.languages
         corpus = corpus.restrict(self.languages)
         self.directions = parse_directions(cfg.data.directions, self.languages)
-        self.corpus = corpus
         state_file = self.out / checkpoint.TRAINING_STATE
         resuming = self.resume and state_file.exists()
         if resuming:
-            self.tokenizer = Tokenizer.load(self.out / checkpoint.TOKENIZER, self.languages)
+            self.started_from = checkpoint.read_config(self.out).get("started_from")
+            self.tokenizer = Tokenizer.load(self.out / checkpoint.TOKENIZER, self._known_languages())
+            weights = None
+        elif cfg.train.init_from:
+            self.tokenizer, weights = self._start_from(cfg.train.init_from, corpus)
         else:
+            self.started_from = None
             train = corpus.split("train")
             self.tokenizer = Tokenizer.train(
                 {lang: train[lang] for lang in self.languages}, cfg.data.vocab_size, cfg.data.tokenizer_type,
                 cfg.data.tokenizer_sentences_per_language, cfg.train.seed,
             )
+            weights = None
+        self.replayed: list[str] = []
+        if self.started_from and cfg.train.replay:
+            corpus = finetune.replay_corpus(self.started_from, corpus)
+            self.replayed = [d for d in self.started_from["directions"] if d not in self.directions]
+        self.corpus = corpus
+        self.directions = [*self.directions, *self.replayed]
         # SentencePiece may give fewer pieces than asked on a small corpus: the model follows it.
         cfg.model.vocab_size = len(self.tokenizer)  # on the trainer's own copy of the config
-        self.model = Transformer(cfg.model).to(self.device)
+        self.model = Transformer(cfg.model)
+        if weights is not None:
+            self.model.load_state_dict(weights)
+        self.model.to(self.device)
+        first_new_id = self.started_from["first_new_id"] if self.started_from else 0
+        finetune.freeze(self.model, cfg.train.freeze, first_new_id)
         self.train_module = distributed.wrap(LossOf(self.model, cfg.train.label_smoothing), self.group)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.train.lr, betas=cfg.train.betas,
-                                           weight_decay=cfg.train.weight_decay)
+        self.optimizer = torch.optim.AdamW(finetune.parameter_groups(self.model, cfg.train.weight_decay, cfg.train.freeze),
+                                           lr=cfg.train.lr, betas=cfg.train.betas)
         encoded = {lang: self.tokenizer.encode_batch(lines) for lang, lines in corpus.split("train").items()}
         self.stream = BatchStream(encoded, self.directions, self.tokenizer.tag_ids, cfg.train.tokens_per_batch,
-                                  cfg.train.direction_temperature, cfg.train.seed, cfg.data.max_tokens_per_sentence)
+                                  cfg.train.direction_temperature, cfg.train.seed, cfg.data.max_tokens_per_sentence,
+                                  frozenset(self.replayed), cfg.train.replay)
         self.step = 0
         self.elapsed = 0.0
         self.best_bleu: float | None = None
@@ -154,12 +171,38 @@ class Trainer:
             self._write_config()
         self._valid_batches = self._validation_batches()
 
+    def _start_from(self, folder: str, corpus: Corpus) -> tuple[Tokenizer, dict[str, torch.Tensor]]:
+        """The tokenizer and weights of a fine-tuning run: the starting model's, grown for new languages."""
+        start = finetune.open_start(folder)
+        finetune.check_shape(start, self.config.model)
+        train = corpus.split("train")
+        tokenizer, weights = finetune.grow(start, {lang: train[lang] for lang in self.languages},
+                                           self.config.data.new_language_pieces, self.config.train.seed)
+        self.started_from = {
+            "path": str(start.folder), "weights_sha256": start.weights_sha256,
+            "languages": start.languages, "directions": start.directions,
+            "source": start.config["run"]["data"]["source"],
+            "added_languages": [lang for lang in tokenizer.languages if lang not in start.languages],
+            "first_new_id": len(start.tokenizer), "added_pieces": len(tokenizer) - len(start.tokenizer),
+        }
+        return tokenizer, weights
+
+    def _known_languages(self) -> list[str]:
+        """Every language the tokenizer has a tag for: the starting model's, then the run's own."""
+        before = self.started_from["languages"] if self.started_from else []
+        return list(dict.fromkeys([*before, *self.languages]))
+
+    def _known_directions(self) -> list[str]:
+        before = self.started_from["directions"] if self.started_from else []
+        return list(dict.fromkeys([*self.directions, *before]))
+
     def _write_config(self, summary: dict[str, Any] | None = None) -> None:
         checkpoint.write_json(self.out / checkpoint.CONFIG, {
             "format_version": checkpoint.FORMAT_VERSION,
             "run": self.config.to_dict(),
-            "languages": self.languages,
-            "directions": self.directions,
+            "languages": self._known_languages(),
+            "directions": self._known_directions(),
+            "started_from": self.started_from,
             "corpus": self.corpus.name,
             "corpus_sizes": self.corpus.sizes(),
             "parameters": self.model.num_parameters(),
@@ -184,12 +227,12 @@ class Trainer:
                         and r["event"] in (Event.STEP, Event.VALID, Event.START)]
 
     def _validation_batches(self) -> list:
-        valid = self.corpus.split("valid")
         n = self.config.train.eval_sentences
         examples = []
         for name in self.directions:
             src, tgt = split_direction(name)
-            for s, t in zip(self.tokenizer.encode_batch(valid[src][:n]), self.tokenizer.encode_batch(valid[tgt][:n])):
+            sources, targets = self.corpus.pairs("valid", src, tgt)
+            for s, t in zip(self.tokenizer.encode_batch(sources[:n]), self.tokenizer.encode_batch(targets[:n])):
                 examples.append(make_example(s, t, self.tokenizer.tag_ids[tgt]))
         return [collate(batch) for batch in pack(examples, self.config.train.tokens_per_batch)]
 
@@ -279,7 +322,8 @@ class Trainer:
 
     def validate(self) -> Record:
         valid_loss = self.validation_loss()
-        translator = Translator(self.model, self.tokenizer, {"languages": self.languages, "directions": self.directions})
+        translator = Translator(self.model, self.tokenizer, {"languages": self._known_languages(),
+                                                             "directions": self.directions})
         report = evaluate(translator, self.corpus.split("valid"), self.directions, split="valid", beam_size=1,
                           max_sentences=self.config.train.eval_sentences)
         self.model.train()

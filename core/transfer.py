@@ -1,0 +1,311 @@
+"""Cross-lingual transfer, measured: does a direction with little data gain from other languages?
+
+English→X gets N training pairs (X plays a low-resource language; Multi30K's Czech by default),
+while the helper languages keep all their data. Three ways to build an English→X model, at each N:
+
+  (a) bilingual:  from scratch, on the N English–X pairs only;
+  (b) joint:      from scratch, on the N pairs plus every pair of English↔helpers (Johnson et al. 2017);
+  (c) finetuned:  a model pretrained on English↔helpers only, which has never seen X (no tag, no
+                  pieces), fine-tuned on the N pairs; its vocabulary grows for X (Zoph et al. 2016;
+                  Neubig & Hu 2018; see `core.finetune`).
+
+Fairness. All runs have the same model shape, batch size and learning-rate schedule, and each
+keeps the checkpoint with the best validation BLEU (greedy, on its own directions). Each method
+gets the same number of training steps: (a) and (b) get `pretrain_steps + finetune_steps`,
+(c) gets `finetune_steps` on top of the `pretrain_steps` of its pretraining, which is counted in
+full at every N although one pretrained model serves all of them. Runs may stop early on the
+same rule (`patience` validations without improvement).
+
+Scores. BLEU and chrF of English→X on the test split with sacreBLEU (beam search), 95%
+confidence intervals and p-values from sacreBLEU's paired bootstrap resampling (Koehn 2004):
+(b) and (c) against (a), and (c) against (b).
+
+The experiment is a folder of runs. A finished run is kept, a stopped one resumes and translations
+already made are reused, so the command can be stopped and started again; a folder made with other
+settings is refused rather than mixed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sacrebleu.metrics import BLEU, CHRF
+from sacrebleu.significance import PairedTest
+
+from core import checkpoint
+from core.config import ModelConfig, RunConfig, TrainConfig
+from core.corpus import Corpus, CorpusError
+from core.evaluate import corpus_scores
+from core.events import FINISHED
+from core.languages import direction
+from core.train import Listener, hardware_description, train
+from core.translator import Translator
+
+METHODS = ("bilingual", "joint", "finetuned")
+LABELS = {
+    "bilingual": "(a) bilingual, from scratch",
+    "joint": "(b) joint multilingual, from scratch",
+    "finetuned": "(c) pretrained without it, fine-tuned",
+}
+PRETRAIN = "pretrain"
+Progress = Callable[[float, str], None]
+
+
+@dataclass
+class TransferSetup:
+    """Everything that decides the experiment's numbers; stored in its folder and in the result."""
+
+    source: str = "en"
+    low_resource: str = "cs"
+    helpers: tuple[str, ...] = ("de", "fr")
+    sizes: tuple[int, ...] = (1000, 4000)  # training pairs of source↔low_resource
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(
+        d_model=128, n_heads=4, d_ff=512, n_encoder_layers=3, n_decoder_layers=3, dropout=0.1, max_positions=128))
+    vocab_size: int = 4000  # asked of each from-scratch tokenizer
+    new_language_pieces: int = 2000  # the vocabulary learned for X when (c) meets it
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        tokens_per_batch=4096, lr=3e-3, warmup_steps=200, schedule="cosine", label_smoothing=0.1,
+        direction_temperature=5.0, eval_every=150, eval_sentences=100, save_every=150, patience=5, seed=1))
+    pretrain_steps: int = 1200
+    finetune_steps: int = 300
+    finetune_lr: float = 1e-3
+    finetune_warmup_steps: int = 50
+    helper_sentences: int | None = None  # cap on the helpers' training pairs (the small in-app version)
+    beam_size: int = 4
+    test_sentences: int | None = None  # None: the whole test split
+    bootstrap_samples: int = 1000
+
+    def __post_init__(self) -> None:
+        languages = [self.source, self.low_resource, *self.helpers]
+        if len(set(languages)) != len(languages) or not self.helpers:
+            raise ValueError(f"source {self.source!r}, low-resource {self.low_resource!r} and helpers "
+                             f"{list(self.helpers)} must be different languages, with at least one helper")
+        if not self.sizes or min(self.sizes) < 1:
+            raise ValueError(f"sizes must be positive numbers of pairs, not {list(self.sizes)}")
+        self.sizes, self.helpers = tuple(sorted(set(self.sizes))), tuple(self.helpers)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def low_direction(self) -> str:
+        return direction(self.source, self.low_resource)
+
+    @property
+    def helper_directions(self) -> list[str]:
+        return [d for h in self.helpers for d in (direction(self.source, h), direction(h, self.source))]
+
+    def budget(self) -> dict[str, str]:
+        total = self.pretrain_steps + self.finetune_steps
+        return {"bilingual": f"{total} steps", "joint": f"{total} steps",
+                "finetuned": f"{self.pretrain_steps} pretraining steps (shared by every N) + {self.finetune_steps} "
+                             f"fine-tuning steps", "tokens_per_batch": str(self.train.tokens_per_batch)}
+
+
+# Two setups the project ships: the stored Multi30K result, and a version small enough to run in the app.
+MULTI30K = TransferSetup()
+SMALL = TransferSetup(
+    sizes=(500, 2000), helper_sentences=8000,
+    model=ModelConfig(d_model=128, n_heads=4, d_ff=512, n_encoder_layers=2, n_decoder_layers=2, dropout=0.1,
+                      max_positions=128),
+    vocab_size=2000, new_language_pieces=1000,
+    train=TrainConfig(tokens_per_batch=2500, lr=3e-3, warmup_steps=60, schedule="cosine", label_smoothing=0.1,
+                      direction_temperature=5.0, eval_every=100, eval_sentences=50, save_every=100, patience=4, seed=1),
+    pretrain_steps=500, finetune_steps=150, finetune_warmup_steps=20, test_sentences=300, bootstrap_samples=300,
+)
+
+
+# --- the runs ------------------------------------------------------------------------------------
+
+@dataclass
+class Run:
+    name: str  # its folder inside the experiment's, e.g. "n1000/joint"
+    config: RunConfig
+    corpus: Corpus
+
+
+def low_resource_corpus(corpus: Corpus, languages: list[str], low_resource: str, low_size: int) -> Corpus:
+    """`corpus` restricted to `languages`, where only the first `low_size` training lines of
+    `low_resource` are kept. The others become "" rather than being removed: the corpus stays
+    N-way aligned, and training skips every pair with an empty side, so exactly `low_size` pairs
+    of each direction into or out of `low_resource` are trained on. Valid and test stay whole."""
+    restricted = corpus.restrict(languages)
+    train_lines = dict(restricted.split("train"))
+    if not 1 <= low_size <= len(train_lines[low_resource]):
+        raise CorpusError(f"low_size must be between 1 and {len(train_lines[low_resource])} (the training lines of "
+                          f"{corpus.name!r}), got {low_size}")
+    kept = train_lines[low_resource][:low_size]
+    train_lines[low_resource] = kept + [""] * (len(train_lines[low_resource]) - low_size)
+    return Corpus(f"{corpus.name}-{low_resource}{low_size}", {**restricted.splits, "train": train_lines})
+
+
+def plan(setup: TransferSetup, corpus: Corpus) -> list[Run]:
+    """Every training run of the experiment, in the order they are trained."""
+    if setup.helper_sentences:
+        lines = corpus.split("train")
+        corpus = Corpus(corpus.name, {**corpus.splits, "train": {lang: lines[lang][:setup.helper_sentences]
+                                                                   for lang in corpus.languages}})
+    helpers = [setup.source, *setup.helpers]
+    everyone = [setup.source, setup.low_resource, *setup.helpers]
+    total = setup.pretrain_steps + setup.finetune_steps
+
+    def config(steps: int, languages: list[str], directions: list[str], **extra: Any) -> RunConfig:
+        return RunConfig(preset="transfer", model=dataclasses.replace(setup.model),
+                         train=dataclasses.replace(setup.train, steps=steps)).with_overrides(
+            source=corpus.name, languages=languages, directions=",".join(directions),
+            vocab_size=setup.vocab_size, new_language_pieces=setup.new_language_pieces, **extra)
+
+    runs = [Run(PRETRAIN, config(setup.pretrain_steps, helpers, setup.helper_directions), corpus.restrict(helpers))]
+    for n in setup.sizes:
+        joint = low_resource_corpus(corpus, everyone, setup.low_resource, n)
+        pairs = {lang: joint.split("train")[lang][:n] for lang in (setup.source, setup.low_resource)}
+        bilingual = Corpus(joint.name, {**joint.restrict([setup.source, setup.low_resource]).splits, "train": pairs})
+        runs += [
+            Run(f"n{n}/joint", config(total, everyone, [setup.low_direction, *setup.helper_directions]), joint),
+            Run(f"n{n}/bilingual", config(total, [setup.source, setup.low_resource], [setup.low_direction]), bilingual),
+        ]
+    for n in setup.sizes:  # after the from-scratch runs: they need nothing but data
+        bilingual = next(r.corpus for r in runs if r.name == f"n{n}/bilingual")
+        runs.append(Run(f"n{n}/finetuned", config(
+            setup.finetune_steps, [setup.source, setup.low_resource], [setup.low_direction], init_from=PRETRAIN,
+            lr=setup.finetune_lr, warmup_steps=setup.finetune_warmup_steps), bilingual))
+    return runs
+
+
+def _finished(folder: Path) -> bool:
+    config = folder / checkpoint.CONFIG
+    if not config.exists():
+        return False
+    return checkpoint.read_config(folder).get("training", {}).get("status") in FINISHED
+
+
+def _train(run: Run, out: Path, listeners: list[Listener]) -> None:
+    """Train `run` in `out`/`run.name`, resuming it if it stopped; a finished run is left alone."""
+    folder = out / run.name
+    if _finished(folder):
+        return
+    resume = (folder / checkpoint.TRAINING_STATE).exists()
+    if folder.exists() and not resume:
+        shutil.rmtree(folder)  # stopped before its first save: nothing in it to keep
+    config = run.config
+    if config.train.init_from:  # plan() names the starting run; here it becomes a folder
+        config = config.with_overrides(init_from=str(out / config.train.init_from))
+    tagged = [lambda event, listener=listener: listener({**event, "run": run.name}) for listener in listeners]
+    train(config, folder, corpus=run.corpus, listeners=tagged, resume=resume)
+
+
+# --- scoring -------------------------------------------------------------------------------------
+
+def _hypotheses(folder: Path, sources: list[str], setup: TransferSetup) -> list[str]:
+    """The model's test translations, cached next to it (keyed by beam and sentences)."""
+    cache = folder / f"test-{setup.low_direction}-beam{setup.beam_size}-{len(sources)}.txt"
+    if cache.exists():
+        return cache.read_text(encoding="utf-8").split("\n")
+    translator = Translator.load(folder)
+    lines = [t.text for t in translator.translate(sources, setup.source, setup.low_resource,
+                                                  beam_size=setup.beam_size)]
+    checkpoint.write_text(cache, "\n".join(lines))
+    return lines
+
+
+def _paired(systems: dict[str, list[str]], references: list[str], samples: int) -> dict[str, dict[str, Any]]:
+    """Every system's BLEU and chrF, with sacreBLEU's paired bootstrap: the bootstrap mean, the
+    95% interval and the p-value against the first system."""
+    names = list(systems)
+    metrics = {"bleu": BLEU(), "chrf": CHRF()}
+    test = PairedTest([(name, systems[name]) for name in names], metrics, [references], test_type="bs",
+                      n_samples=samples)
+    _, results = test()
+    columns = dict(zip(metrics, (key for key in results if key != "System"), strict=True))  # "bleu" → "BLEU"
+    out: dict[str, dict[str, Any]] = {}
+    for i, name in enumerate(names):
+        bleu, chrf, *_ = corpus_scores(systems[name], references)
+        out[name] = {metric: {"score": score, **{key: _number(getattr(results[columns[metric]][i], field))
+                                                 for key, field in (("mean", "mean"), ("ci95", "ci"), ("p_value", "p_value"))}}
+                     for metric, score in (("bleu", bleu), ("chrf", chrf))}
+    return out
+
+
+def _number(value: Any) -> float | None:
+    return None if value is None else float(value)  # sacreBLEU gives numpy floats: JSON wants Python's
+
+
+def score(out: Path, setup: TransferSetup, test: dict[str, list[str]], progress: Progress | None = None
+          ) -> dict[str, Any]:
+    sources = test[setup.source][:setup.test_sentences]
+    references = test[setup.low_resource][:setup.test_sentences]
+    by_size: dict[str, Any] = {}
+    signatures: tuple[str, str] = ("", "")
+    for index, n in enumerate(setup.sizes):
+        if progress:
+            progress(index / len(setup.sizes), f"Translating the test set with the three N={n} models")
+        systems = {m: _hypotheses(out / f"n{n}" / m, sources, setup) for m in METHODS}
+        against_bilingual = _paired(systems, references, setup.bootstrap_samples)
+        finetuned_vs_joint = _paired({m: systems[m] for m in ("joint", "finetuned")}, references,
+                                     setup.bootstrap_samples)["finetuned"]
+        by_size[str(n)] = {
+            method: {**against_bilingual[method], "training": checkpoint.read_config(out / f"n{n}" / method)["training"]}
+            for method in METHODS
+        }
+        by_size[str(n)]["p_finetuned_vs_joint"] = {m: finetuned_vs_joint[m]["p_value"] for m in ("bleu", "chrf")}
+        *_, bleu_signature, chrf_signature = corpus_scores(systems["bilingual"], references)
+        signatures = (bleu_signature, chrf_signature)
+    return {"sizes": by_size, "bleu_signature": signatures[0], "chrf_signature": signatures[1],
+            "test_sentences": len(sources)}
+
+
+# --- the whole experiment ------------------------------------------------------------------------
+
+def run_experiment(corpus: Corpus, setup: TransferSetup, out: str | Path, listeners: Iterable[Listener] = (),
+                   progress: Progress | None = None) -> dict[str, Any]:
+    """Train every run of `plan` in `out` (resuming), score them, and return the result, which is
+    also written to `out`/transfer.json."""
+    out = Path(out)
+    stored = out / "setup.json"
+    settings = {"corpus": corpus.name, **setup.to_dict()}
+    if stored.exists() and json.loads(stored.read_text(encoding="utf-8")) != json.loads(json.dumps(settings)):
+        raise ValueError(f"{out} holds a transfer experiment with other settings ({stored}); "
+                         "give another --out, or delete that folder to start over")
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint.write_json(stored, settings)
+    runs = plan(setup, corpus)
+    for index, run in enumerate(runs):
+        if progress:
+            progress(index / (len(runs) + 1), f"Training {run.name} ({index + 1} of {len(runs)})")
+        _train(run, out, list(listeners))
+    result = {
+        "corpus": corpus.name, "setup": setup.to_dict(), "budget": setup.budget(), "split": "test",
+        "direction": setup.low_direction, "methods": LABELS, "hardware": hardware_description(),
+        "pretrain": checkpoint.read_config(out / PRETRAIN)["training"],
+        "folder": str(out),
+        **score(out, setup, corpus.split("test"), progress),
+    }
+    checkpoint.write_json(out / "transfer.json", result)
+    if progress:
+        progress(1.0, "Done")
+    return result
+
+
+def transfer_table(result: dict[str, Any]) -> str:
+    """The result as a Markdown table: one row per N, each method's BLEU ± 95% interval and chrF."""
+    header = "| pairs of " + result["direction"] + " | " + " | ".join(result["methods"][m] for m in METHODS) + " |"
+    lines = [header, "| ---: | " + " | ".join("---:" for _ in METHODS) + " |"]
+    for n, row in result["sizes"].items():
+        cells = []
+        for method in METHODS:
+            bleu, chrf = row[method]["bleu"], row[method]["chrf"]
+            differs = bleu["score"] != row["bilingual"]["bleu"]["score"]
+            mark = "*" if method != "bilingual" and differs and bleu["p_value"] < 0.05 else ""
+            cells.append(f"{bleu['score']:.1f} ± {bleu['ci95']:.1f}{mark} (chrF {chrf['score']:.1f})")
+        lines.append(f"| {int(n):,} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("BLEU ± 95% interval (paired bootstrap); * p < 0.05 against (a). "
+                 f"Test: {result['test_sentences']} sentences, beam {result['setup']['beam_size']}; "
+                 f"`{result['bleu_signature']}`.")
+    return "\n".join(lines)
