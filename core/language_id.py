@@ -19,7 +19,6 @@ from collections.abc import Sequence
 
 from py3langid.langid import MODEL_DIR, MODEL_FILE, LanguageIdentifier
 
-
 _LOCK = threading.Lock()  # the model holds the language restriction: one caller at a time
 
 

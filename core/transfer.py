@@ -71,7 +71,8 @@ class TransferSetup:
     new_language_pieces: int = 2000  # the vocabulary learned for X when (c) meets it
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
         tokens_per_batch=4096, lr=3e-3, warmup_steps=200, schedule="cosine", label_smoothing=0.1,
-        direction_temperature=5.0, eval_every=150, eval_sentences=100, save_every=150, patience=5, seed=1))
+        direction_temperature=5.0, eval_every=150, eval_sentences=100, save_every=150, patience=5, seed=1,
+        threads=1))  # one thread: immune to other work on the machine, and the same for every run
     pretrain_steps: int = 1200
     finetune_steps: int = 300
     finetune_lr: float = 1e-3
