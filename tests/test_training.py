@@ -125,3 +125,91 @@ def test_learning_rate_schedules() -> None:
     config.schedule = "cosine"
     assert learning_rate(10, config) == pytest.approx(1.0)
     assert learning_rate(100, config) == pytest.approx(0.0, abs=1e-9)
+
+
+# --- checkpoint selection, early stopping, time limit ------------------------------------------
+
+def _scripted_run(folder: Path, corpus, scores: list[float], steps: int = 20, patience: int = 0,
+                  average_last: int = 3) -> tuple[object, list[dict], dict[int, dict]]:
+    """A tiny run validated every 5 steps (and once more on the average of the last
+    `average_last` validated weights), with the mean BLEU of each validation replaced by the next
+    of `scores`, so which checkpoint wins is known in advance. Returns the result, the events,
+    and the weights the model had at each validation."""
+    config = tiny_config(steps=steps)
+    config.train.eval_every = config.train.save_every = 5
+    config.train.average_last, config.train.patience, config.train.max_minutes = average_last, patience, 0
+    events: list[dict] = []
+    weights: dict[int, dict] = {}
+
+    def listen(event: dict) -> None:
+        events.append(event)
+        if event["event"] == "valid" and not event.get("averaged"):
+            weights[event["step"]] = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+
+    trainer = Trainer(config, folder, corpus=corpus, listeners=[listen])
+    validate, scripted = trainer.validate, iter(scores)
+
+    def scripted_validate() -> dict:
+        return {**validate(), "mean_bleu": next(scripted)}
+
+    trainer.validate = scripted_validate
+    result = trainer.run()
+    assert next(scripted, None) is None  # every score was used
+    return result, events, weights
+
+
+def test_the_average_of_the_last_checkpoints_is_kept_when_it_validates_better(tmp_path: Path, builtin_corpus) -> None:
+    result, events, weights = _scripted_run(tmp_path / "run", builtin_corpus, [5.0, 9.0, 7.0, 8.0, 10.0])
+    assert result.status == "done" and result.best_bleu == 10.0
+    saved = [(e["step"], e["kind"]) for e in events if e["event"] == "checkpoint"]
+    assert saved == [(5, "best"), (10, "best"), (20, "average")]
+    assert [e["averaged"] for e in events if e.get("averaged")] == [3]
+    kept = checkpoint.load_weights(tmp_path / "run" / checkpoint.WEIGHTS)
+    for name, tensor in kept.items():
+        average = torch.stack([weights[step][name].float() for step in (10, 15, 20)]).mean(0)
+        assert torch.allclose(tensor.float(), average, atol=1e-6), name
+    assert any(not torch.equal(kept[name], weights[20][name]) for name in kept)  # not just the last weights
+    assert checkpoint.read_config(tmp_path / "run")["training"]["best_mean_valid_bleu"] == 10.0
+
+
+def test_the_best_single_checkpoint_is_kept_when_the_average_validates_worse(tmp_path: Path, builtin_corpus) -> None:
+    result, events, weights = _scripted_run(tmp_path / "run", builtin_corpus, [5.0, 9.0, 7.0, 8.0, 6.0])
+    assert result.status == "done" and result.best_bleu == 9.0
+    assert [(e["step"], e["kind"]) for e in events if e["event"] == "checkpoint"] == [(5, "best"), (10, "best")]
+    kept = checkpoint.load_weights(tmp_path / "run" / checkpoint.WEIGHTS)
+    for name, tensor in kept.items():
+        assert torch.equal(tensor, weights[10][name]), name  # the step-10 weights, not the last ones
+    assert any(not torch.equal(kept[name], weights[20][name]) for name in kept)
+    last = checkpoint.load_weights(tmp_path / "run" / checkpoint.LAST_WEIGHTS)
+    assert all(torch.equal(last[name], weights[20][name]) for name in last)  # resuming goes on from the end
+
+
+def test_early_stopping_after_patience_validations_without_gain(tmp_path: Path, builtin_corpus) -> None:
+    # Validations at 5 (best), 10 (no gain), 15 (best again: the count restarts), 20 and 25 (no
+    # gain twice, patience 2): the run stops at step 25 of 60.
+    result, events, weights = _scripted_run(tmp_path / "run", builtin_corpus, [5.0, 4.0, 6.0, 6.0, 5.0], steps=60,
+                                            patience=2, average_last=0)
+    assert result.status == "early_stop" and result.step == 25 and result.best_bleu == 6.0
+    assert [e["step"] for e in events if e["event"] == "valid"] == [5, 10, 15, 20, 25]
+    assert events[-1]["event"] == "early_stop"
+    assert checkpoint.read_config(tmp_path / "run")["training"]["status"] == "early_stop"
+    kept = checkpoint.load_weights(tmp_path / "run" / checkpoint.WEIGHTS)
+    assert all(torch.equal(kept[name], weights[15][name]) for name in kept)  # the best one, at step 15
+    core.load(tmp_path / "run")
+
+
+def test_the_time_limit_stops_the_run_with_a_validated_model(tmp_path: Path, builtin_corpus) -> None:
+    config = tiny_config(steps=400)
+    config.train.eval_every = config.train.save_every = 400
+    config.train.log_every = 2  # training time is counted at each log
+    config.train.max_minutes = 0.001  # 60 ms of training
+    events: list[dict] = []
+    result = train(config, tmp_path / "run", listeners=[events.append], corpus=builtin_corpus)
+    assert result.status == "time_limit" and 0 < result.step < 400
+    step_events = [e for e in events if e["event"] == "step"]
+    assert step_events[-1]["elapsed_s"] >= 0.06 and all(e["elapsed_s"] < 0.06 for e in step_events[:-1])
+    assert step_events[-1]["step"] == result.step  # it stopped at the first check past the limit
+    valid = [e for e in events if e["event"] == "valid"]
+    assert valid and valid[0]["step"] == result.step  # the stop validates, so the kept model is a chosen one
+    assert checkpoint.read_config(tmp_path / "run")["training"]["status"] == "time_limit"
+    core.load(tmp_path / "run")
