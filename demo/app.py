@@ -42,7 +42,8 @@ def build_demo() -> gr.Blocks:
         with gr.Row(equal_height=True):
             picker = gr.Dropdown(names, value=state.default_checkpoint(names), label="Model", scale=4,
                                  allow_custom_value=True, elem_id="model-picker",
-                                 info="Shipped models first, then every run in the checkpoints folder")
+                                 info="Shipped models first, then every run in the checkpoints folder; "
+                                      "or type a Hugging Face model, e.g. hf:Helsinki-NLP/opus-mt-en-de")
             refresh = gr.Button("↻ Refresh", scale=0, min_width=100)
         summary = gr.Markdown(describe_model(picker.value), label="Model summary")
         with gr.Tabs():

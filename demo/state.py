@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import core
-from core import checkpoint
+from core import checkpoint, hf
 from core.jobs import SHIPPED_CHECKPOINTS, TrainingJobs, list_checkpoints
 from core.languages import language_name
 from core.translator import Translator
@@ -38,7 +38,8 @@ def checkpoints_dir() -> Path:
 def available_checkpoints() -> list[Path]:
     """Complete checkpoints, shipped first; the folder of a run still training is left out."""
     busy = JOBS.running
-    return [p for p in list_checkpoints(checkpoints_dir()) if busy is None or p.resolve() != busy.folder.resolve()]
+    found = list_checkpoints(checkpoints_dir()) + hf.hf_folders(checkpoints_dir())  # Lab runs, then HF models
+    return [p for p in found if busy is None or p.resolve() != busy.folder.resolve()]
 
 
 def checkpoint_names() -> list[str]:
@@ -53,11 +54,15 @@ def default_checkpoint(names: list[str] | None = None) -> str | None:
 def resolve_checkpoint(choice: str | None) -> Path:
     """The folder of a picker choice: the name (or full path) of a checkpoint under checkpoints_dir().
 
-    Nothing outside that folder is ever loaded, whatever a client sends.
+    Nothing outside that folder is ever loaded, whatever a client sends; a typed "hf:owner/name"
+    is a Hugging Face Hub model (in hosted mode only those the owner allows, see core.hf).
     """
     if not choice:
         raise ValueError("No model selected. Train one in the Train tab, or put a checkpoint in "
                          f"{checkpoints_dir()}, then pick it at the top of the page.")
+    if hf.is_hub_name(choice):
+        hf.check_allowed(choice)
+        return hf.HubId(choice)  # type: ignore[return-value]  # str with a .name, loaded by core.load
     for path in available_checkpoints():
         if choice in (path.name, str(path)):
             return path
@@ -65,8 +70,12 @@ def resolve_checkpoint(choice: str | None) -> Path:
 
 
 def read_model_config(choice: str | None) -> dict[str, Any]:
-    """config.json of a checkpoint: cheap, no weights loaded."""
-    return checkpoint.read_config(resolve_checkpoint(choice))
+    """config.json of a checkpoint: cheap, no weights loaded (a Hugging Face model is loaded: its
+    languages come from its tokenizer)."""
+    folder = resolve_checkpoint(choice)
+    if isinstance(folder, hf.HubId) or hf.is_hf_folder(folder):
+        return MODELS.get(folder).config
+    return checkpoint.read_config(folder)
 
 
 class ModelCache:
@@ -80,7 +89,11 @@ class ModelCache:
 
     def get(self, folder: Path, precision: str = "float32") -> Translator:
         """The checkpoint's translator at `precision` (see `Translator.at_precision`)."""
-        key = (str(folder.resolve()), (folder / checkpoint.WEIGHTS).stat().st_mtime, precision)
+        if isinstance(folder, hf.HubId):  # a Hub model: its files live in the Hugging Face cache
+            key = (str(folder), 0.0, precision)
+        else:
+            files = [folder / name for name in (checkpoint.WEIGHTS, "config.json") if (folder / name).exists()]
+            key = (str(folder.resolve()), files[0].stat().st_mtime if files else 0.0, precision)
         with self._lock:  # one load at a time: two requests for a new model load it once
             if key in self._models:
                 self._models.move_to_end(key)
@@ -113,6 +126,8 @@ def model_summary(choice: str | None) -> str:
         return ("**No model yet.** Open the **Train** tab and press *Start training*: the tiny preset "
                 "trains a first model in a few minutes.")
     config = read_model_config(choice)
+    if config.get("engine"):  # a pretrained Hugging Face model (core.hf): size, memory, load time
+        return get_translator(choice).summary()
     model = config["run"]["model"]
     languages = ", ".join(language_name(code) for code in config["languages"])
     training = config.get("training") or {}

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import gradio as gr
 
-from core import limits
+from core import hf, limits
 from core.events import Event
 from core.jobs import Job
 from core.languages import language_name
@@ -137,7 +137,8 @@ def swap_languages(src: str | None, tgt: str | None) -> tuple[str | None, str | 
 
 def picker_update(choices: list[str], current: str | None, fallback: str | None) -> dict:
     """New choices for a dropdown: keeps `current` when it is still among them, else `fallback`."""
-    return gr.update(choices=choices, value=current if current in choices else fallback)
+    keep = current in choices or hf.is_hub_name(current)  # a typed "hf:owner/name" stays picked
+    return gr.update(choices=choices, value=current if keep else fallback)
 
 
 def refresh_picker(current: str | None, select: str | None = None) -> dict:
