@@ -30,6 +30,7 @@ class Limits:
     def describe(self) -> str:
         mode = "Hosted mode" if self.hosted else "Local mode"
         return (f"{mode}: training ≤ {self.max_train_steps} steps, d_model ≤ {self.max_d_model}, ≤ {self.max_layers} layers, "
+                f"≤ {self.max_tokens_per_batch} tokens per batch, "
                 f"uploads ≤ {self.max_upload_mb:g} MB, input ≤ {self.max_input_chars} characters / {self.max_input_lines} lines, "
                 f"beam ≤ {self.max_beam}, ≤ {self.max_candidates} samples, evaluation ≤ {self.max_eval_sentences} sentences per direction")
 

@@ -97,6 +97,44 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path: Path) -> None:
     assert core.load(run).translate("The dog runs.", "en", "de")[0].text is not None
 
 
+def test_sigterm_then_resume_from_the_cli_equals_an_uninterrupted_run(tmp_path: Path) -> None:
+    """`python -m core train` stopped by SIGTERM mid-run, then `--resume`d, ends with exactly the
+    weights of the same command run without a stop (dropout on: the random state is restored too)."""
+    import signal
+
+    import torch
+
+    from core import checkpoint
+
+    flags = ["train", "--preset", "tiny", "--data", "builtin", "--languages", "en,de", "--steps", "40",
+             "--d-model", "64", "--d-ff", "128", "--layers", "1", "--vocab-size", "300", "--tokens-per-batch", "1500",
+             "--eval-every", "10", "--dropout", "0.1", "--threads", "1"]
+    command = [sys.executable, "-m", "core", *flags]
+    logs = {name: tmp_path / f"{name}.log" for name in ("straight", "stopped")}  # files: a full pipe would block
+    with open(logs["straight"], "w") as straight_log, open(logs["stopped"], "w") as stopped_log:
+        straight = subprocess.Popen([*command, "--out", str(tmp_path / "straight")], cwd=ROOT,
+                                    stdout=subprocess.DEVNULL, stderr=straight_log, env=child_env())
+        stopped = subprocess.Popen([*command, "--out", str(tmp_path / "stopped")], cwd=ROOT, stdout=subprocess.PIPE,
+                                   stderr=stopped_log, text=True, env=child_env())
+    for line in stopped.stdout:  # the first validation is printed at step 10: stop the run then
+        if line.startswith("valid step 10"):
+            stopped.send_signal(signal.SIGTERM)
+            break
+    stopped.communicate(timeout=300)
+    assert stopped.returncode == 130, logs["stopped"].read_text()[-3000:]
+    state = checkpoint.load_training_state(tmp_path / "stopped" / checkpoint.TRAINING_STATE)
+    assert 10 <= state["step"] < 40, state["step"]  # stopped in the middle, not at the end
+    resumed = cli(*flags, "--out", str(tmp_path / "stopped"), "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "done at step 40" in resumed.stdout
+    assert straight.wait(timeout=300) == 0, logs["straight"].read_text()[-3000:]
+    a = checkpoint.load_weights(tmp_path / "straight" / checkpoint.LAST_WEIGHTS)
+    b = checkpoint.load_weights(tmp_path / "stopped" / checkpoint.LAST_WEIGHTS)
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
 def test_a_run_folder_config_replays_the_run(tiny_checkpoint: Path) -> None:
     from core.config import RunConfig
 
