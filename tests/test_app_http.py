@@ -122,17 +122,44 @@ def test_inside_tokenization(client: Client) -> None:
     assert _figure(matrix)["data"][0]["type"] == "heatmap"
 
 
+SHIPPED = Path(__file__).resolve().parent.parent / "checkpoints" / "multi30k-4lang"
+
+
 @pytest.fixture(scope="module")
-def second_model(app_server: AppServer, tiny_checkpoint: Path) -> str:
-    copy_checkpoint(tiny_checkpoint, app_server.checkpoints, "tiny-b")  # the app re-reads its folder on each call
-    return "tiny-b"
+def second_model(app_server: AppServer) -> str:
+    """A model that really differs from the tiny one: a copy of the shipped model, named to sort
+    after "tiny" (the picker's default). The app re-reads its folder on each call."""
+    copy_checkpoint(SHIPPED, app_server.checkpoints, "zz-shipped-b")
+    return "zz-shipped-b"
 
 
-def test_inside_side_by_side(client: Client, second_model: str) -> None:
+def _array(data):
+    """A plotly array from JSON: a plain list, or plotly's typed binary form {dtype, bdata, shape}."""
+    import base64
+
+    import numpy as np
+
+    if not isinstance(data, dict):
+        return np.asarray(data, dtype=float)
+    values = np.frombuffer(base64.b64decode(data["bdata"]), dtype=data["dtype"]).astype(float)
+    return values.reshape([int(n) for n in str(data.get("shape", len(values))).split(",")])
+
+
+def test_inside_side_by_side(client: Client, second_model: str, tiny_translator) -> None:
+    import numpy as np
+
+    import core
+
     table, first, second = client.predict("tiny", second_model, SENTENCE, "en", "de", 1, api_name="/side_by_side")
     assert [row[0] for row in _rows(table)] == ["tiny", second_model]
-    assert _rows(table)[0][1] == _rows(table)[1][1]
-    assert _figure(first)["data"][0]["type"] == "heatmap" and second_model in _figure(second)["layout"]["title"]["text"]
+    # Each side shows its own model's translation and attention (computed here, in-process).
+    views = [model.attention(SENTENCE, "en", "de", beam_size=1) for model in (tiny_translator, core.load(SHIPPED))]
+    assert [row[1] for row in _rows(table)] == [view.translation.text for view in views]
+    assert _rows(table)[0][1] != _rows(table)[1][1] and "Hund" in _rows(table)[1][1]
+    for plot, name, view in zip((first, second), ("tiny", second_model), views, strict=True):
+        figure = _figure(plot)
+        assert figure["data"][0]["type"] == "heatmap" and figure["layout"]["title"]["text"].startswith(name)
+        assert np.allclose(_array(figure["data"][0]["z"]), view.cross[-1].mean(axis=0), atol=1e-5)
     with pytest.raises(AppError, match="Pick a second model"):
         client.predict("tiny", "(none)", SENTENCE, "en", "de", 1, api_name="/side_by_side")
 

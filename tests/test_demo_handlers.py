@@ -13,6 +13,7 @@ import pytest
 
 from core.config import preset
 from core.corpus import load_builtin
+from core.evaluate import evaluate
 from demo import app as demo_app
 from demo import attention_tab, data, evaluate_tab, generate_tab, guide_tab, inside_tab, state, train_tab, translate_tab, ui
 from tests.app_server import copy_checkpoint
@@ -37,10 +38,15 @@ def no_training_left_running():
         job.wait(60)
 
 
+SHIPPED = Path(__file__).resolve().parent.parent / "checkpoints" / "multi30k-4lang"
+
+
 @pytest.fixture(scope="module")
-def second_model(app_checkpoints: Path, tiny_checkpoint: Path) -> str:
-    copy_checkpoint(tiny_checkpoint, app_checkpoints, "tiny-copy")
-    return "tiny-copy"
+def second_model(app_checkpoints: Path) -> str:
+    """A model that really differs from the tiny one: a copy of the shipped model (en, de, fr, cs),
+    named to sort after "tiny", which stays the picker's default."""
+    copy_checkpoint(SHIPPED, app_checkpoints, "zz-shipped-copy")
+    return "zz-shipped-copy"
 
 
 @pytest.fixture(scope="module")
@@ -295,20 +301,33 @@ def test_evaluate_one_checkpoint_on_the_builtin_test_split() -> None:
     assert np.asarray(matrix.data[0].z).shape == (3, 3)
 
 
-def test_evaluation_results_are_cached() -> None:
-    args = ("tiny", ui.NONE, "Built-in test split", None, "en-de", 1, 3)
+def test_evaluation_results_are_cached(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Counted, not timed: asking again for the same scores translates nothing."""
+    translator = state.get_translator("tiny")
+    calls: list[tuple[str, str]] = []
+    translate = translator.translate
+    monkeypatch.setattr(translator, "translate",
+                        lambda texts, src, tgt, **options: calls.append((src, tgt)) or translate(texts, src, tgt, **options))
+    args = ("tiny", ui.NONE, "Built-in test split", None, "en-de,de-fr", 1, 3)
     first = evaluate_tab.run_evaluation(*args)
-    started = time.perf_counter()
+    assert calls == [("en", "de"), ("de", "fr")]
     again = evaluate_tab.run_evaluation(*args)
-    assert time.perf_counter() - started < 1.0
-    assert again[0] == first[0]
+    assert calls == [("en", "de"), ("de", "fr")] and again[0] == first[0]
+    evaluate_tab.run_evaluation(*args[:-1], 4)  # other settings: scored anew
+    assert calls[2:] == [("en", "de"), ("de", "fr")]
 
 
 def test_evaluate_two_checkpoints_side_by_side(second_model: str) -> None:
     summary, bleu, _, matrix, second = evaluate_tab.run_evaluation(
         "tiny", second_model, "Built-in test split", None, "de-fr", 1, 3)
     assert [trace.name for trace in bleu.data] == ["tiny", second_model]
-    assert second["visible"] is True and "tiny-copy" in summary
+    assert second["visible"] is True and f"### {second_model}" in summary
+    # Each model's bar is its own score, and the two models really score differently.
+    test = load_builtin().split("test")
+    expected = [evaluate(state.get_translator(name), test, ["de-fr"], beam_size=1, max_sentences=3).scores["de-fr"].bleu
+                for name in ("tiny", second_model)]
+    assert [float(trace.y[0]) for trace in bleu.data] == pytest.approx(expected)
+    assert expected[1] > expected[0] + 5
 
 
 def test_evaluate_uploaded_tsv(tmp_path: Path) -> None:
@@ -490,13 +509,23 @@ def test_tokenization_across_languages() -> None:
         inside_tab.tokenization("tiny", "Built-in test split", None, 10_000)
 
 
-def test_two_models_side_by_side(second_model: str) -> None:
+def test_two_models_side_by_side(second_model: str, tiny_translator) -> None:
+    import core
+
     table, first, second = inside_tab.side_by_side("tiny", second_model, SENTENCE, "en", "de", 1)
     assert list(table.columns) == inside_tab.SIDE_COLUMNS and list(table["model"]) == ["tiny", second_model]
-    assert table["translation"][0] == table["translation"][1]  # the same weights
+    # Each side shows its own model: its translation and its attention, and the two differ.
+    shipped = core.load(SHIPPED)
+    views = [model.attention(SENTENCE, "en", "de", beam_size=1) for model in (tiny_translator, shipped)]
+    assert list(table["translation"]) == [view.translation.text for view in views]
+    assert table["translation"][0] != table["translation"][1]
+    assert "Hund" in table["translation"][1]  # the shipped model translates for real
     assert list(table["zero-shot"]) == ["no", "no"]
-    assert first.data[0].type == "heatmap" and second_model in second.layout.title.text
-    assert np.allclose(np.asarray(first.data[0].z), np.asarray(second.data[0].z))
+    for figure, name, view in zip((first, second), ("tiny", second_model), views, strict=True):
+        assert figure.data[0].type == "heatmap" and figure.layout.title.text.startswith(name)
+        assert np.allclose(np.asarray(figure.data[0].z, dtype=float), view.cross[-1].mean(axis=0), atol=1e-5)
+    assert np.asarray(first.data[0].z).shape != np.asarray(second.data[0].z).shape or \
+        not np.allclose(np.asarray(first.data[0].z, dtype=float), np.asarray(second.data[0].z, dtype=float))
     with pytest.raises(gr.Error, match="Pick a second model"):
         inside_tab.side_by_side("tiny", ui.NONE, SENTENCE, "en", "de")
     with pytest.raises(gr.Error, match="Enter a sentence"):
@@ -521,8 +550,11 @@ def test_two_models_side_by_side(second_model: str) -> None:
     (lambda: inside_tab.zero_shot("tiny", "Built-in test split", None, 1, 500), "at most 200 sentences"),
     (lambda: inside_tab.zero_shot("tiny", "Built-in test split", None, 8, 5), "a beam of at most 6"),
     (lambda: inside_tab.start_transfer("cs", ["de"], 60, 5000), "at most 2000 training steps"),
-    (lambda: inside_tab.side_by_side("tiny", "tiny-copy", SENTENCE, "en", "de", 8), "a beam of at most 6"),
-    (lambda: inside_tab.side_by_side("tiny", "tiny-copy", "x" * 2001, "en", "de"), "at most 2000 characters"),
+    (lambda: inside_tab.side_by_side("tiny", "zz-shipped-copy", SENTENCE, "en", "de", 8), "a beam of at most 6"),
+    (lambda: inside_tab.side_by_side("tiny", "zz-shipped-copy", "x" * 2001, "en", "de"), "at most 2000 characters"),
+    (lambda: train_tab.start_training(**{**TINY_FORM, "layers": 5}, run_name="too-deep"), "at most 4 layers"),
+    (lambda: train_tab.start_training(**{**TINY_FORM, "tokens_per_batch": 8001}, run_name="too-big"),
+     "at most 8000 tokens per batch"),
 ])
 def test_hosted_mode_refuses_oversize_requests(hosted: None, second_model: str, call, message: str) -> None:
     with pytest.raises(gr.Error, match=f"Too large for this hosted app: {message}"):
@@ -551,7 +583,8 @@ def test_hosted_mode_allows_what_fits_and_says_what_the_caps_are(hosted: None) -
                                  run_name="server-path")
     blocks = demo_app.build_demo()
     notes = [str(block.value) for block in blocks.blocks.values() if isinstance(block, gr.Markdown)]
-    assert any("Hosted mode: training ≤ 2000 steps" in note for note in notes)
+    caps = next(note for note in notes if "Hosted mode: training ≤ 2000 steps" in note)
+    assert "≤ 4 layers" in caps and "≤ 8000 tokens per batch" in caps
 
 
 def test_local_mode_shows_its_caps_in_the_guide_only(monkeypatch: pytest.MonkeyPatch) -> None:
