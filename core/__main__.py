@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import time
@@ -46,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     download.add_argument("--dir", default=None, help="target folder (default: data/multi30k)")
     download.add_argument("--url", default=None, help="mirror base URL")
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # as typed, for the artifacts that record it
     handlers = {"train": run_train, "translate": run_translate, "evaluate": run_evaluate,
                 "transfer": run_transfer, "info": run_info, "half": run_half, "export": run_export,
                 "download": run_download}
@@ -153,6 +155,9 @@ def _translate_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--length-penalty", type=float, default=1.0)
     p.add_argument("--n-best", type=int, default=1, help="print n hypotheses per line, tab-separated with scores")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--prefix", default="", help="start every translation with these words; the model completes it")
+    p.add_argument("--scores", action="store_true",
+                   help="one JSON object per line: translation, sentence confidence, each piece's probability")
     _decoding_flags(p)
     p.add_argument("--input", help="file to translate (default: stdin)")
     p.add_argument("--output", help="file to write (default: stdout)")
@@ -183,8 +188,11 @@ def run_translate(args: argparse.Namespace) -> int:
         lines = sys.stdin.read().splitlines()
     translations = translator.translate(lines, args.src, args.tgt, beam_size=args.beam,
                                         length_penalty=args.length_penalty, n_best=args.n_best,
-                                        batch_size=args.batch_size, workers=args.workers)
-    if args.n_best > 1:
+                                        batch_size=args.batch_size, workers=args.workers, scores=args.scores,
+                                        prefix=args.prefix)
+    if args.scores:
+        rows = [json.dumps(scored_record(t), ensure_ascii=False) for t in translations]
+    elif args.n_best > 1:
         rows = ["\t".join(f"{text}\t{score:.4f}" for text, score in t.n_best) for t in translations]
     else:
         rows = [t.text for t in translations]
@@ -194,6 +202,18 @@ def run_translate(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     return 0
+
+
+def scored_record(translation) -> dict:
+    """`translate --scores`: the translation, its confidence and each piece with its probability
+    (the last piece is </s>); the n-best list too when there is one."""
+    pieces = [*translation.pieces, "</s>"] if translation.piece_probs else []
+    record = {"translation": translation.text,
+              "confidence": None if translation.confidence is None else round(translation.confidence, 4),
+              "pieces": [[piece, round(p, 4)] for piece, p in zip(pieces, translation.piece_probs)]}
+    if len(translation.n_best) > 1:
+        record["n_best"] = [[text, round(score, 4)] for text, score in translation.n_best]
+    return record
 
 
 # --- evaluate ------------------------------------------------------------------------------
@@ -275,7 +295,7 @@ def run_transfer(args: argparse.Namespace) -> int:
     corpus = load_corpus(args.data)
     out = Path(args.out) if args.out else PROJECT_ROOT / "runs" / f"transfer-{corpus.name}-{args.setup}"
     result = run_experiment(corpus, setup, out, listeners=[ProgressPrinter()])
-    result["command"] = "python -m core " + " ".join(sys.argv[1:])
+    result["command"] = "python -m core " + " ".join(args.argv)
     reports = [out / "transfer.json", *([Path(args.json)] if args.json else [])]
     for report in reports:
         checkpoint.write_json(report, result)

@@ -1,5 +1,6 @@
-"""Looking at what a multilingual model learned: zero-shot directions, transfer to a low-resource
-language, the shared sentence space, and how the shared vocabulary treats each language.
+"""Looking at what a multilingual model learned: zero-shot directions (with the off-target rate),
+the shared sentence space, and how the shared vocabulary treats each language. The transfer
+experiment, which trains models, has its own module: `core.transfer`.
 
 Every function takes plain Python (translators, dicts of sentences) and returns plain data
 (dicts of floats, lists, numpy arrays), so a UI handler, the CLI or a notebook can call it in
@@ -7,7 +8,6 @@ one line and hand the result to `core.plots`:
 
 - `zero_shot_report`      → `plots.direction_matrix(r["bleu"], r["languages"], zero_shot=set(r["zero_shot"]))`
                             and `plots.bleu_bars({"direct": r["zero_shot_bleu"], "pivot": r["pivot_bleu"]})`
-- `transfer_experiment`   → `plots.bleu_bars(r["bleu"])`
 - `embedding_space`       → `plots.embedding_scatter(r["points"], r["languages"], r["sentence_ids"], r["labels"])`
 - `retrieval_accuracy`    → `plots.line_chart(*to_series(acc), "encoder layer", "top-1 accuracy", title)`
 - `sentence_space`        → both of the above from one pass over the encoder, for a test set
@@ -17,24 +17,15 @@ one line and hand the result to `core.plots`:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from core import checkpoint
-from core.config import RunConfig, preset
-from core.corpus import Corpus, CorpusError
 from core.evaluate import Progress, corpus_scores, evaluate
 from core.languages import direction, parse_directions, split_direction
 from core.tokenizer import Tokenizer
-from core.train import train
 from core.translator import Translator
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-Listener = Callable[[dict[str, Any]], None]
-BILINGUAL, MULTILINGUAL = "bilingual", "multilingual"
 
 
 def _mean(values: Iterable[float]) -> float | None:
@@ -91,11 +82,12 @@ def zero_shot_report(
         progress(fraction * len(directions) / total, message)
 
     report = evaluate(translator, split_lines, directions, beam_size=beam_size, max_sentences=max_sentences,
-                      progress=direct_progress if progress else None)
+                      progress=direct_progress if progress else None, off_target=True)
     rows: dict[str, dict[str, Any]] = {}
     for name, score in report.scores.items():
         rows[name] = {"kind": "zero-shot" if name in zero_shot else "supervised", "bleu": score.bleu,
-                      "chrf": score.chrf, "pivot_bleu": None, "pivot_chrf": None, "sentences": score.sentences}
+                      "chrf": score.chrf, "off_target": score.off_target, "pivot_bleu": None, "pivot_chrf": None,
+                      "sentences": score.sentences}
     for index, name in enumerate(pivotable):
         src, tgt = split_direction(name)
         if progress:
@@ -122,6 +114,10 @@ def zero_shot_report(
             "mean_supervised_bleu": _mean(rows[d]["bleu"] for d in supervised),
             "mean_zero_shot_bleu": _mean(rows[d]["bleu"] for d in zero_shot),
             "mean_pivot_bleu": _mean(rows[d]["pivot_bleu"] for d in pivotable),
+            "mean_supervised_off_target": _mean(rows[d]["off_target"] for d in supervised
+                                                if rows[d]["off_target"] is not None),
+            "mean_zero_shot_off_target": _mean(rows[d]["off_target"] for d in zero_shot
+                                               if rows[d]["off_target"] is not None),
         },
         "bleu_signature": report.bleu_signature,
         "chrf_signature": report.chrf_signature,
@@ -132,126 +128,24 @@ def _score(value: float | None) -> str:
     return "—" if value is None else f"{value:.1f}"
 
 
+def _share(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.0f}%"
+
+
 def zero_shot_table(report: dict[str, Any]) -> str:
     """`zero_shot_report` as a Markdown table (CLI, UI)."""
-    lines = [f"| direction | kind | BLEU | pivot via {report['via']} BLEU |", "| --- | --- | ---: | ---: |"]
+    lines = [f"| direction | kind | BLEU | off-target | pivot via {report['via']} BLEU |",
+             "| --- | --- | ---: | ---: | ---: |"]
     for name, row in report["directions"].items():
-        lines.append(f"| {name} | {row['kind']} | {_score(row['bleu'])} | {_score(row['pivot_bleu'])} |")
+        lines.append(f"| {name} | {row['kind']} | {_score(row['bleu'])} | {_share(row['off_target'])} "
+                     f"| {_score(row['pivot_bleu'])} |")
     summary = report["summary"]
-    lines.append(f"| **mean supervised** | | **{_score(summary['mean_supervised_bleu'])}** | |")
+    lines.append(f"| **mean supervised** | | **{_score(summary['mean_supervised_bleu'])}** "
+                 f"| **{_share(summary['mean_supervised_off_target'])}** | |")
     lines.append(f"| **mean zero-shot** | | **{_score(summary['mean_zero_shot_bleu'])}** "
-                 f"| **{_score(summary['mean_pivot_bleu'])}** |")
-    return "\n".join(lines)
-
-
-# --- 2. cross-lingual transfer ---------------------------------------------------------------
-
-def low_resource_corpus(corpus: Corpus, languages: Sequence[str], low_resource: str, low_size: int) -> Corpus:
-    """`corpus` restricted to `languages`, where only the first `low_size` training lines of
-    `low_resource` are kept. The others become "" rather than being removed: the corpus stays
-    N-way aligned, and `BatchStream` skips every pair with an empty side, so exactly `low_size`
-    pairs of each direction into or out of `low_resource` are trained on. Valid and test stay whole.
-    """
-    restricted = corpus.restrict(list(languages))
-    train = dict(restricted.split("train"))
-    if not 1 <= low_size <= len(train[low_resource]):
-        raise CorpusError(f"low_size must be between 1 and {len(train[low_resource])} (the training lines of "
-                          f"{corpus.name!r}), got {low_size}")
-    kept = train[low_resource][:low_size]
-    train[low_resource] = kept + [""] * (len(train[low_resource]) - low_size)
-    return Corpus(f"{corpus.name}-{low_resource}{low_size}", {**restricted.splits, "train": train})
-
-
-def _pair_count(lines: dict[str, list[str]], name: str) -> int:
-    """Training pairs of direction `name` with both sides non-empty."""
-    src, tgt = split_direction(name)
-    return sum(1 for s, t in zip(lines[src], lines[tgt], strict=True) if s.strip() and t.strip())
-
-
-def _tagged(listener: Listener, label: str) -> Listener:
-    """Pass training events on with `"model": label` added, so one listener can follow both runs."""
-    return lambda event: listener({**event, "model": label})
-
-
-def transfer_experiment(
-    corpus: Corpus,
-    low_resource: str = "cs",
-    low_size: int = 2000,
-    helpers: Sequence[str] = ("de", "fr"),
-    config: RunConfig | None = None,
-    out_dir: str | Path | None = None,
-    listeners: Iterable[Listener] = (),
-    source: str = "en",
-    beam_size: int = 4,
-    max_sentences: int | None = None,
-) -> dict[str, Any]:
-    """Does a low-resource direction gain from sharing a model with high-resource ones?
-
-    Trains, with the same config (same steps, same model size):
-      (a) bilingual:    source→low_resource on only `low_size` pairs;
-      (b) multilingual: source→low_resource on the same `low_size` pairs, plus source→helper on
-                        every training pair of each helper language;
-    then scores both on the test split. Models go to `out_dir`/bilingual and `out_dir`/multilingual;
-    listeners receive every training event with a "model" key naming the run.
-
-    The multilingual model spends only part of its steps on the low-resource direction; the
-    config's `train.direction_temperature` sets how much (higher evens the directions out). Note that the
-    corpus is N-way parallel, so the helpers' English sides include the English of the
-    low-resource pairs.
-    """
-    languages = [source, low_resource, *helpers]
-    if len(set(languages)) != len(languages):
-        raise ValueError(f"source {source!r}, low-resource {low_resource!r} and helpers {list(helpers)} must differ")
-    if not helpers:
-        raise ValueError("Give at least one helper language")
-    base = config or preset("tiny")
-    listeners = list(listeners)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    out = Path(out_dir) if out_dir else PROJECT_ROOT / "runs" / f"transfer-{low_resource}{low_size}-{stamp}"
-    low_direction = direction(source, low_resource)
-    multilingual = low_resource_corpus(corpus, languages, low_resource, low_size)
-    bilingual_train = {lang: multilingual.split("train")[lang][:low_size] for lang in (source, low_resource)}
-    bilingual = Corpus(multilingual.name, {**corpus.restrict([source, low_resource]).splits, "train": bilingual_train})
-    runs = {
-        BILINGUAL: (bilingual, [low_direction]),
-        MULTILINGUAL: (multilingual, [low_direction, *(direction(source, h) for h in helpers)]),
-    }
-    for label in runs:
-        checkpoint.check_run_folder(out / label)  # never overwrite a trained model
-    result: dict[str, Any] = {
-        "source": source, "low_resource": low_resource, "low_size": low_size, "helpers": list(helpers),
-        "corpus": corpus.name, "steps": base.train.steps, "split": "test", "beam_size": beam_size,
-        "max_sentences": max_sentences, "bleu": {}, "chrf": {}, "models": {},
-    }
-    for label, (data, directions) in runs.items():
-        run_config = base.with_overrides(languages=[source, low_resource] if label == BILINGUAL else languages,
-                                         directions=",".join(directions))
-        trained = train(run_config, out / label, corpus=data, listeners=[_tagged(lst, label) for lst in listeners])
-        report = evaluate(Translator.load(trained.folder), corpus.split("test"), directions, beam_size=beam_size,
-                          max_sentences=max_sentences)
-        result["bleu"][label], result["chrf"][label] = report.metric("bleu"), report.metric("chrf")
-        result["bleu_signature"], result["chrf_signature"] = report.bleu_signature, report.chrf_signature
-        result["models"][label] = {
-            "folder": str(trained.folder), "status": trained.status, "steps": trained.step,
-            "directions": directions, "train_pairs": {d: _pair_count(data.split("train"), d) for d in directions},
-        }
-    result["gain"] = {metric: result[metric][MULTILINGUAL][low_direction] - result[metric][BILINGUAL][low_direction]
-                      for metric in ("bleu", "chrf")}
-    return result
-
-
-def transfer_table(result: dict[str, Any]) -> str:
-    """`transfer_experiment` as a Markdown table: one row per direction, both models side by side."""
-    models = result["models"]
-    lines = ["| direction | bilingual BLEU | multilingual BLEU | training pairs (bilingual / multilingual) |",
-             "| --- | ---: | ---: | ---: |"]
-    for name in models[MULTILINGUAL]["directions"]:
-        pairs = [str(models[m]["train_pairs"].get(name, "—")) for m in (BILINGUAL, MULTILINGUAL)]
-        lines.append(f"| {name} | {_score(result['bleu'][BILINGUAL].get(name))} "
-                     f"| {_score(result['bleu'][MULTILINGUAL].get(name))} | {' / '.join(pairs)} |")
-    low = direction(result["source"], result["low_resource"])
-    lines.append(f"\nMultilingual minus bilingual on {low}: {result['gain']['bleu']:+.1f} BLEU, "
-                 f"{result['gain']['chrf']:+.1f} chrF ({result['steps']} steps each)")
+                 f"| **{_share(summary['mean_zero_shot_off_target'])}** | **{_score(summary['mean_pivot_bleu'])}** |")
+    lines.append("\nOff-target: the share of outputs in another of the model's languages (language identification "
+                 "by py3langid among the model's languages).")
     return "\n".join(lines)
 
 

@@ -54,6 +54,7 @@ LABELS = {
     "finetuned": "(c) pretrained without it, fine-tuned",
 }
 PRETRAIN = "pretrain"
+STORED = Path(__file__).resolve().parent.parent / "bench" / "results" / "transfer_multi30k.json"
 Progress = Callable[[float, str], None]
 
 
@@ -117,7 +118,8 @@ SMALL = TransferSetup(
                       max_positions=128),
     vocab_size=2000, new_language_pieces=1000,
     train=TrainConfig(tokens_per_batch=2500, lr=3e-3, warmup_steps=60, schedule="cosine", label_smoothing=0.1,
-                      direction_temperature=5.0, eval_every=100, eval_sentences=50, save_every=100, patience=4, seed=1),
+                      direction_temperature=5.0, eval_every=100, eval_sentences=50, save_every=100, patience=4, seed=1,
+                      threads=1),
     pretrain_steps=500, finetune_steps=150, finetune_warmup_steps=20, test_sentences=300, bootstrap_samples=300,
 )
 
@@ -291,6 +293,33 @@ def run_experiment(corpus: Corpus, setup: TransferSetup, out: str | Path, listen
     if progress:
         progress(1.0, "Done")
     return result
+
+
+def total_steps(setup: TransferSetup) -> int:
+    """The training steps of the whole experiment at most (runs may stop early), for a progress bar."""
+    total = setup.pretrain_steps + setup.finetune_steps
+    return setup.pretrain_steps + len(setup.sizes) * (2 * total + setup.finetune_steps)
+
+
+def stored_result(path: str | Path = STORED) -> dict[str, Any] | None:
+    """The stored Multi30K result (`bench/results/transfer_multi30k.json`), or None if there is none."""
+    path = Path(path)
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
+def findings(result: dict[str, Any]) -> str:
+    """What the numbers say, in sentences: each method against training on the pairs alone."""
+    lines = []
+    for n, row in result["sizes"].items():
+        alone = row["bilingual"]["bleu"]["score"]
+        parts = []
+        for method in ("joint", "finetuned"):
+            bleu = row[method]["bleu"]
+            gain = bleu["score"] - alone
+            verdict = "significant" if bleu["p_value"] is not None and bleu["p_value"] < 0.05 and gain else "not significant"
+            parts.append(f"{result['methods'][method]} {bleu['score']:.1f} ({gain:+.1f}, {verdict}, p={bleu['p_value']:.3f})")
+        lines.append(f"- **N = {int(n):,}:** alone {alone:.1f} BLEU; " + "; ".join(parts) + ".")
+    return "\n".join(lines)
 
 
 def transfer_table(result: dict[str, Any]) -> str:

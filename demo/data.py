@@ -86,6 +86,12 @@ def multi30k() -> Corpus:
     return _multi30k(str(folder))
 
 
+def transfer_corpus() -> Corpus:
+    """The corpus of the small transfer experiment: Multi30K when it is here (the stored result's
+    data), else the built-in corpus."""
+    return multi30k() if find_multi30k() is not None else builtin_corpus()
+
+
 TEST_SETS = {"Built-in test split": BUILTIN, "Multi30K test split": MULTI30K, "Uploaded files": UPLOAD}
 
 

@@ -5,6 +5,7 @@ Each section has its handler (one `core.analysis` call plus formatting) and its 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -12,18 +13,15 @@ import gradio as gr
 import pandas as pd
 import plotly.graph_objects as go
 
-from core import limits, plots
+from core import limits, plots, transfer
 from core.analysis import (
     compare_translations,
     sentence_space,
     to_series,
     tokenization_report,
-    transfer_experiment,
-    transfer_table,
     zero_shot_report,
     zero_shot_table,
 )
-from core.config import preset
 from core.events import Event
 from core.jobs import Job
 from core.languages import language_name
@@ -50,8 +48,14 @@ INTRO = ("Look inside multilingual learning: one model shares its weights and it
          "all its languages. Each section below asks what that sharing buys, with plots you can read in a minute.")
 ZERO_SHOT_INTRO = ("**Zero-shot:** can the model translate directions it never saw a single pair of (marked *)? "
                    "Compare with pivoting, translating through English in two trained hops.")
-TRANSFER_INTRO = ("**Transfer:** train two tiny models on only a few English→Czech pairs — one alone (bilingual), "
-                  "one that also learns English→German and English→French (multilingual) — and see which scores better.")
+TRANSFER_INTRO = ("**Transfer:** English→Czech gets only N pairs, while German and French keep all theirs. Three "
+                  "ways to build the model: **(a)** train on the N pairs alone; **(b)** train on everything together "
+                  "from scratch; **(c)** start from a model pretrained on English, German and French — which has "
+                  "never seen a word of Czech — and fine-tune it on the N pairs (its vocabulary grows for Czech). "
+                  "Error bars are 95% bootstrap intervals on the test set.")
+TRANSFER_SMALL = ("**See it happen:** the small version trains the same three methods on a Multi30K subset (the "
+                  "built-in corpus when Multi30K is not here), with smaller models and fewer steps: about ten "
+                  "minutes on two CPU cores. Its numbers are lower and noisier than the stored ones.")
 EMBEDDING_INTRO = ("**Sentence space:** each sentence becomes a vector (the mean of the encoder's states). If the "
                    "model shares one space, translations of a sentence (joined by grey lines) land close together.")
 TOKEN_INTRO = ("**Shared vocabulary:** every language is cut into pieces from one vocabulary. Compare how one "
@@ -63,8 +67,6 @@ DEFAULT_ZERO_SHOT_SENTENCES = 50
 DEFAULT_EMBEDDING_SENTENCES = 40
 TOKEN_STATS_LINES = 500  # test lines per language for fertility and vocabulary use
 TRANSFER = "transfer experiment"  # Job.kind of the experiment
-TRANSFER_DEFAULTS = {"low_resource": "cs", "helpers": ["de", "fr"], "low_size": 300, "steps": 300}
-TRANSFER_TEST_SENTENCES = 100  # per direction, greedy: a tiny model's score is rough anyway
 POLL_SECONDS = 1.0
 RETRIEVAL_TITLE = "Sentence retrieval: is the nearest sentence in the other language its translation?"
 PIECES_COLUMNS = ["language", "sentence", "pieces", "number of pieces"]
@@ -100,44 +102,44 @@ def zero_shot(checkpoint: str, test_set: str, files: list | None = None, beam_si
     return "\n\n".join(notes), matrix, bars
 
 
-# --- b. cross-lingual transfer, in the background -------------------------------------------------
+# --- b. cross-lingual transfer: the stored Multi30K result, and a small rerun in the background ------
 
-def transfer_config(steps: int):
-    """The tiny preset for `steps` steps, validated once at the end, sized for a shared CPU."""
-    config = preset("tiny")
-    config.train.steps = steps
-    config.train.warmup_steps = min(config.train.warmup_steps, max(1, steps // 5))
-    config.train.eval_every = config.train.save_every = steps
-    config.train.threads = state.training_threads()
-    limits.check_training(config)
-    return config
+def stored_transfer() -> tuple[go.Figure, str]:
+    """The measured Multi30K experiment (`python -m core transfer`), drawn without training anything."""
+    result = transfer.stored_result()
+    if result is None:
+        return plots.transfer_curve({}), "No stored result: run `python -m core transfer --data multi30k`."
+    return plots.transfer_curve(result), _transfer_report(result, stored=True)
+
+
+def _transfer_report(result: dict[str, Any], stored: bool = False) -> str:
+    budget = result["budget"]
+    where = (f"Stored result ({result['corpus']}, {result['hardware']})." if stored
+             else f"This run: {result['corpus']}, {result['test_sentences']} test sentences.")
+    return "\n\n".join([
+        where, transfer.transfer_table(result), transfer.findings(result),
+        f"Budget: (a) and (b) {budget['bilingual']} each; (c) {budget['finetuned']}; "
+        f"{budget['tokens_per_batch']} tokens per batch; best checkpoint on validation BLEU.",
+    ])
 
 
 @friendly_errors
-def start_transfer(low_resource: str, helpers: list[str] | None, low_size: float, steps: float) -> tuple[str, dict]:
-    """Start the bilingual-vs-multilingual experiment on the built-in corpus; returns at once."""
-    corpus = data.builtin_corpus()
+def start_transfer(low_resource: str, helpers: list[str] | None) -> tuple[str, dict]:
+    """Start the small version of the experiment (Multi30K when present, else the built-in corpus)."""
+    corpus = data.transfer_corpus()
     helpers = [lang for lang in helpers or [] if lang not in ("en", low_resource)]
-    if low_resource not in corpus.languages or low_resource == "en":
-        raise ValueError(f"Pick a low-resource language other than English among {', '.join(corpus.languages)}")
-    if not helpers:
-        raise ValueError("Pick at least one helper language (other than English and the low-resource one)")
-    available = len(corpus.split("train")[low_resource])
-    if not 1 <= int(low_size) <= available:
-        raise ValueError(f"The number of {language_name(low_resource)} pairs must be between 1 and {available}")
-    if int(steps) < 1:
-        raise ValueError("Train for at least one step")
-    config = transfer_config(int(steps))
-    name = f"transfer-{low_resource}{int(low_size)}-{time.strftime('%Y%m%d-%H%M%S')}"
+    setup = dataclasses.replace(transfer.SMALL, low_resource=low_resource, helpers=tuple(helpers),
+                                train=dataclasses.replace(transfer.SMALL.train, threads=state.training_threads()))
+    name = f"transfer-{corpus.name}-{low_resource}-{time.strftime('%Y%m%d-%H%M%S')}"
     folder = state.checkpoints_dir() / name
 
     def experiment(listeners: list) -> dict[str, Any]:
-        return transfer_experiment(corpus, low_resource, int(low_size), helpers, config, out_dir=folder,
-                                   listeners=listeners, beam_size=1, max_sentences=TRANSFER_TEST_SENTENCES)
+        return transfer.run_experiment(corpus, setup, folder, listeners)
 
-    job = state.JOBS.start_task(name, state.checkpoints_dir(), experiment, total_steps=2 * config.train.steps,
-                                kind=TRANSFER, config=config)
-    return (f"Started **{job.name}**: two models of {config.train.steps} steps each, one after the other.",
+    job = state.JOBS.start_task(name, state.checkpoints_dir(), experiment, total_steps=transfer.total_steps(setup),
+                                kind=TRANSFER)
+    runs = 1 + 3 * len(setup.sizes)
+    return (f"Started **{job.name}** on {corpus.name}: {runs} small models, one after the other.",
             gr.update(active=True))
 
 
@@ -152,29 +154,26 @@ def cancel_transfer() -> str:
 
 def _transfer_status_text(job: Job | None) -> str:
     if job is None:
-        return "No experiment yet. Pick the settings and press **Run the experiment**."
+        return "No experiment of yours yet: the plot shows the stored result. Press **Run the small version** to see it happen."
     if job.status == "running":
-        model = next((e["model"] for e in reversed(job.events) if "model" in e), None)
-        training = f"training the {model} model" if model else job.stage
-        return f"**{job.name}** · {training} · step {job.step}/{job.total_steps}"
+        run = next((e["run"] for e in reversed(job.events) if "run" in e), None)
+        training = f"training {run}" if run else job.stage
+        return f"**{job.name}** · {training} · step {job.step} of at most {job.total_steps}"
     if job.status == Event.FAILED:
         return f"**{job.name}** · **failed** · {job.error}"
     return f"**{job.name}** · **{job.status}**"
 
 
 def transfer_status() -> tuple:
-    """Timer tick: status, progress bar and, once the experiment is done, its BLEU bars and table.
-
-    Shows the server's current (or last) experiment; another kind of run is not shown here.
-    Returns (status, progress, chart, table, timer).
-    """
+    """Timer tick: status, progress bar and, once the small experiment is done, its plot and table.
+    Returns (status, progress, chart, table, timer)."""
     job = state.JOBS.current
     if job is None or job.kind != TRANSFER:
         return _transfer_status_text(None), "", gr.skip(), gr.skip(), gr.update(active=False)
     ended = job.status != "running"
     result = job.result if ended else None
-    chart = plots.bleu_bars(result["bleu"], "BLEU") if result else gr.skip()
-    table = transfer_table(result) if result else gr.skip()
+    chart = plots.transfer_curve(result) if result else gr.skip()
+    table = _transfer_report(result) if result else gr.skip()
     return _transfer_status_text(job), progress_html(job), chart, table, gr.update(active=not ended)
 
 
@@ -313,32 +312,30 @@ def build_zero_shot(picker: gr.Dropdown, test_set: gr.Radio, files: gr.File) -> 
 
 
 def build_transfer(demo: gr.Blocks) -> None:
-    with gr.Accordion("Cross-lingual transfer (trains two tiny models)", open=False):
+    with gr.Accordion("Cross-lingual transfer: does a language with little data gain from the others?", open=True):
         explain(TRANSFER_INTRO)
-        builtin = data.KNOWN_LANGUAGES[data.BUILTIN]
-        others = [lang for lang in builtin if lang != "en"]
+        figure, report = stored_transfer()
         with gr.Row():
-            low_resource = gr.Dropdown(language_choices(others), value=TRANSFER_DEFAULTS["low_resource"],
-                                       label="Low-resource language", info="English → this language")
-            helpers = gr.CheckboxGroup(language_choices(others), value=TRANSFER_DEFAULTS["helpers"],
-                                       label="Helper languages", info="English → these, with all their pairs")
-            low_size = gr.Number(value=TRANSFER_DEFAULTS["low_size"], precision=0, minimum=1,
-                                 label="Low-resource training pairs")
-            steps = gr.Number(value=TRANSFER_DEFAULTS["steps"], precision=0, minimum=1, label="Steps per model")
+            transfer_chart = gr.Plot(figure, label="BLEU against training pairs", elem_id="transfer-chart")
+            transfer_results = gr.Markdown(report, label="Results", elem_id="transfer-results")
+        explain(TRANSFER_SMALL)
+        languages = [lang for lang in data.KNOWN_LANGUAGES[data.BUILTIN] if lang != "en"]
         with gr.Row():
-            transfer_button = gr.Button("Run the experiment", variant="primary", elem_id="start-transfer")
+            low_resource = gr.Dropdown(language_choices(languages), value=transfer.SMALL.low_resource,
+                                       label="Low-resource language", info="English → this language gets few pairs")
+            helpers = gr.CheckboxGroup(language_choices(languages), value=list(transfer.SMALL.helpers),
+                                       label="Helper languages", info="English ↔ these, with their data")
+        with gr.Row():
+            transfer_button = gr.Button("Run the small version", variant="primary", elem_id="start-transfer")
             transfer_cancel = gr.Button("Cancel", variant="stop")
         running = state.JOBS.running
         transfer_text = gr.Markdown(_transfer_status_text(state.JOBS.current if running and running.kind == TRANSFER
                                                           else None), elem_id="transfer-status")
         transfer_progress = gr.HTML("", label="Progress")
-        with gr.Row():
-            transfer_chart = gr.Plot(label="Bilingual vs multilingual BLEU")
-            transfer_results = gr.Markdown(label="Results")
         transfer_timer = gr.Timer(POLL_SECONDS, active=running is not None and running.kind == TRANSFER)
 
     watch = [transfer_text, transfer_progress, transfer_chart, transfer_results, transfer_timer]
-    transfer_button.click(start_transfer, [low_resource, helpers, low_size, steps], [transfer_text, transfer_timer],
+    transfer_button.click(start_transfer, [low_resource, helpers], [transfer_text, transfer_timer],
                           api_name="start_transfer")
     transfer_cancel.click(cancel_transfer, None, transfer_text, api_name="cancel_transfer")
     transfer_timer.tick(transfer_status, None, watch, api_name="transfer_status", concurrency_id="watch",

@@ -10,8 +10,9 @@ import gradio as gr
 import plotly.graph_objects as go
 
 from core import plots
-from core.config import PRESETS, preset
+from core.config import FREEZABLE, PRESETS, preset
 from core.corpus import Corpus, download_multi30k, find_multi30k, load_corpus
+from core.finetune import starting_config
 from core.jobs import TRAINING, Job
 from core.languages import parse_directions
 from core.limits import check_training, current_limits
@@ -21,6 +22,7 @@ from demo.ui import explain, file_upload, friendly_errors, language_choices, pro
 INTRO = ("Train your own multilingual Transformer. The defaults (built-in corpus, tiny preset) give a "
          "first model in a few minutes on a laptop; watch the loss fall and BLEU rise while it trains.")
 ALL_PAIRS, EN_CENTRIC, CUSTOM = "All pairs", "English-centric", "Custom"
+SCRATCH, FROM_MODEL = "scratch", "a trained model"
 DIRECTION_SPECS = {ALL_PAIRS: "all", EN_CENTRIC: "en-centric"}
 DEFAULT_LANGUAGES = ["en", "de", "fr"]
 POLL_SECONDS = 1.0
@@ -73,8 +75,10 @@ def _data(source: str, folder: str, download: bool, files: Any) -> tuple[str, An
 def start_training(source: str, multi30k_folder: str, download: bool, files: Any, languages: list[str],
                    directions_mode: str, custom_directions: str, preset_name: str, layers: float, d_model: float,
                    steps: float, tokens_per_batch: float, lr: float, direction_temperature: float,
-                   run_name: str) -> tuple[str, dict]:
-    """Check the form and start the run in the background; returns at once (status, timer on)."""
+                   run_name: str, start_from: str = SCRATCH, base_model: str | None = None,
+                   freeze: list[str] | None = None, replay: float = 0.0) -> tuple[str, dict]:
+    """Check the form and start the run in the background; returns at once (status, timer on).
+    Starting from a trained model fine-tunes it (`core.finetune`): its shape, weights and vocabulary."""
     spec, corpus, available = _data(source, multi30k_folder or "", bool(download), files)
     chosen = [lang for lang in available if lang in (languages or [])] or available
     if len(chosen) < 2:
@@ -83,12 +87,17 @@ def start_training(source: str, multi30k_folder: str, download: bool, files: Any
     parse_directions(directions, chosen)  # a bad spec is reported now, not from the background thread
     # The feed-forward size and the warm-up follow d_model and steps (see RunConfig.with_overrides);
     # one core keeps serving translations meanwhile.
-    config = preset(preset_name).with_overrides(
-        layers=layers, d_model=d_model, steps=steps, tokens_per_batch=tokens_per_batch, lr=lr,
-        direction_temperature=direction_temperature, source=spec, languages=chosen, directions=directions,
-        threads=state.training_threads())
+    settings = {"steps": steps, "tokens_per_batch": tokens_per_batch, "lr": lr, "source": spec, "languages": chosen,
+                "direction_temperature": direction_temperature, "directions": directions,
+                "threads": state.training_threads()}
+    if start_from == FROM_MODEL:
+        config = starting_config(state.resolve_checkpoint(base_model), freeze=list(freeze or []),
+                                 replay=float(replay or 0), **settings)
+    else:
+        config = preset(preset_name).with_overrides(layers=layers, d_model=d_model, **settings)
     check_training(config)
-    name = (run_name or "").strip() or f"{preset_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    prefix = "finetuned" if start_from == FROM_MODEL else preset_name
+    name = (run_name or "").strip() or f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
     job = state.JOBS.start(config, name, state.checkpoints_dir(), corpus=corpus)
     return f"Started **{job.name}** ({len(chosen)} languages, {config.train.steps} steps).", gr.update(active=True)
 
@@ -176,6 +185,15 @@ def data_source_changed(source: str, files: Any) -> tuple[dict, dict, dict, dict
     return gr.update(visible=folder_box), gr.update(visible=multi30k), gr.update(visible=upload), languages
 
 
+def start_from_changed(choice: str) -> tuple[dict, dict, dict, dict, dict, dict]:
+    """Fine-tuning shows the model to start from and its options; its shape is the model's own."""
+    fine_tune = choice == FROM_MODEL
+    names = state.checkpoint_names()
+    return (gr.update(visible=fine_tune, choices=names, value=state.default_checkpoint(names)),
+            gr.update(visible=fine_tune), gr.update(visible=fine_tune),
+            *(gr.update(interactive=not fine_tune) for _ in range(3)))
+
+
 def custom_visible(mode: str) -> dict:
     return gr.update(visible=mode == CUSTOM)
 
@@ -195,6 +213,16 @@ def build(demo: gr.Blocks, picker: gr.Dropdown) -> None:
                                   info="English-centric: only to and from English; the rest is zero-shot")
             custom = gr.Textbox(label="Custom directions", placeholder="en-de,de-en,en-fr", visible=False)
         with gr.Column():
+            start_from = gr.Radio([SCRATCH, FROM_MODEL], value=SCRATCH, label="Start from", elem_id="train-start-from",
+                                  info="a trained model: fine-tune it; it keeps its shape and vocabulary, and a "
+                                       "language it has never seen gets a tag and pieces")
+            base_model = gr.Dropdown(label="Model to start from", visible=False, elem_id="train-base-model")
+            with gr.Row():
+                freeze = gr.CheckboxGroup(list(FREEZABLE), label="Keep frozen", visible=False,
+                                          info="these parts keep the starting weights")
+                replay = gr.Slider(0.0, 0.5, value=0.0, step=0.05, label="Replay its old directions", visible=False,
+                                   info="share of batches from the directions it was trained on, so it does not "
+                                        "forget them")
             layers_default, d_model_default, steps_default, tokens_default, lr_default, direction_default = (
                 preset_knobs("tiny"))
             preset_name = gr.Dropdown(list(PRESETS), value="tiny", label="Preset")
@@ -228,7 +256,7 @@ def build(demo: gr.Blocks, picker: gr.Dropdown) -> None:
     seen = gr.State({})
 
     form = [source, folder, download, files, languages, directions, custom, preset_name, layers, d_model, steps,
-            tokens, lr, direction_temperature, run_name]
+            tokens, lr, direction_temperature, run_name, start_from, base_model, freeze, replay]
     start_button.click(start_training, form, [status, timer], api_name="start_training")
     cancel_button.click(cancel_training, None, status, api_name="cancel_training")
     watch = [status, progress, loss_chart, speed_chart, bleu_chart, timer, picker, seen]
@@ -240,5 +268,7 @@ def build(demo: gr.Blocks, picker: gr.Dropdown) -> None:
                   api_visibility="private")
     files.change(uploaded_languages, files, languages, api_visibility="private")
     directions.change(custom_visible, directions, custom, api_visibility="private")
+    start_from.change(start_from_changed, start_from, [base_model, freeze, replay, preset_name, layers, d_model],
+                      api_visibility="private")
     preset_name.change(preset_knobs, preset_name, [layers, d_model, steps, tokens, lr, direction_temperature],
                        api_visibility="private")

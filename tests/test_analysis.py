@@ -1,4 +1,4 @@
-"""The analysis API (core.analysis): zero-shot vs pivot, transfer, embedding space, tokenization."""
+"""The analysis API (core.analysis): zero-shot vs pivot, embedding space, tokenization."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from core.analysis import (
     compare_translations,
     embedding_space,
     fertility,
-    low_resource_corpus,
     parallel_sentences,
     pca_2d,
     retrieval_accuracy,
@@ -23,15 +22,13 @@ from core.analysis import (
     to_series,
     tokenization_report,
     tokenization_view,
-    transfer_experiment,
-    transfer_table,
     vocab_size_sweep,
     vocabulary_usage,
     zero_shot_report,
     zero_shot_table,
 )
-from core.batching import BatchStream
 from core.corpus import Corpus
+from core.language_id import off_target_rate
 from core.tokenizer import Tokenizer
 from core.translator import Translator
 from tests.helpers import tiny_config
@@ -88,6 +85,13 @@ def test_zero_shot_report_marks_held_out_directions_and_pivots(en_centric_run: P
     assert summary["mean_pivot_bleu"] == pytest.approx(np.mean(list(report["pivot_bleu"].values())))
     assert summary["mean_zero_shot_bleu"] == pytest.approx(np.mean(list(report["zero_shot_bleu"].values())))
     assert summary["mean_supervised_bleu"] == pytest.approx(np.mean([report["bleu"][d] for d in report["supervised"]]))
+    # The off-target rate is measured on the same outputs, for every direction.
+    direct = translator.translate(test["de"][:6], "de", "fr", beam_size=1)
+    wrong = off_target_rate([t.text for t in direct], "fr", translator.languages)
+    assert report["directions"]["de-fr"]["off_target"] == pytest.approx(wrong)
+    assert summary["mean_zero_shot_off_target"] == pytest.approx(
+        np.mean([report["directions"][d]["off_target"] for d in report["zero_shot"]]))
+    assert "off-target" in zero_shot_table(report)
     assert report["bleu_signature"].startswith("nrefs:1|")
     assert "| de-fr | zero-shot |" in zero_shot_table(report)
     json.dumps(report)  # plain data all the way down
@@ -101,50 +105,6 @@ def test_model_trained_on_every_direction_has_no_zero_shot(tiny_translator, buil
     assert report["zero_shot"] == [] and report["pivot_bleu"] == {}
     assert report["summary"]["mean_zero_shot_bleu"] is None
     assert report["summary"]["mean_supervised_bleu"] is not None
-
-
-# --- transfer ------------------------------------------------------------------------------
-
-def test_low_resource_corpus_leaves_only_low_size_usable_pairs(builtin_corpus: Corpus) -> None:
-    corpus = low_resource_corpus(builtin_corpus, ["en", "cs", "de"], "cs", 50)
-    train = corpus.split("train")
-    assert len({len(lines) for lines in train.values()}) == 1  # still N-way aligned
-    assert train["cs"][:50] == builtin_corpus.split("train")["cs"][:50]
-    assert corpus.split("test") == builtin_corpus.restrict(["en", "cs", "de"]).split("test")
-    encoded = {lang: [[10 + len(word) for word in line.split()] for line in lines] for lang, lines in train.items()}
-    stream = BatchStream(encoded, ["en-cs", "en-de"], {"en": 4, "cs": 5, "de": 6}, 500, 1.0, 1, 64)
-    assert len(stream.usable["en-cs"]) == 50
-    assert len(stream.usable["en-de"]) == len(train["de"])
-
-
-def test_transfer_experiment_end_to_end(tmp_path: Path, builtin_corpus: Corpus) -> None:
-    events: list[dict] = []
-    result = transfer_experiment(builtin_corpus, "cs", 150, ("de", "fr"), tiny_config(steps=12), tmp_path,
-                                 listeners=[events.append], beam_size=1, max_sentences=5)
-    assert set(result["bleu"]["bilingual"]) == {"en-cs"}
-    assert set(result["bleu"]["multilingual"]) == {"en-cs", "en-de", "en-fr"}
-    assert result["models"]["bilingual"]["train_pairs"] == {"en-cs": 150}
-    pairs = result["models"]["multilingual"]["train_pairs"]
-    assert pairs["en-cs"] == 150 and pairs["en-de"] == pairs["en-fr"] == len(builtin_corpus.split("train")["en"])
-    assert result["models"]["bilingual"]["steps"] == result["models"]["multilingual"]["steps"] == 12
-    assert result["gain"]["bleu"] == pytest.approx(
-        result["bleu"]["multilingual"]["en-cs"] - result["bleu"]["bilingual"]["en-cs"])
-    assert result["bleu_signature"].startswith("nrefs:1|")
-    assert {e["model"] for e in events if e["event"] == "start"} == {"bilingual", "multilingual"}
-    assert checkpoint.read_config(tmp_path / "bilingual")["directions"] == ["en-cs"]
-    assert checkpoint.read_config(tmp_path / "multilingual")["languages"] == ["en", "cs", "de", "fr"]
-    assert "| en-cs |" in transfer_table(result)
-    json.dumps(result)
-    plots.bleu_bars(result["bleu"])
-    with pytest.raises(checkpoint.CheckpointError):  # a trained model is never overwritten
-        transfer_experiment(builtin_corpus, "cs", 150, ("de",), tiny_config(steps=2), tmp_path)
-
-
-def test_transfer_rejects_bad_languages(builtin_corpus: Corpus, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="must differ"):
-        transfer_experiment(builtin_corpus, "cs", 100, ("cs", "de"), tiny_config(), tmp_path)
-    with pytest.raises(ValueError, match="low_size"):
-        transfer_experiment(builtin_corpus, "cs", 10**6, ("de",), tiny_config(), tmp_path)
 
 
 # --- embedding space -----------------------------------------------------------------------
@@ -315,19 +275,3 @@ def test_compare_translations_with_attention(tiny_translator) -> None:
     assert row["attention"].shape == (len(row["target_pieces"]), len(row["source_pieces"]))
     assert row["source_pieces"] == view.source_pieces and row["target_pieces"] == view.target_pieces
     assert failed["attention"].shape == (0, 0) and failed["source_pieces"] == []
-
-
-# --- command line --------------------------------------------------------------------------
-
-def test_transfer_command(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from core.__main__ import main
-
-    checkpoint.write_json(tmp_path / "config.json", tiny_config(steps=6).to_dict())
-    code = main(["transfer", "--data", "builtin", "--low", "cs", "--low-size", "100", "--helpers", "de",
-                 "--config", str(tmp_path / "config.json"), "--steps", "4", "--threads", "1", "--beam", "1",
-                 "--max-sentences", "3", "--out", str(tmp_path / "transfer")])
-    assert code == 0
-    out = capsys.readouterr().out
-    assert "| en-cs |" in out and "BLEU signature" in out
-    saved = json.loads((tmp_path / "transfer" / "transfer.json").read_text())
-    assert saved["steps"] == 4 and set(saved["bleu"]) == {"bilingual", "multilingual"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -11,7 +12,8 @@ import gradio as gr
 import numpy as np
 import pytest
 
-from core.config import preset
+from core import transfer
+from core.config import ModelConfig, preset
 from core.corpus import load_builtin
 from core.evaluate import evaluate
 from demo import app as demo_app
@@ -442,16 +444,29 @@ def test_zero_shot_section_marks_and_pivots_held_out_directions(en_centric_model
     assert sorted(x for x, y in zip(pivot.x, pivot.y) if y is not None) == ["de-fr", "fr-de"]
 
 
-def test_transfer_experiment_runs_in_the_background(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(inside_tab, "TRANSFER_TEST_SENTENCES", 4)
-    assert inside_tab.transfer_status()[0].startswith("No experiment yet")
-    status, timer = inside_tab.start_transfer("cs", ["de"], 60, 3)
-    assert "two models of 3 steps" in status and timer["active"] is True
-    assert state.JOBS.current.config.train.threads == max(1, os.cpu_count() - 1)
+def test_transfer_section_opens_on_the_stored_multi30k_result() -> None:
+    stored = transfer.stored_result()
+    assert stored is not None, "bench/results/transfer_multi30k.json is the result the Inside tab opens on"
+    figure, report = inside_tab.stored_transfer()
+    assert [trace.name for trace in figure.data] == list(stored["methods"].values())
+    assert list(figure.data[0].y) == [stored["sizes"][n]["bilingual"]["bleu"]["score"] for n in stored["sizes"]]
+    assert transfer.transfer_table(stored) in report and stored["corpus"] in report
+
+
+def test_the_small_transfer_experiment_runs_in_the_background(monkeypatch: pytest.MonkeyPatch) -> None:
+    tiny = dataclasses.replace(
+        transfer.SMALL, sizes=(40,), helper_sentences=300, vocab_size=300, new_language_pieces=100,
+        model=ModelConfig(d_model=32, n_heads=2, d_ff=64, n_encoder_layers=1, n_decoder_layers=1),
+        train=dataclasses.replace(transfer.SMALL.train, tokens_per_batch=600, eval_every=3, save_every=3,
+                                  eval_sentences=3),
+        pretrain_steps=3, finetune_steps=2, test_sentences=4, bootstrap_samples=20)
+    monkeypatch.setattr(transfer, "SMALL", tiny)
+    monkeypatch.setattr(data, "transfer_corpus", lambda: data.builtin_corpus())
+    assert inside_tab.transfer_status()[0].startswith("No experiment of yours yet")
+    status, timer = inside_tab.start_transfer("cs", ["de"])
+    assert "4 small models" in status and timer["active"] is True
     with pytest.raises(gr.Error, match="already in progress"):  # one run per server, whatever its kind
         train_tab.start_training(**TINY_FORM, run_name="during-transfer")
-    with pytest.raises(gr.Error, match="already in progress"):
-        inside_tab.start_transfer("cs", ["de"], 60, 3)
     outputs = None
     for _ in range(3000):
         outputs = inside_tab.transfer_status()
@@ -461,23 +476,27 @@ def test_transfer_experiment_runs_in_the_background(monkeypatch: pytest.MonkeyPa
     text, progress, chart, table, timer = outputs
     assert "**done**" in text, text
     assert "value='1.000'" in progress
-    assert [trace.name for trace in chart.data] == ["bilingual", "multilingual"]
-    assert list(chart.data[1].x) == ["en-cs", "en-de"]
-    assert "| en-cs |" in table and "60 / 60" in table
-    assert state.JOBS.current.step == 6
+    assert [trace.name for trace in chart.data] == list(transfer.LABELS.values())
+    assert "| 40 |" in table and "builtin" in table
     assert "Inside" in train_tab.status_text(state.JOBS.current)  # the Train tab points to the right place
     assert inside_tab.cancel_transfer() == "No experiment is running."
 
 
-@pytest.mark.parametrize("args, message", [
-    (("en", ["de"], 60, 3), "other than English"),
-    (("cs", ["cs", "en"], 60, 3), "at least one helper"),
-    (("cs", ["de"], 0, 3), "between 1 and"),
-])
-def test_transfer_experiment_refuses_a_bad_form(args: tuple, message: str) -> None:
-    with pytest.raises(gr.Error, match=message):
-        inside_tab.start_transfer(*args)
-    assert state.JOBS.running is None
+def test_the_train_tab_fine_tunes_a_trained_model_into_a_new_language() -> None:
+    status, timer = train_tab.start_training(**{**TINY_FORM, "languages": ["en", "es"], "directions_mode": "Custom",
+                                                "custom_directions": "en-es", "steps": 4},
+                                             run_name="tiny-to-spanish", start_from=train_tab.FROM_MODEL,
+                                             base_model="tiny", freeze=["encoder"])
+    assert "Started **tiny-to-spanish**" in status
+    state.JOBS.current.wait(300)
+    assert state.JOBS.current.status == "done", state.JOBS.current.error
+    translator = state.get_translator("tiny-to-spanish")
+    assert translator.languages == [*state.get_translator("tiny").languages, "es"]
+    assert translator.config["started_from"]["path"].endswith("tiny")
+    assert translator.config["run"]["train"]["freeze"] == ["encoder"]
+    updates = train_tab.start_from_changed(train_tab.FROM_MODEL)
+    assert updates[0]["visible"] is True and "tiny" in updates[0]["choices"]
+    assert updates[4]["interactive"] is False  # the shape is the starting model's
 
 
 def test_embedding_space_and_retrieval_per_layer() -> None:
@@ -549,7 +568,6 @@ def test_two_models_side_by_side(second_model: str, tiny_translator) -> None:
     (lambda: train_tab.start_training(**{**TINY_FORM, "d_model": 512}, run_name="too-wide"), "d_model at most 256"),
     (lambda: inside_tab.zero_shot("tiny", "Built-in test split", None, 1, 500), "at most 200 sentences"),
     (lambda: inside_tab.zero_shot("tiny", "Built-in test split", None, 8, 5), "a beam of at most 6"),
-    (lambda: inside_tab.start_transfer("cs", ["de"], 60, 5000), "at most 2000 training steps"),
     (lambda: inside_tab.side_by_side("tiny", "zz-shipped-copy", SENTENCE, "en", "de", 8), "a beam of at most 6"),
     (lambda: inside_tab.side_by_side("tiny", "zz-shipped-copy", "x" * 2001, "en", "de"), "at most 2000 characters"),
     (lambda: train_tab.start_training(**{**TINY_FORM, "layers": 5}, run_name="too-deep"), "at most 4 layers"),
