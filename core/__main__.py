@@ -250,7 +250,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
         report = evaluate(translator, corpus.split(args.split), directions, split=args.split, beam_size=args.beam,
                           length_penalty=args.length_penalty, max_sentences=args.max_sentences, progress=progress,
-                          workers=args.workers)
+                          workers=args.workers, off_target=True)
     print(report.table())
     print(f"BLEU signature: {report.bleu_signature}\nchrF signature: {report.chrf_signature}")
     if args.json:

@@ -47,6 +47,8 @@ def test_train_translate_evaluate(tmp_path: Path) -> None:
     assert "| en-de |" in evaluated.stdout and "BLEU signature: nrefs:1|case:mixed" in evaluated.stdout
     report = json.loads(report_file.read_text())
     assert set(report["scores"]) == {"en-de", "de-en"}
+    assert all(0.0 <= score["off_target"] <= 1.0 for score in report["scores"].values())  # measured, not left out
+    assert "off-target" in evaluated.stdout
     card = (run / "README.md").read_text()
     assert "## Evaluation on `test` (beam 2)" in card and "[matrix](eval_test_matrix.html)" in card
     assert "plotly" in (run / "eval_test_bleu.html").read_text()
