@@ -4,12 +4,20 @@ All searches take a padded batch of encoded sources [B, S] and run the decoder i
 one new position per step, earlier positions' keys/values read from the cache, and the source
 keys/values for cross-attention computed once (`Transformer.start_cache`).
 A sentence may produce at most `max_len_a · source_length + max_len_b` target tokens.
+
+Three views of a search sit beside it, each in its own small function or class:
+- `prefix`: every search can be made to start with given target pieces (`_follow_prefix`: while
+  the prefix lasts, only its next piece may be produced, with the model's own probability), so
+  the model completes a translation the user started;
+- `score_tokens`: the model's probability of each piece of a translation already found, by one
+  teacher-forced pass (the per-piece confidence);
+- `BeamTree`: what beam search kept, dropped and finished at each step, recorded as it runs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -23,6 +31,7 @@ class Hypothesis:
     tokens: list[int]  # target ids, without <s> and </s>
     log_prob: float  # sum of the model's log-probabilities, </s> included
     score: float  # what the search ranked by (beam: length-normalised log-probability)
+    piece_log_probs: list[float] | None = None  # per token, </s> included: filled by `score_tokens` when asked
 
 
 @dataclass
@@ -47,6 +56,17 @@ class SearchLimits:
 
 
 DEFAULT_LIMITS = SearchLimits()  # frozen, so one shared default is safe
+Prefix = list[int] | None  # target pieces every translation must start with
+
+
+def _follow_prefix(log_probs: Tensor, prefix: Prefix, step: int) -> Tensor:
+    """While the prefix lasts, only its next piece may be produced; it keeps the model's own
+    log-probability, so scores stay comparable with unconstrained search."""
+    if not prefix or step >= len(prefix):
+        return log_probs
+    forced = torch.full_like(log_probs, -torch.inf)
+    forced[:, prefix[step]] = log_probs[:, prefix[step]]
+    return forced
 
 
 def _start(model: Transformer, source: Tensor) -> tuple[list[LayerCache], Tensor]:
@@ -81,7 +101,8 @@ class _Rows:
         return _Rows(reorder_caches(self.caches, rows), self.mask.index_select(0, rows), self.max_tokens.index_select(0, rows))
 
 
-def _extend(model: Transformer, source: Tensor, limits: SearchLimits, choose: Callable[[Tensor], Tensor]) -> list[Hypothesis]:
+def _extend(model: Transformer, source: Tensor, limits: SearchLimits, choose: Callable[[Tensor], Tensor],
+            prefix: Prefix = None) -> list[Hypothesis]:
     """Left to right, one continuation per row: `choose` picks each next token from the [rows, V]
     log-probabilities (argmax for greedy search, a random draw for sampling)."""
     batch = source.shape[0]
@@ -93,7 +114,8 @@ def _extend(model: Transformer, source: Tensor, limits: SearchLimits, choose: Ca
     ids = torch.arange(batch, device=device)  # which sentence each live row is
     previous = torch.full((batch, 1), BOS_ID, dtype=torch.long, device=device)
     for step in range(history.shape[1]):
-        log_probs = _force_end(_next_log_probs(model, previous, live.caches, live.mask, step), step + 1 >= live.max_tokens)
+        log_probs = _next_log_probs(model, previous, live.caches, live.mask, step)
+        log_probs = _force_end(_follow_prefix(log_probs, prefix, step), step + 1 >= live.max_tokens)
         choice = choose(log_probs)
         log_prob[ids] += log_probs.gather(1, choice[:, None]).squeeze(1)
         history[ids, step] = choice
@@ -108,9 +130,10 @@ def _extend(model: Transformer, source: Tensor, limits: SearchLimits, choose: Ca
 
 
 @torch.inference_mode()
-def greedy(model: Transformer, source: Tensor, limits: SearchLimits = DEFAULT_LIMITS) -> list[Hypothesis]:
-    """The most probable next piece at every step."""
-    return _extend(model, source, limits, lambda log_probs: log_probs.argmax(dim=-1))
+def greedy(model: Transformer, source: Tensor, limits: SearchLimits = DEFAULT_LIMITS,
+           prefix: Prefix = None) -> list[Hypothesis]:
+    """The most probable next piece at every step (after the `prefix`, if one is given)."""
+    return _extend(model, source, limits, lambda log_probs: log_probs.argmax(dim=-1), prefix)
 
 
 def _hypothesis(ids: list[int], log_prob: float, score: float) -> Hypothesis:
@@ -130,14 +153,19 @@ def beam_search(
     length_penalty: float = 1.0,
     n_best: int = 1,
     limits: SearchLimits = DEFAULT_LIMITS,
+    prefix: Prefix = None,
+    tree: BeamTree | None = None,
 ) -> list[list[Hypothesis]]:
     """Batched beam search; returns the `n_best` hypotheses of each sentence, best first.
 
     Hypotheses are ranked by log P(y|x) / |y|^length_penalty (|y| counts </s>): 0 ranks by raw
     probability (short outputs win), 1 by mean log-probability per token.
     All B·K beams are rows of one tensor, so each step is a single batched decoder call.
+    `tree` (one sentence only) records every candidate the search weighed (`BeamTree`).
     """
     batch, width = source.shape[0], beam_size
+    if tree is not None and batch != 1:
+        raise ValueError("A beam tree records one sentence: pass a batch of one")
     n_best = min(n_best, width)
     caches, mask = _start(model, source)
     device = source.device
@@ -152,7 +180,8 @@ def beam_search(
     ids = torch.arange(batch, device=device)  # which sentence each live group of `beams` rows is
 
     for step in range(int(live.max_tokens.max())):
-        log_probs = _force_end(_next_log_probs(model, tokens[:, -1:], live.caches, live.mask, step), step + 1 >= live.max_tokens)
+        log_probs = _next_log_probs(model, tokens[:, -1:], live.caches, live.mask, step)
+        log_probs = _force_end(_follow_prefix(log_probs, prefix, step), step + 1 >= live.max_tokens)
         groups, vocab = len(ids), log_probs.shape[-1]
         candidates = (scores.view(-1, 1) + log_probs).view(groups, beams * vocab)
         top_scores, top_index = candidates.topk(2 * width, dim=1)
@@ -172,6 +201,8 @@ def beam_search(
         # Beams only move within their sentence, so after the first step (which fans each
         # sentence out to `width` rows) the source keys/values stay where they are.
         keep = (is_end.long() * 2 * width + torch.arange(2 * width, device=device)).argsort(dim=1)[:, :width]
+        if tree is not None:
+            tree.record(origin[0], token[0], top_scores[0], keep[0], width)
         scores = top_scores.gather(1, keep)
         rows = (origin.gather(1, keep) + torch.arange(groups, device=device)[:, None] * beams).view(-1)
         tokens = torch.cat([tokens.index_select(0, rows), token.gather(1, keep).view(-1, 1)], dim=1)
@@ -194,12 +225,75 @@ def beam_search(
     for g, sentence in enumerate(ids.tolist()):
         if not finished[sentence] and not done[g]:
             finished[sentence] = [Hypothesis(tokens[g * beams + k, 1:].tolist(), float(scores[g, k]), float(scores[g, k]))
-                                  for k in range(beams)]
+                                  for k in range(beams) if scores[g, k] > -torch.inf]  # -inf: beams a prefix ruled out
     results = []
     for hypotheses in finished:
         hypotheses.sort(key=lambda h: h.score, reverse=True)
         results.append([_hypothesis(h.tokens, h.log_prob, h.score) for h in hypotheses[:n_best]])
+    if tree is not None:
+        tree.mark_best(results[0])
     return results
+
+
+@dataclass
+class TreeNode:
+    """One candidate beam search weighed: a piece appended to its parent's partial translation."""
+
+    parent: int | None  # index of the node it extends; None for the start
+    token: int
+    step: int  # 0 for the start (<s>), then the position of `token`
+    log_prob: float  # log P of the whole path up to and including `token`
+    status: str  # "start", "kept" (a live beam), "finished" (ended with </s>) or "dropped"
+    rank: int | None = None  # place in the final n-best (0 = the translation), None if not in it
+
+
+@dataclass
+class BeamTree:
+    """Every candidate of each step of a one-sentence beam search, as a tree over `nodes`.
+
+    At each step the search ranks 2·width continuations of the live beams: the best `width`
+    that do not end stay live ("kept"), those among the top `width` that end with </s> are
+    "finished", the rest are "dropped". A node's `log_prob` minus its parent's is the model's
+    log-probability of its token after that path. Beam size 1 with length penalty 0 is greedy
+    search: one branch, with the runner-up of each step dropped beside it.
+    """
+
+    nodes: list[TreeNode] = field(default_factory=lambda: [TreeNode(None, BOS_ID, 0, 0.0, "start")])
+    rows: list[int] = field(default_factory=lambda: [0])  # the node each live beam row ends in
+
+    def record(self, origin: Tensor, token: Tensor, scores: Tensor, keep: Tensor, width: int) -> None:
+        """One step: [2·width] candidates (beam row, token, path log-probability) and the kept indices."""
+        step = self.nodes[-1].step + 1
+        kept = keep.tolist()
+        new_rows = dict.fromkeys(kept, -1)
+        for k, (row, piece, score) in enumerate(zip(origin.tolist(), token.tolist(), scores.tolist())):
+            if score == -torch.inf:  # ruled out by a prefix
+                continue
+            status = "kept" if k in new_rows else "finished" if piece == EOS_ID and k < width else "dropped"
+            self.nodes.append(TreeNode(self.rows[row], piece, step, score, status))
+            if k in new_rows:
+                new_rows[k] = len(self.nodes) - 1
+        self.rows = [new_rows[k] for k in kept]
+
+    def path(self, index: int) -> list[int]:
+        """The tokens from the start to node `index` (without <s>)."""
+        tokens = []
+        while self.nodes[index].parent is not None:
+            tokens.append(self.nodes[index].token)
+            index = self.nodes[index].parent
+        return tokens[::-1]
+
+    def mark_best(self, hypotheses: list[Hypothesis]) -> None:
+        """Mark the nodes where the final n-best end (a hypothesis cut at the length limit ends
+        in a kept node)."""
+        for rank, hypothesis in enumerate(hypotheses):
+            for index in range(len(self.nodes) - 1, 0, -1):
+                node = self.nodes[index]
+                path = self.path(index)
+                ends = path[:-1] if node.token == EOS_ID else path
+                if node.rank is None and ends == hypothesis.tokens and abs(node.log_prob - hypothesis.log_prob) < 1e-4:
+                    node.rank = rank
+                    break
 
 
 def _beams_done(finished: list[list[Hypothesis]], scores: Tensor, length: int, width: int, alpha: float) -> Tensor:
@@ -226,6 +320,7 @@ def sample(
     top_p: float = 1.0,
     seed: int = 0,
     limits: SearchLimits = DEFAULT_LIMITS,
+    prefix: Prefix = None,
 ) -> list[list[Hypothesis]]:
     """`n` random translations per sentence, drawn from the (reshaped) next-piece distribution.
 
@@ -244,7 +339,7 @@ def sample(
     def draw(log_probs: Tensor) -> Tensor:
         return torch.multinomial(_filtered(log_probs, temperature, top_k, top_p), 1, generator=generator).squeeze(1)
 
-    rows = _extend(model, source.index_select(0, expand), limits, draw)
+    rows = _extend(model, source.index_select(0, expand), limits, draw, prefix)
     return [rows[b * n:(b + 1) * n] for b in range(batch)]
 
 
@@ -292,3 +387,20 @@ def step_by_step(
             break
         previous = torch.tensor([[chosen]], device=source.device)
     return steps
+
+
+@torch.inference_mode()
+def score_tokens(model: Transformer, source: Tensor, targets: list[list[int]]) -> list[list[float]]:
+    """log P(y_t | y_<t, x) of every token of given translations, </s> included: one
+    teacher-forced pass over [B, S] sources and B target id lists (without <s> and </s>).
+    Their sum is the hypothesis's log-probability (except where a search forced </s> at the
+    length limit, which costs the search nothing)."""
+    width = max(len(t) for t in targets) + 1
+    target_in = torch.full((len(targets), width), PAD_ID, dtype=torch.long, device=source.device)
+    target_out = target_in.clone()
+    for row, ids in enumerate(targets):
+        target_in[row, :len(ids) + 1] = torch.tensor([BOS_ID, *ids])
+        target_out[row, :len(ids) + 1] = torch.tensor([*ids, EOS_ID])
+    log_probs = model.logits(model(source, target_in)).float().log_softmax(dim=-1)
+    chosen = log_probs.gather(2, target_out[:, :, None]).squeeze(2)  # [B, T]
+    return [chosen[row, :len(ids) + 1].tolist() for row, ids in enumerate(targets)]

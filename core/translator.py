@@ -13,8 +13,19 @@ import numpy as np
 import torch
 
 from core import checkpoint, quantize
+from core.confidence import sentence_confidence
 from core.config import ModelConfig
-from core.decoding import DEFAULT_LIMITS, Hypothesis, SearchLimits, beam_search, greedy, sample, step_by_step
+from core.decoding import (
+    DEFAULT_LIMITS,
+    BeamTree,
+    Hypothesis,
+    SearchLimits,
+    beam_search,
+    greedy,
+    sample,
+    score_tokens,
+    step_by_step,
+)
 from core.device import pick_device
 from core.languages import language_name
 from core.model import AttentionMaps, Transformer
@@ -35,6 +46,10 @@ class Translation:
     score: float
     n_best: list[tuple[str, float]] = field(default_factory=list)  # (text, score), best first
     truncated: bool = False  # the source was longer than the model reads and was cut
+    # With translate(scores=True): the model's probability of each piece of `pieces`, then of
+    # </s> (one more than the pieces), and their geometric mean (`core.confidence`).
+    piece_probs: list[float] = field(default_factory=list)
+    confidence: float | None = None
 
 
 @dataclass
@@ -49,6 +64,16 @@ class StepView:
     candidates: list[tuple[str, float]]  # (piece, probability), most probable first
     chosen: str
     chosen_probability: float
+
+
+@dataclass
+class BeamTreeView:
+    """The beam search tree of one sentence (`decoding.BeamTree`) with pieces as text: each node a
+    dict with parent, piece, step, log_prob, status and rank (see `TreeNode`)."""
+
+    translation: Translation
+    nodes: list[dict]
+    beam_size: int
 
 
 @dataclass
@@ -158,13 +183,22 @@ class Translator:
         batch_size: int = 64,
         limits: SearchLimits = DEFAULT_LIMITS,
         workers: int | None = None,
+        scores: bool = False,
+        prefix: str = "",
     ) -> list[Translation]:
         """Translate each line; empty lines give empty translations. beam_size 1 is greedy search.
         Several batches are decoded at once on a multi-core CPU (`core.parallel`); `workers` sets
-        how many (default: one per CPU thread torch uses, 1 on a GPU)."""
+        how many (default: one per CPU thread torch uses, 1 on a GPU).
+
+        `scores=True` adds each piece's probability and the sentence confidence (one more
+        teacher-forced pass per batch). `prefix`: every translation starts with these words and
+        the model completes it (the prefix's pieces count towards the length limit's extra room)."""
         self.check_pair(src, tgt)
         if beam_size < 1 or n_best < 1:
             raise ValueError("beam_size and n_best must be at least 1")
+        forced = self._prefix_ids(prefix)
+        if forced:
+            limits = SearchLimits(limits.max_len_a, limits.max_len_b + len(forced))
         lines = [texts] if isinstance(texts, str) else list(texts)
         results: list[Translation | None] = [None] * len(lines)
         encoded = {}
@@ -182,8 +216,13 @@ class Translator:
             source = self._pad([encoded[i][0] for i in chunk])
             with self._precision():  # autocast is per thread: entered by the thread that searches
                 if beam_size == 1:
-                    return [[h] for h in greedy(self.model, source, limits)]
-                return beam_search(self.model, source, beam_size, length_penalty, n_best, limits)
+                    found = [[h] for h in greedy(self.model, source, limits, forced)]
+                else:
+                    found = beam_search(self.model, source, beam_size, length_penalty, n_best, limits, forced)
+                if scores:
+                    for hyps, piece_log_probs in zip(found, score_tokens(self.model, source, [h[0].tokens for h in found])):
+                        hyps[0].piece_log_probs = piece_log_probs
+            return found
 
         found = parallel_map(search, batches, workers_for(self.device, workers))
         for chunk, hypotheses in zip(batches, found):
@@ -191,8 +230,16 @@ class Translator:
                 results[i] = self._translation(lines[i], hyps, encoded[i][1])
         return results  # type: ignore[return-value]
 
+    def _prefix_ids(self, prefix: str | None) -> list[int] | None:
+        """The pieces a translation must start with; None for no prefix."""
+        cleaned = _clean(prefix or "")
+        if len(cleaned) > MAX_INPUT_CHARS:
+            raise ValueError(f"The prefix is longer than {MAX_INPUT_CHARS} characters")
+        return self.tokenizer.encode(cleaned) if cleaned else None
+
     def _translation(self, source: str, hypotheses: list[Hypothesis], truncated: bool) -> Translation:
         best = hypotheses[0]
+        piece_log_probs = best.piece_log_probs
         return Translation(
             source=source,
             text=self.tokenizer.decode(best.tokens),
@@ -201,6 +248,8 @@ class Translator:
             score=best.score,
             n_best=[(self.tokenizer.decode(h.tokens), h.score) for h in hypotheses],
             truncated=truncated,
+            piece_probs=[] if piece_log_probs is None else [float(np.exp(p)) for p in piece_log_probs],
+            confidence=None if piece_log_probs is None else sentence_confidence(piece_log_probs),
         )
 
     def translate_to_all(self, text: str, src: str, **options) -> dict[str, Translation]:
@@ -213,16 +262,18 @@ class Translator:
         return self.translate([m.text for m in middle], via, tgt, **options)
 
     def sample(self, text: str, src: str, tgt: str, n: int = 5, temperature: float = 1.0,
-               top_k: int = 0, top_p: float = 1.0, seed: int = 0) -> list[Candidate]:
-        """`n` sampled translations, most probable first."""
+               top_k: int = 0, top_p: float = 1.0, seed: int = 0, prefix: str = "") -> list[Candidate]:
+        """`n` sampled translations, most probable first (each starting with `prefix`, if given)."""
         self.check_pair(src, tgt)
         if not _clean(text):
             raise ValueError("Enter a sentence to translate")
         if n < 1:
             raise ValueError("n must be at least 1")
         ids, _ = self._encode(text, tgt)
+        forced = self._prefix_ids(prefix)
+        limits = SearchLimits(DEFAULT_LIMITS.max_len_a, DEFAULT_LIMITS.max_len_b + len(forced or []))
         with self._precision():
-            hypotheses = sample(self.model, self._pad([ids]), n, temperature, top_k, top_p, seed)[0]
+            hypotheses = sample(self.model, self._pad([ids]), n, temperature, top_k, top_p, seed, limits, forced)[0]
         candidates = [Candidate(self.tokenizer.decode(h.tokens), h.log_prob, self.tokenizer.pieces(h.tokens))
                       for h in hypotheses]
         return sorted(candidates, key=lambda c: c.log_prob, reverse=True)
@@ -238,6 +289,43 @@ class Translator:
             steps = step_by_step(self.model, self._pad([ids]), top_k, forced)
         piece = self.tokenizer.processor.id_to_piece
         return [StepView([(piece(i), p) for i, p in s.candidates], piece(s.chosen), s.chosen_probability) for s in steps]
+
+    def next_pieces(self, text: str, src: str, tgt: str, prefix: str = "", top_k: int = 10) -> list[tuple[str, float]]:
+        """The decoder as a language model: the `top_k` most probable next pieces after the start of
+        a translation `prefix`, with their probabilities, most probable first."""
+        self.check_pair(src, tgt)
+        if not _clean(text):
+            raise ValueError("Enter a sentence to translate")
+        ids, _ = self._encode(text, tgt)
+        forced = self._prefix_ids(prefix) or []
+        with self._precision():
+            after = step_by_step(self.model, self._pad([ids]), top_k, forced)[len(forced)]
+        piece = self.tokenizer.processor.id_to_piece
+        return [(piece(i), p) for i, p in after.candidates]
+
+    def beam_tree(self, text: str, src: str, tgt: str, beam_size: int = 4, length_penalty: float = 1.0,
+                  n_best: int | None = None, prefix: str = "") -> BeamTreeView:
+        """Beam search on one sentence, with every candidate it kept, finished and dropped at each
+        step (`decoding.BeamTree`). Beam size 1 is greedy search (length penalty 0): one branch.
+        The n-best marked in the tree (`rank`) are those of `translate(..., n_best=n_best)`."""
+        self.check_pair(src, tgt)
+        if not _clean(text):
+            raise ValueError("Enter a sentence to translate")
+        if beam_size < 1:
+            raise ValueError("beam_size must be at least 1")
+        if beam_size == 1:
+            length_penalty = 0.0  # beam 1 ranked by raw probability is greedy search
+        n_best = beam_size if n_best is None else min(n_best, beam_size)
+        ids, truncated = self._encode(text, tgt)
+        forced = self._prefix_ids(prefix)
+        limits = SearchLimits(DEFAULT_LIMITS.max_len_a, DEFAULT_LIMITS.max_len_b + len(forced or []))
+        tree = BeamTree()
+        with self._precision():
+            hypotheses = beam_search(self.model, self._pad([ids]), beam_size, length_penalty, n_best, limits, forced, tree)[0]
+        piece = self.tokenizer.processor.id_to_piece
+        nodes = [{"parent": n.parent, "piece": "<s>" if n.parent is None else piece(n.token), "step": n.step,
+                  "log_prob": n.log_prob, "status": n.status, "rank": n.rank} for n in tree.nodes]
+        return BeamTreeView(self._translation(text, hypotheses, truncated), nodes, beam_size)
 
     @torch.inference_mode()
     def attention(self, text: str, src: str, tgt: str, beam_size: int = 1, length_penalty: float = 1.0) -> AttentionView:

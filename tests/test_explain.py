@@ -1,0 +1,190 @@
+"""Why did the model say that (issue 16): confidence per piece and sentence, completing a given
+prefix, the beam search tree, input attribution and word alignments. Each is checked against an
+independent computation, so a wrong implementation fails."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from core.__main__ import main as cli
+from core.confidence import LOW_CONFIDENCE, domain_hint, sentence_confidence
+from core.config import ModelConfig
+from core.decoding import DEFAULT_LIMITS, BeamTree, beam_search, greedy, sample, score_tokens
+from core.model import Transformer
+from core.vocab import EOS_ID
+
+SENTENCE = "The dog runs in the garden."
+
+
+def random_model(seed: int = 0) -> Transformer:
+    torch.manual_seed(seed)
+    config = ModelConfig(vocab_size=50, d_model=32, n_heads=4, d_ff=64, n_encoder_layers=2,
+                         n_decoder_layers=2, dropout=0.0, max_positions=64)
+    return Transformer(config).eval()
+
+
+SOURCE = torch.tensor([[5, 6, 7, 8, 9, EOS_ID]])
+
+
+# --- 1. confidence -------------------------------------------------------------------------------
+
+
+def trained(translator) -> tuple[Transformer, torch.Tensor]:
+    """The tiny trained model (it ends its sentences, so no search is cut at the length limit) and
+    the source ids of SENTENCE."""
+    ids, _ = translator._encode(SENTENCE, "de")
+    return translator.model, torch.tensor([ids])
+
+
+def limit_of(model: Transformer, source: torch.Tensor) -> int:
+    return int(DEFAULT_LIMITS.per_sentence(source, model.config.max_positions)[0])
+
+
+def searched(pieces: list[float], limit: int) -> float:
+    """What a search scores these per-token log-probabilities as: a </s> forced at the length limit costs nothing."""
+    return sum(pieces[:-1]) if len(pieces) >= limit else sum(pieces)
+
+
+def test_piece_log_probs_add_up_to_the_searched_log_prob(tiny_translator) -> None:
+    model, source = trained(tiny_translator)
+    found = [greedy(model, source)[0], *beam_search(model, source, beam_size=4, n_best=3)[0]]
+    scored = score_tokens(model, source.expand(len(found), -1), [h.tokens for h in found])
+    for hypothesis, pieces in zip(found, scored):
+        assert len(pieces) == len(hypothesis.tokens) + 1  # </s> included
+        assert searched(pieces, limit_of(model, source)) == pytest.approx(hypothesis.log_prob, abs=1e-4)
+
+
+def test_translate_with_scores_gives_each_piece_its_probability(tiny_translator) -> None:
+    plain = tiny_translator.translate([SENTENCE, "", "A cat."], "en", "de", beam_size=3)
+    scored = tiny_translator.translate([SENTENCE, "", "A cat."], "en", "de", beam_size=3, scores=True)
+    assert [t.text for t in scored] == [t.text for t in plain]  # scoring never changes the output
+    assert plain[0].piece_probs == [] and plain[0].confidence is None
+    for t in (scored[0], scored[2]):
+        assert len(t.piece_probs) == len(t.pieces) + 1 and all(0 < p <= 1 for p in t.piece_probs)
+        limit = limit_of(tiny_translator.model, torch.tensor([tiny_translator._encode(t.source, "de")[0]]))
+        log_probs = [math.log(p) for p in t.piece_probs]
+        assert searched(log_probs, limit) == pytest.approx(t.log_prob, abs=1e-3)
+        assert t.confidence == pytest.approx(math.exp(sum(log_probs) / len(log_probs)), rel=1e-4)
+
+
+def test_sentence_confidence_is_the_geometric_mean_and_the_hint_says_what_the_model_knows() -> None:
+    assert sentence_confidence([math.log(0.5), math.log(0.125)]) == pytest.approx(0.25)
+    assert domain_hint(LOW_CONFIDENCE + 0.01, "multi30k") is None
+    hint = domain_hint(0.2, "multi30k")
+    assert "image descriptions" in hint and "20%" in hint
+    assert "built-in corpus" in domain_hint(0.2, "builtin")
+
+
+def test_cli_scores_writes_one_json_object_per_line(tiny_checkpoint, tmp_path) -> None:
+    source, out = tmp_path / "in.txt", tmp_path / "out.jsonl"
+    source.write_text(f"{SENTENCE}\n\nA cat.\n", encoding="utf-8")
+    assert cli(["translate", "--checkpoint", str(tiny_checkpoint), "--src", "en", "--tgt", "de", "--beam", "2",
+                "--scores", "--input", str(source), "--output", str(out)]) == 0
+    records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert len(records) == 3 and records[1] == {"translation": "", "confidence": None, "pieces": []}
+    assert records[0]["pieces"][-1][0] == "</s>" and 0 < records[0]["confidence"] <= 1
+
+
+# --- 4. prefix-constrained decoding ---------------------------------------------------------------
+
+
+def test_a_prefix_is_kept_and_scored_with_the_models_own_probability(tiny_translator) -> None:
+    model, source = trained(tiny_translator)
+    prefix = tiny_translator.tokenizer.encode("Zwei Katzen")
+    for hypothesis in [greedy(model, source, prefix=prefix)[0], beam_search(model, source, 3, prefix=prefix)[0][0],
+                       *sample(model, source, n=3, seed=1, prefix=prefix)[0]]:
+        assert hypothesis.tokens[:len(prefix)] == prefix
+        (pieces,) = score_tokens(model, source, [hypothesis.tokens])
+        assert searched(pieces, limit_of(model, source)) == pytest.approx(hypothesis.log_prob, abs=1e-4)
+
+
+def test_translations_start_with_the_prefix(tiny_translator) -> None:
+    for beam in (1, 3):
+        for t in tiny_translator.translate([SENTENCE, "Two cats sleep."], "en", "de", beam_size=beam, prefix="Ein Hund"):
+            assert t.text.startswith("Ein Hund"), t.text
+    assert all(c.text.startswith("Ein Hund") for c in tiny_translator.sample(SENTENCE, "en", "de", n=3, prefix="Ein Hund"))
+
+
+def test_an_empty_prefix_is_ordinary_decoding(tiny_translator) -> None:
+    lines = [SENTENCE, "Two cats sleep.", "The woman reads a book."]
+    model, decode = tiny_translator.model, tiny_translator.tokenizer.decode
+    for beam in (1, 3):
+        # The reference: the searches called directly, without any prefix argument.
+        plain = []
+        for line in lines:
+            source = torch.tensor([tiny_translator._encode(line, "de")[0]])
+            best = greedy(model, source)[0] if beam == 1 else beam_search(model, source, beam)[0][0]
+            plain.append((decode(best.tokens), pytest.approx(best.log_prob, abs=1e-5)))
+        for empty in ("", "  ", None):
+            with_empty = tiny_translator.translate(lines, "en", "de", beam_size=beam, prefix=empty)
+            assert [(t.text, t.log_prob) for t in with_empty] == plain
+
+
+def test_the_greedy_continuation_of_a_prefix_takes_the_top_next_piece(tiny_translator) -> None:
+    full = tiny_translator.translate(SENTENCE, "en", "de")[0]
+    prefix = tiny_translator.tokenizer.decode(tiny_translator.tokenizer.processor.encode(full.text)[:1])
+    top_piece = tiny_translator.next_pieces(SENTENCE, "en", "de", prefix=prefix, top_k=3)[0][0]
+    continued = tiny_translator.translate(SENTENCE, "en", "de", prefix=prefix)[0]
+    assert continued.pieces[len(tiny_translator.tokenizer.encode(prefix))] == top_piece
+
+
+def test_cli_prefix(tiny_checkpoint, tmp_path) -> None:
+    source, out = tmp_path / "in.txt", tmp_path / "out.txt"
+    source.write_text(f"{SENTENCE}\nTwo cats sleep.\n", encoding="utf-8")
+    assert cli(["translate", "--checkpoint", str(tiny_checkpoint), "--src", "en", "--tgt", "de", "--beam", "2",
+                "--prefix", "Ein Hund", "--input", str(source), "--output", str(out)]) == 0
+    assert all(line.startswith("Ein Hund") for line in out.read_text(encoding="utf-8").splitlines())
+
+
+# --- 3. the beam search tree ------------------------------------------------------------------------
+
+
+def test_the_beam_tree_ends_in_the_n_best(tiny_translator) -> None:
+    for beam in (2, 4):
+        view = tiny_translator.beam_tree(SENTENCE, "en", "de", beam_size=beam, n_best=beam)
+        (expected,) = tiny_translator.translate(SENTENCE, "en", "de", beam_size=beam, n_best=beam)
+        ranked = sorted((n for n in view.nodes if n["rank"] is not None), key=lambda n: n["rank"])
+        assert [n["rank"] for n in ranked] == list(range(len(expected.n_best)))
+        assert [n["log_prob"] for n in ranked] == pytest.approx([
+            s * (n["step"] if view.beam_size > 1 else 1) for n, (_, s) in zip(ranked, expected.n_best)], abs=1e-4)
+        assert [path_text(tiny_translator, view.nodes, n) for n in ranked] == [text for text, _ in expected.n_best]
+        assert view.translation.text == expected.text
+
+
+def path_text(translator, nodes: list[dict], node: dict) -> str:
+    pieces = []
+    while node["parent"] is not None:
+        pieces.append(node["piece"])
+        node = nodes[node["parent"]]
+    return translator.tokenizer.decode([translator.tokenizer.processor.piece_to_id(p) for p in pieces[::-1] if p != "</s>"])
+
+
+def test_scores_along_a_path_add_up() -> None:
+    model = random_model(3)
+    tree = BeamTree()
+    beam_search(model, SOURCE, beam_size=3, n_best=3, tree=tree)
+    nodes = tree.nodes
+    assert sum(n.status == "dropped" for n in nodes) > 0 and sum(n.rank is not None for n in nodes) == 3
+    paths = [tree.path(i) for i in range(1, len(nodes))]
+    # Each node's log-probability is its parent's plus the model's log-probability of its token.
+    targets = [p[:-1] if p[-1] == EOS_ID else p for p in paths]
+    scored = score_tokens(model, SOURCE.expand(len(paths), -1), targets)
+    for index, (path, pieces) in enumerate(zip(paths, scored), start=1):
+        node, parent = nodes[index], nodes[nodes[index].parent]
+        forced_end = path[-1] == EOS_ID and len(path) >= limit_of(model, SOURCE)
+        step_log_prob = 0.0 if forced_end else pieces[len(path) - 1]
+        assert node.log_prob == pytest.approx(parent.log_prob + step_log_prob, abs=1e-4)
+        assert node.step == parent.step + 1 == len(path)
+
+
+def test_greedy_is_the_one_branch_tree(tiny_translator) -> None:
+    view = tiny_translator.beam_tree(SENTENCE, "en", "de", beam_size=1)
+    greedy_translation = tiny_translator.translate(SENTENCE, "en", "de")[0]
+    kept = [n for n in view.nodes if n["status"] in ("start", "kept")]
+    assert [n["step"] for n in kept] == list(range(len(kept)))  # one live node per step: a single branch
+    assert view.translation.text == greedy_translation.text
+    assert [n["piece"] for n in kept[1:]] == greedy_translation.pieces
