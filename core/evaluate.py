@@ -7,6 +7,7 @@ printed next to each score says exactly how it was computed.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,6 +32,9 @@ class DirectionScore:
     zero_shot: bool = False  # the model never saw this direction in training
     off_target: float | None = None  # share of outputs in another of the model's languages (core.language_id)
     hypotheses: list[str] = field(default_factory=list, repr=False)
+
+
+DIRECTION_FIELDS = ("direction", "bleu", "chrf", "sentences", "zero_shot", "off_target")  # what a saved report keeps
 
 
 @dataclass
@@ -63,6 +67,18 @@ class EvalReport:
 
     def save(self, path: str | Path) -> None:
         write_json(Path(path), self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path) -> EvalReport:
+        """A report saved by `save` (e.g. a run folder's eval_test.json from `python -m core evaluate --card`)."""
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+            scores = {d: DirectionScore(**{k: v for k, v in s.items() if k in DIRECTION_FIELDS})
+                      for d, s in data["scores"].items()}
+            return cls(data["model"], data["split"], int(data["beam_size"]), scores,
+                       data["bleu_signature"], data["chrf_signature"])
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise ValueError(f"{path}: not a readable evaluation report ({error})") from error
 
     def table(self) -> str:
         """A Markdown table, used by the CLI and the model card."""

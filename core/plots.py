@@ -37,6 +37,8 @@ __all__ = [
     "NO_DATA",
     "attention_head_grid",
     "attention_heatmap",
+    "attribution_heatmap",
+    "beam_tree",
     "bleu_bars",
     "direction_matrix",
     "embedding_scatter",
@@ -761,3 +763,133 @@ def transfer_curve(result: dict, metric: str = "bleu") -> go.Figure:
     fig.update_xaxes(type="log", tickvals=[int(n) for n in sizes])
     fig.update_yaxes(rangemode="tozero")
     return _style(fig, title, x_title="training pairs of the low-resource direction (N)", y_title=label)
+
+
+# ---------------------------------------------------------------------------
+# Why did the model say that: beam search trees and input attribution
+# ---------------------------------------------------------------------------
+
+TREE_COLORS = {"kept": "#636EFA", "finished": "#00A86B", "dropped": "#C8C8C8", "start": "#444444"}
+TREE_LABELS = {"kept": "kept (a live beam)", "finished": "finished (ended with </s>)",
+               "dropped": "dropped", "start": "start"}
+
+
+def _tree_rows(nodes: list[dict]) -> list[float]:
+    """A vertical position per node: leaves one row apart in depth-first order (children by
+    log-probability, best first), each parent centred on its children."""
+    children: dict[int, list[int]] = {i: [] for i in range(len(nodes))}
+    for index, node in enumerate(nodes):
+        if node.get("parent") is not None:
+            children[node["parent"]].append(index)
+    rows = [0.0] * len(nodes)
+    next_leaf = 0.0
+    order = [(0, False)]  # iterative post-order from the root (index 0)
+    while order:
+        index, seen = order.pop()
+        kids = sorted(children[index], key=lambda k: -nodes[k]["log_prob"])
+        if not kids:
+            rows[index], next_leaf = next_leaf, next_leaf + 1
+        elif seen:
+            rows[index] = sum(rows[k] for k in kids) / len(kids)
+        else:
+            order.append((index, True))
+            order.extend((k, False) for k in reversed(kids))
+    return rows
+
+
+def beam_tree(nodes: list[dict], title: str = "Beam search tree") -> go.Figure:
+    """The hypotheses beam search weighed at each step, as a tree read left to right.
+
+    ``nodes`` are dicts with ``parent`` (index, None for the start), ``piece``, ``step``,
+    ``log_prob`` (of the path so far), ``status`` ("start", "kept", "finished", "dropped")
+    and ``rank`` (place in the final n-best, or None), as ``Translator.beam_tree`` gives them.
+    The final n-best are drawn as red paths, the best thickest, and labelled with their rank.
+    """
+    if len(nodes) < 2:
+        return _empty_figure(title)
+    for index, node in enumerate(nodes):
+        parent = node.get("parent")
+        if parent is not None and not 0 <= parent < index:
+            raise ValueError(f"node {index} has parent {parent}: parents must come before their children")
+    rows = _tree_rows(nodes)
+    fig = go.Figure()
+    for status in ("dropped", "kept", "finished"):
+        xs: list[float | None] = []
+        ys: list[float | None] = []
+        for index, node in enumerate(nodes):
+            if node["status"] == status and node.get("parent") is not None:
+                parent = node["parent"]
+                xs += [nodes[parent]["step"], node["step"], None]
+                ys += [rows[parent], rows[index], None]
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line={"color": TREE_COLORS[status], "width": 1},
+                                 hoverinfo="skip", showlegend=False))
+    best = sorted((i for i, n in enumerate(nodes) if n.get("rank") is not None), key=lambda i: nodes[i]["rank"])
+    for index in best:
+        xs, ys, at = [], [], index
+        while at is not None:
+            xs.append(nodes[at]["step"])
+            ys.append(rows[at])
+            at = nodes[at].get("parent")
+        rank = nodes[index]["rank"]
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line={"color": HIGHLIGHT, "width": 4 if rank == 0 else 2},
+                                 name="the translation" if rank == 0 else f"n-best #{rank + 1}",
+                                 hoverinfo="skip", showlegend=rank == 0))
+    for status in ("start", "kept", "finished", "dropped"):
+        members = [i for i, n in enumerate(nodes) if n["status"] == status]
+        if not members:
+            continue
+        fig.add_trace(go.Scatter(
+            x=[nodes[i]["step"] for i in members],
+            y=[rows[i] for i in members],
+            mode="markers+text",
+            marker={"color": TREE_COLORS[status], "size": 9 if status != "dropped" else 6},
+            text=[_escape(nodes[i]["piece"]) + (f" #{nodes[i]['rank'] + 1}" if nodes[i].get("rank") is not None else "")
+                  for i in members],
+            textposition="middle right",
+            textfont={"size": 11, "color": "#222" if status != "dropped" else "#999"},
+            customdata=[[f"{nodes[i]['log_prob']:.3f}", TREE_LABELS[status]] for i in members],
+            hovertemplate="%{text} · step %{x}<br>log P so far %{customdata[0]}<br>%{customdata[1]}<extra></extra>",
+            name=TREE_LABELS[status],
+        ))
+    fig.update_yaxes(visible=False, autorange="reversed")
+    fig.update_xaxes(dtick=1)
+    fig.update_layout(legend={"orientation": "h", "y": -0.12})
+    height = max(360, 120 + 16 * (max(rows) + 1))
+    return _style(fig, title, x_title="step (pieces produced)", height=int(height))
+
+
+def attribution_heatmap(
+    scores: np.ndarray,
+    source_pieces: list[str],
+    target_pieces: list[str],
+    title: str = "Input attribution",
+) -> go.Figure:
+    """Heatmap of attributions ``scores[tgt, src]``: how much each source piece moved the
+    probability of each produced piece. Each row is scaled by its largest absolute value, so
+    rows compare shares, not sizes; red raised the probability, blue lowered it."""
+    s = np.asarray(scores, dtype=float)
+    if s.size == 0 or not source_pieces or not target_pieces:
+        return _empty_figure(title)
+    if s.ndim != 2:
+        raise ValueError(f"attribution_heatmap expects a 2-D [tgt, src] array, got shape {s.shape}")
+    _check_attention(s, source_pieces, target_pieces)
+    top = np.abs(s).max(axis=1, keepdims=True)
+    shares = np.divide(s, top, out=np.zeros_like(s), where=top > 0)
+    source = [_escape(p) for p in source_pieces]
+    target = [_escape(p) for p in target_pieces]
+    hover = [[f"{target[i]} ◂ {source[j]}: {s[i, j]:+.3f}" for j in range(len(source))] for i in range(len(target))]
+    fig = go.Figure(go.Heatmap(
+        z=shares,
+        x=list(range(len(source_pieces))),
+        y=list(range(len(target_pieces))),
+        text=hover,
+        hovertemplate="%{text}<extra></extra>",
+        colorscale="RdBu",
+        reversescale=True,
+        zmin=-1.0,
+        zmax=1.0,
+        colorbar={"title": {"text": "share of row max"}},
+    ))
+    fig.update_layout(xaxis=_index_axis(source_pieces), yaxis={**_index_axis(target_pieces), "autorange": "reversed"})
+    height = max(320, 140 + 24 * len(target_pieces))
+    return _style(fig, title, x_title="source piece", y_title="produced piece", height=height)

@@ -8,8 +8,8 @@ import plotly.graph_objects as go
 
 from core import limits, plots
 from core.translator import AttentionView
-from demo import state
-from demo.ui import entered_text, explain, friendly_errors, language_pair, language_pair_update
+from demo import data, state
+from demo.ui import entered_text, explain, first_view, friendly_errors, language_pair, language_pair_update
 
 INTRO = ("Translate one sentence and look inside: each row of the cross-attention map is one produced "
          "piece, each column a source piece; dark cells are where the decoder looked. Change the layer "
@@ -78,23 +78,40 @@ def attend(checkpoint: str, text: str, src: str, tgt: str, beam_size: float = 1)
     return (view, translation, layer, head, *attention_figures(view, layers, AVERAGE))
 
 
+def _opening(checkpoint: str | None, src: str | None, tgt: str | None) -> tuple[str, tuple | None]:
+    """An example sentence of the model's corpus and its drawn attention, so the tab never opens empty."""
+    try:
+        corpus = state.read_model_config(checkpoint).get("corpus", "") if checkpoint else ""
+    except ValueError:
+        corpus = ""
+    examples = data.example_sentences(corpus, src) if src else []
+    if not examples:
+        return "", None
+    return examples[0], first_view(attend, checkpoint, examples[0], src, tgt)
+
+
 def build(picker: gr.Dropdown) -> None:
     explain(INTRO)
     src, tgt, _ = language_pair(picker.value, swap=False)
+    example, shown = _opening(picker.value, src.value, tgt.value)
+    first_layer, first_head = (shown[2], shown[3]) if shown else ({}, {})
+    first = list(shown[4:]) if shown else [None] * 4
     with gr.Row():
-        text = gr.Textbox(label="Source sentence", lines=2, scale=4)
+        text = gr.Textbox(value=example, label="Source sentence", lines=2, scale=4)
         beam_size = gr.Slider(1, 8, value=1, step=1, label="Beam size", scale=1)
     show_button = gr.Button("Translate and show attention", variant="primary")
-    view = gr.State(None)
-    translation = gr.Markdown(label="Translation", elem_id="attention-translation")
+    view = gr.State(shown[0] if shown else None)
+    translation = gr.Markdown(shown[1] if shown else "", label="Translation", elem_id="attention-translation")
     with gr.Row():
-        layer = gr.Dropdown(layer_choices(1), value=1, label="Layer", info="1 is nearest the input")
-        head = gr.Dropdown(head_choices(0), value=AVERAGE, label="Head")
-    cross = gr.Plot(label="Cross-attention (target × source)", elem_id="cross-attention")
-    grid = gr.Plot(label="All heads of this layer")
+        layer = gr.Dropdown(first_layer.get("choices", layer_choices(1)), value=first_layer.get("value", 1),
+                            label="Layer", info="1 is nearest the input")
+        head = gr.Dropdown(first_head.get("choices", head_choices(0)), value=first_head.get("value", AVERAGE),
+                           label="Head")
+    cross = gr.Plot(first[0], label="Cross-attention (target × source)", elem_id="cross-attention")
+    grid = gr.Plot(first[1], label="All heads of this layer")
     with gr.Row():
-        encoder = gr.Plot(label="Encoder self-attention")
-        decoder = gr.Plot(label="Decoder self-attention")
+        encoder = gr.Plot(first[2], label="Encoder self-attention")
+        decoder = gr.Plot(first[3], label="Decoder self-attention")
 
     figures = [cross, grid, encoder, decoder]
     show_button.click(attend, [picker, text, src, tgt, beam_size], [view, translation, layer, head, *figures],

@@ -18,8 +18,10 @@ from demo.ui import (
     NONE,
     check_sentences,
     choose_test_set,
+    default_test_set,
     explain,
     file_upload,
+    first_view,
     friendly_errors,
     other_model_picker,
     show_uploads_for,
@@ -29,6 +31,8 @@ INTRO = ("Score a model on a test set it never trained on: BLEU counts matching 
          "matching character n-grams (kinder to rich morphology). Directions marked * are zero-shot: "
          "the model never saw a single pair of them.")
 DEFAULT_MAX_SENTENCES = 100
+STORED_REPORT = "eval_test.json"  # a run folder's test scores, written by `python -m core evaluate --card`
+NO_STORED = "No stored test results for this model yet: press **Evaluate** to score it."
 
 
 class ReportCache:
@@ -101,7 +105,28 @@ def run_evaluation(checkpoint: str, other: str | None, test_set: str, files: lis
     return summary, bleu, chrf, matrices[0], second
 
 
-def _matrix(name: str, report: EvalReport) -> go.Figure:
+def stored_results(checkpoint: str | None) -> tuple[str, go.Figure, go.Figure, go.Figure, dict]:
+    """The model's own stored test results (eval_test.json in its folder, written by
+    `python -m core evaluate --card`), so the tab opens on real scores; a note when there are none."""
+    try:
+        folder = state.resolve_checkpoint(checkpoint)
+        report = EvalReport.load(folder / STORED_REPORT) if (folder / STORED_REPORT).is_file() else None
+    except ValueError:
+        report = None
+    if report is None:
+        empty = plots.bleu_bars({}, "BLEU")
+        return NO_STORED, empty, plots.bleu_bars({}, "chrF"), _matrix("", None), gr.update(visible=False)
+    sentences = max((s.sentences for s in report.scores.values()), default=0)
+    heading = (f"Stored results of this model on its {report.split} split (beam {report.beam_size}, "
+               f"{sentences} sentences per direction), not recomputed: press **Evaluate** to score it yourself.")
+    name = folder.name
+    return (heading + "\n\n" + _summary(report, name), plots.bleu_bars({name: report.metric("bleu")}, "BLEU"),
+            plots.bleu_bars({name: report.metric("chrf")}, "chrF"), _matrix(name, report), gr.update(visible=False))
+
+
+def _matrix(name: str, report: EvalReport | None) -> go.Figure:
+    if report is None:
+        return plots.direction_matrix({}, [], "BLEU", title="BLEU per direction")
     languages = list(dict.fromkeys(lang for d in report.scores for lang in d.split("-")))
     return plots.direction_matrix(report.metric("bleu"), languages, "BLEU", zero_shot=report.zero_shot,
                                   title=f"BLEU per direction · {name}")
@@ -110,10 +135,11 @@ def _matrix(name: str, report: EvalReport) -> go.Figure:
 def build(picker: gr.Dropdown) -> gr.Dropdown:
     """The tab; returns the second-checkpoint picker so the app can refresh its choices."""
     explain(INTRO)
+    stored = first_view(stored_results, picker.value) or (NO_STORED, None, None, None, None)
     with gr.Row():
         other = other_model_picker("Compare with (optional)", "The first model is the one picked at the top",
                                    elem_id="compare-with")
-        test_set = choose_test_set()
+        test_set = choose_test_set(value=default_test_set(picker.value))
     files = file_upload("Test files")
     with gr.Row():
         directions = gr.Textbox(value="all", label="Directions", info="all, en-centric, or e.g. en-de,de-en")
@@ -121,16 +147,18 @@ def build(picker: gr.Dropdown) -> gr.Dropdown:
         max_sentences = gr.Number(value=DEFAULT_MAX_SENTENCES, precision=0, minimum=1,
                                   label="Sentences per direction", info="more is more reliable, and slower")
     run_button = gr.Button("Evaluate", variant="primary")
-    summary = gr.Markdown(label="Scores", elem_id="evaluation-scores")
+    summary = gr.Markdown(stored[0], label="Scores", elem_id="evaluation-scores")
     with gr.Row():
-        bleu = gr.Plot(label="BLEU by direction")
-        chrf = gr.Plot(label="chrF by direction")
+        bleu = gr.Plot(stored[1], label="BLEU by direction")
+        chrf = gr.Plot(stored[2], label="chrF by direction")
     with gr.Row():
-        matrix = gr.Plot(label="BLEU matrix")
+        matrix = gr.Plot(stored[3], label="BLEU matrix")
         second_matrix = gr.Plot(label="BLEU matrix (second model)", visible=False)
 
     show_uploads_for(test_set, files)
     run_button.click(run_evaluation, [picker, other, test_set, files, directions, beam_size, max_sentences],
                      [summary, bleu, chrf, matrix, second_matrix], api_name="evaluate",
                      concurrency_id=HEAVY, concurrency_limit=1)
+    picker.change(stored_results, picker, [summary, bleu, chrf, matrix, second_matrix], api_name="stored_results")
+    picker.change(default_test_set, picker, test_set, api_visibility="private")
     return other

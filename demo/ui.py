@@ -30,7 +30,8 @@ def friendly_errors(handler: Handler) -> Handler:
     """Turn exceptions into a `gr.Error` pop-up with a readable message (never a stack trace).
 
     Bad input (ValueError and its kin: CorpusError, CheckpointError, JobError) shows its own
-    message; anything else is logged with its traceback and shown as a short notice.
+    message; anything else is logged with its traceback and shown as a short notice. In hosted
+    mode no message names an absolute server path (`state.visitor_message`).
     """
 
     @functools.wraps(handler)
@@ -40,11 +41,11 @@ def friendly_errors(handler: Handler) -> Handler:
         except gr.Error:
             raise
         except (ValueError, OSError) as error:
-            raise gr.Error(str(error)) from None
+            raise gr.Error(state.visitor_message(str(error))) from None
         except Exception as error:
             log.exception("Handler %s failed", handler.__name__)
-            raise gr.Error(f"Something went wrong ({type(error).__name__}: {error}). "
-                           "The server log has the details.") from None
+            raise gr.Error(state.visitor_message(f"Something went wrong ({type(error).__name__}: {error}). "
+                                                 "The server log has the details.")) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -179,8 +180,17 @@ def toggle_files(test_set: str) -> dict:
     return gr.update(visible=data.TEST_SETS.get(test_set) == data.UPLOAD)
 
 
-def choose_test_set(info: str | None = None) -> gr.Radio:
-    return gr.Radio(list(data.TEST_SETS), value="Built-in test split", label="Test set", info=info)
+def choose_test_set(info: str | None = None, value: str = "Built-in test split") -> gr.Radio:
+    return gr.Radio(list(data.TEST_SETS), value=value, label="Test set", info=info)
+
+
+def default_test_set(choice: str | None) -> str:
+    """The test split of the corpus the model was trained on: a Multi30K model is scored on Multi30K."""
+    try:
+        corpus = state.read_model_config(choice).get("corpus", "") if choice else ""
+    except ValueError:
+        corpus = ""
+    return "Multi30K test split" if corpus == "multi30k" else "Built-in test split"
 
 
 def show_uploads_for(test_set: gr.Radio, files: gr.File) -> None:
@@ -198,7 +208,7 @@ def status_line(job: Job | None, idle: str, finished: Callable[[Job], str] | Non
     if job.status == "running":
         return f"**{job.name}** · {job.stage} · step {job.step}/{job.total_steps}"
     if job.status == Event.FAILED:
-        return f"**{job.name}** · **failed** · {job.error}"
+        return f"**{job.name}** · **failed** · {state.visitor_message(job.error or '')}"
     return f"**{job.name}** · **{job.status}**{finished(job) if finished else ''}"
 
 
@@ -224,6 +234,17 @@ def progress_html(job: Job | None) -> str:
 
 # --- tables ----------------------------------------------------------------------------------
 
-def results_table(label: str, headers: list[str], elem_id: str | None = None) -> gr.Dataframe:
-    """An empty read-only table with fixed columns; handlers fill it with a pandas DataFrame."""
-    return gr.Dataframe(headers=headers, label=label, interactive=False, wrap=True, elem_id=elem_id)
+def results_table(label: str, headers: list[str], elem_id: str | None = None, value: Any = None) -> gr.Dataframe:
+    """A read-only table with fixed columns (empty unless `value` is given); handlers fill it with a pandas DataFrame."""
+    return gr.Dataframe(value=value, headers=headers, label=label, interactive=False, wrap=True, elem_id=elem_id)
+
+
+def first_view(handler: Callable[..., Any], *args: Any) -> Any:
+    """What `handler(*args)` shows, computed once while the app is built, so a tab opens on a drawn
+    example instead of an empty screen; None (the empty view) if it cannot be computed, e.g. when
+    no model is there yet."""
+    try:
+        return handler(*args)
+    except Exception as error:  # noqa: BLE001 - an example that fails must never stop the app from starting
+        log.info("No opening view from %s: %s", getattr(handler, "__name__", handler), error)
+        return None

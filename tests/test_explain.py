@@ -188,3 +188,107 @@ def test_greedy_is_the_one_branch_tree(tiny_translator) -> None:
     assert [n["step"] for n in kept] == list(range(len(kept)))  # one live node per step: a single branch
     assert view.translation.text == greedy_translation.text
     assert [n["piece"] for n in kept[1:]] == greedy_translation.pieces
+
+
+# --- the app: every view is one core call plus formatting ------------------------------------------
+
+
+@pytest.fixture()
+def app_models(app_checkpoints, monkeypatch: pytest.MonkeyPatch):
+    from demo import state
+
+    monkeypatch.setenv(state.CHECKPOINTS_ENV, str(app_checkpoints))
+    return "tiny"
+
+
+def test_translate_tab_colours_pieces_and_hints_when_unsure(app_models) -> None:
+    from demo import translate_tab
+
+    shown = translate_tab.confidence(app_models, f"{SENTENCE}\n\nTwo cats sleep.", "en", "de", translate_tab.BEAM, 2)
+    (result,) = state_translator(app_models).translate([SENTENCE], "en", "de", beam_size=2, scores=True)
+    assert shown.count("class='confidence-line'") == 2  # the empty line gets none
+    first_line = shown.split("<b>1.</b>")[1].split("<b>3.</b>")[0]  # line 2 is empty: no confidence line
+    assert first_line.count("class='piece'") == len(result.pieces) + 1  # every piece and </s>, each with its number
+    assert all(f"{p:.1%}" in first_line for p in result.piece_probs)
+    assert f"confidence <b>{result.confidence:.0%}</b>" in shown
+    assert ("looks unlike" in shown) == (result.confidence < LOW_CONFIDENCE)  # the tiny model is unsure: hinted
+    assert "geometric mean" in shown
+
+
+def state_translator(name: str):
+    from demo import state
+
+    return state.get_translator(name)
+
+
+def test_translate_tab_draws_the_search_tree(app_models) -> None:
+    from demo import translate_tab
+
+    figure, note = translate_tab.search_tree(app_models, SENTENCE, "en", "de", translate_tab.BEAM, 3, 1.0, 2)
+    (best,) = state_translator(app_models).translate(SENTENCE, "en", "de", beam_size=3)
+    assert best.text in note
+    assert sum(trace.name == "the translation" for trace in figure.data) == 1
+    greedy_figure, _ = translate_tab.search_tree(app_models, SENTENCE, "en", "de", translate_tab.GREEDY)
+    assert "one branch" in greedy_figure.layout.title.text
+
+
+def test_generate_tab_completes_a_started_translation_piece_by_piece(app_models) -> None:
+    from demo import generate_tab
+
+    for search in (generate_tab.GREEDY, generate_tab.BEAM, generate_tab.SAMPLING):
+        assert generate_tab.complete(app_models, SENTENCE, "en", "de", "Ein Hund", search).startswith("Ein Hund")
+    figure, choice = generate_tab.next_pieces(app_models, SENTENCE, "en", "de", "Ein Hund", 4)
+    assert len(choice["choices"]) == 4 and choice["value"] == choice["choices"][0]
+    assert generate_tab.add_piece("Ein Hund", "▁läuft") == "Ein Hund läuft"
+    assert generate_tab.add_piece("Ein Hu", "nd") == "Ein Hund"
+    assert generate_tab.add_piece("", "▁Ein") == "Ein"
+    assert generate_tab.add_piece("Ein Hund", "</s>") == "Ein Hund"
+
+
+def test_every_tab_opens_on_something_drawn(app_models) -> None:
+    """No empty screen on first visit: the views the tabs are built with are filled."""
+    from core.evaluate import EvalReport
+    from demo import attention_tab, evaluate_tab, generate_tab, ui
+
+    example, shown = attention_tab._opening(app_models, "en", "de")
+    assert example and shown is not None and shown[4].data  # the cross-attention heatmap is drawn
+    table = ui.first_view(generate_tab.sample, app_models, example, "en", "de")
+    assert len(table) == 5
+    assert ui.first_view(lambda: 1 / 0) is None  # a failing example never stops the app from starting
+
+    # Evaluate: the stored report of the model, when its folder has one.
+    summary, *_ = evaluate_tab.stored_results(app_models)
+    assert summary == evaluate_tab.NO_STORED
+    folder = state_folder(app_models)
+    report = EvalReport("tiny", "test", 2, {}, "bleu-sig", "chrf-sig")
+    from core.evaluate import DirectionScore
+
+    report.scores["en-de"] = DirectionScore("en-de", 12.5, 40.0, 10)
+    report.save(folder / evaluate_tab.STORED_REPORT)
+    try:
+        summary, bleu, chrf, matrix, _ = evaluate_tab.stored_results(app_models)
+        assert "| en-de | 12.5 | 40.0 |" in summary and bleu.data and matrix.data
+    finally:
+        (folder / evaluate_tab.STORED_REPORT).unlink()
+    assert ui.default_test_set(app_models) == "Built-in test split"
+
+
+def state_folder(name: str):
+    from demo import state
+
+    return state.resolve_checkpoint(name)
+
+
+def test_beam_tree_figure_marks_the_n_best_and_refuses_bad_parents() -> None:
+    from core import plots
+
+    nodes = [{"parent": None, "piece": "<s>", "step": 0, "log_prob": 0.0, "status": "start", "rank": None},
+             {"parent": 0, "piece": "▁A", "step": 1, "log_prob": -0.1, "status": "kept", "rank": None},
+             {"parent": 0, "piece": "▁B", "step": 1, "log_prob": -2.0, "status": "dropped", "rank": None},
+             {"parent": 1, "piece": "</s>", "step": 2, "log_prob": -0.3, "status": "finished", "rank": 0}]
+    figure = plots.beam_tree(nodes)
+    best = next(t for t in figure.data if t.name == "the translation")
+    assert list(best.x) == [2, 1, 0]  # the path from the end back to the start
+    assert plots.beam_tree(nodes[:1]).layout.annotations  # nothing to draw: the "no data" note
+    with pytest.raises(ValueError, match="parent"):
+        plots.beam_tree([nodes[0], {**nodes[1], "parent": 1}])
