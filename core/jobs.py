@@ -12,10 +12,15 @@ run on the same machine would only make both slow. `start` refuses while a run i
 event listeners and trains one or more models with them (e.g. `core.analysis.transfer_experiment`).
 Both are watched the same way (`Job` holds what they share), a task's return value is
 `Job.result`, and cancelling it stops the training at its next event.
+
+A hosted app has visitors who are strangers to each other: `core.hosting.VisitorJobs` extends
+`TrainingJobs` with an owner per job (`Job.owner`) and tidies a job's folder when it ends
+(`Job.on_end`, called in the job's thread once its status is final).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +38,7 @@ SHIPPED_CHECKPOINTS: tuple[str, ...] = ("multi30k-4lang",)  # listed first, in t
 CorpusSource = Corpus | Callable[[], Corpus] | None
 Task = Callable[[list[Listener]], Any]  # trains with the listeners it is given; returns the job's result
 TRAINING = "training"
+log = logging.getLogger(__name__)
 
 
 class JobError(ValueError):
@@ -63,7 +69,9 @@ class Job:
         self._error: str | None = None
         self._started_at = time.monotonic()
         self._training_since: tuple[float, int] | None = None  # (time, step) of the first "start" event
-        self._thread = threading.Thread(target=self._run, name=f"{kind}-{name}", daemon=True)
+        self.owner: str | None = None  # who started it, on a server with visitors (core.hosting); None: anyone
+        self.on_end: Callable[[Job], None] | None = None  # called in the job's thread once it has ended
+        self._thread = threading.Thread(target=self._main, name=f"{kind}-{name}", daemon=True)
 
     # --- what each kind defines (called with the lock held, except _run) -----------------------
 
@@ -81,6 +89,14 @@ class Job:
         return self._error
 
     # --- running ---------------------------------------------------------------------------
+
+    def _main(self) -> None:
+        self._run()
+        if self.on_end is not None:
+            try:
+                self.on_end(self)
+            except Exception:  # tidying up must never turn a finished run into a crash
+                log.exception("Tidying up after %s failed", self.name)
 
     def start(self) -> None:
         self._thread.start()
@@ -290,8 +306,17 @@ class TrainingJobs:
 
     @property
     def running(self) -> Job | None:
+        return self._busy()
+
+    def _busy(self) -> Job | None:
+        """The running job, whoever started it (subclasses may show `running` to fewer callers)."""
         job = self._current
         return job if job is not None and job.running else None
+
+    def _busy_message(self, busy: Job) -> str:
+        what = "A training run" if busy.kind == TRAINING else f"A {busy.kind}"
+        return (f"{what} is already in progress ({busy.name}, step {busy.step}/{busy.total_steps}). "
+                "Wait for it to finish or cancel it first.")
 
     def start(self, config: RunConfig, run_name: str, checkpoints_dir: str | Path,
               corpus: CorpusSource = None) -> Job:
@@ -323,13 +348,11 @@ class TrainingJobs:
             raise JobError(str(error)) from None
         folder = Path(checkpoints_dir) / name
         with self._lock:
-            busy = self.running
+            busy = self._busy()
             if busy is not None:
-                what = "A training run" if busy.kind == TRAINING else f"A {busy.kind}"
-                raise JobError(f"{what} is already in progress ({busy.name}, step {busy.step}/"
-                               f"{busy.total_steps}). Wait for it to finish or cancel it first.")
-            if folder.exists():
-                raise JobError(f"A run named {name!r} already exists in {folder.parent}; choose another name")
+                raise JobError(self._busy_message(busy))
+            if folder.exists():  # the message names no server folder: visitors of a hosted app read it
+                raise JobError(f"A run named {name!r} already exists in checkpoints/; choose another name")
             job = make(name, folder)
             job.start()
             self._current = job

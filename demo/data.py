@@ -1,15 +1,29 @@
-"""Corpora for the UI: uploaded files, test sets for the Evaluate tab, example sentences."""
+"""Corpora for the UI: uploaded files, test sets for the Evaluate tab, example sentences.
+
+In hosted mode an upload is deleted from Gradio's cache as soon as it has been read (whether it
+could be used or not); what was read is kept in memory for the same visitor a little while, so the
+Train tab's language preview and its Start button read one upload once.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import tempfile
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from core.builtin_corpus import BUILTIN_LANGUAGES
 from core.corpus import MULTI30K_LANGUAGES, Corpus, CorpusError, find_multi30k, load_builtin, load_corpus, read_user_files
-from core.limits import check_upload_size
+from core.limits import check_upload_size, current_limits
+from demo.session import current_owner
+
+log = logging.getLogger("polyglot.demo")
 
 BUILTIN, MULTI30K, UPLOAD = "Built-in corpus", "Multi30K", "Uploaded files"
 DATA_SOURCES = [BUILTIN, MULTI30K, UPLOAD]
@@ -51,9 +65,60 @@ def upload_source(files: list | str | None) -> str:
     return ",".join(str(p) for p in paths)
 
 
+def gradio_cache() -> Path:
+    """Where Gradio keeps uploads (its GRADIO_TEMP_DIR rule)."""
+    return Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio").resolve()
+
+
+def delete_uploads(paths: list[Path]) -> None:
+    """Delete uploaded files (and their emptied folders) from Gradio's cache; nothing outside it."""
+    cache = gradio_cache()
+    for path in paths:
+        resolved = path.resolve()
+        if cache not in resolved.parents:
+            continue
+        resolved.unlink(missing_ok=True)
+        folder = resolved.parent
+        while folder != cache and cache in folder.parents and not any(folder.iterdir()):
+            folder.rmdir()
+            folder = folder.parent
+
+
+MAX_READ_UPLOADS = 8
+_READ: OrderedDict[tuple, Any] = OrderedDict()  # (visitor, what, paths) -> what was read, most recent last
+_READ_LOCK = threading.Lock()
+
+
+def _read_once(files: list | str | None, what: str, read: Callable[[list[Path]], Any]) -> Any:
+    """`read(paths)` of an upload. Hosted: the files are deleted right after, and the result is
+    remembered for this visitor, so reading the same upload again gives it without the files."""
+    paths = paths_of(files)
+    if not current_limits().hosted:
+        return read(paths)
+    key = (current_owner(), what, tuple(str(p) for p in paths))
+    with _READ_LOCK:
+        if key in _READ:
+            _READ.move_to_end(key)
+            return _READ[key]
+    gone = [p.name for p in paths if not p.is_file()]
+    if gone:
+        raise CorpusError(f"{', '.join(gone)}: no longer on the server (uploads are deleted once read). "
+                          "Upload the file again.")
+    try:
+        result = read(paths)
+    finally:
+        delete_uploads(paths)
+        log.info("Read and deleted the uploads %s", ", ".join(str(p) for p in paths))
+    with _READ_LOCK:
+        _READ[key] = result
+        while len(_READ) > MAX_READ_UPLOADS:
+            _READ.popitem(last=False)
+    return result
+
+
 def corpus_from_uploads(files: list | str | None) -> Corpus:
     """Uploaded files as a training corpus; CorpusError (naming file and line) otherwise."""
-    return load_corpus(upload_source(files))
+    return _read_once(files, "corpus", lambda paths: load_corpus(upload_source(paths)))
 
 
 def _digest(paths: list[Path]) -> str:
@@ -106,7 +171,8 @@ def load_test_set(name: str, files: list | str | None = None) -> tuple[str, dict
         paths = paths_of(files)
         if not paths:
             raise CorpusError(f"No files uploaded. {UPLOAD_HELP}")
-        return f"upload:{_digest(paths)}", read_user_files(upload_source(paths))
+        return _read_once(paths, "test set", lambda paths: (f"upload:{_digest(paths)}",
+                                                            read_user_files(upload_source(paths))))
     raise CorpusError(f"Unknown test set {name!r}; choose one of {', '.join(TEST_SETS)}")
 
 

@@ -1,10 +1,13 @@
 """Process-wide state of the app: where checkpoints live, the model cache, the training jobs.
 
 Everything here is plain Python (no Gradio components), so handlers and tests share it.
+In hosted mode every listing and lookup here is the current visitor's (demo.session says who is
+asking, core.hosting decides what they may see): a stranger's run is unknown to them.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections import OrderedDict
@@ -13,15 +16,19 @@ from typing import Any
 
 import core
 from core import checkpoint, hf
-from core.jobs import SHIPPED_CHECKPOINTS, TrainingJobs, list_checkpoints
+from core.hosting import VisitorJobs, VisitorRuns, public_message
+from core.jobs import SHIPPED_CHECKPOINTS, list_checkpoints
 from core.languages import language_name
+from core.limits import current_limits
 from core.translator import Translator
+from demo.session import current_owner
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CHECKPOINTS_ENV = "POLYGLOT_CHECKPOINTS"
 MAX_CACHED_MODELS = 4
 
-JOBS = TrainingJobs()  # one training run per server process
+log = logging.getLogger("polyglot.demo")
+JOBS = VisitorJobs(owner=current_owner)  # one training run per server process; in hosted mode each visitor sees theirs
 
 
 def training_threads() -> int:
@@ -36,9 +43,11 @@ def checkpoints_dir() -> Path:
 
 
 def available_checkpoints() -> list[Path]:
-    """Complete checkpoints, shipped first; the folder of a run still training is left out."""
+    """Complete checkpoints, shipped first; the folder of a run still training is left out.
+    In hosted mode: those nobody owns (shipped) and the current visitor's own runs."""
     busy = JOBS.running
     found = list_checkpoints(checkpoints_dir()) + hf.hf_folders(checkpoints_dir())  # Lab runs, then HF models
+    found = VisitorRuns(checkpoints_dir()).visible(found, current_owner())
     return [p for p in found if busy is None or p.resolve() != busy.folder.resolve()]
 
 
@@ -58,8 +67,8 @@ def resolve_checkpoint(choice: str | None) -> Path:
     is a Hugging Face Hub model (in hosted mode only those the owner allows, see core.hf).
     """
     if not choice:
-        raise ValueError("No model selected. Train one in the Train tab, or put a checkpoint in "
-                         f"{checkpoints_dir()}, then pick it at the top of the page.")
+        where = "" if current_limits().hosted else f", or put a checkpoint in {checkpoints_dir()}"
+        raise ValueError(f"No model selected. Train one in the Train tab{where}, then pick it at the top of the page.")
     if hf.is_hub_name(choice):
         hf.check_allowed(choice)
         return hf.HubId(choice)  # type: ignore[return-value]  # str with a .name, loaded by core.load
@@ -67,6 +76,17 @@ def resolve_checkpoint(choice: str | None) -> Path:
         if choice in (path.name, str(path)):
             return path
     raise ValueError(f"Unknown model {choice!r}. Available: {', '.join(checkpoint_names()) or 'none yet'}")
+
+
+def visitor_message(text: str) -> str:
+    """`text` as a visitor may read it: in hosted mode without absolute server paths (the server
+    log keeps the full text); locally unchanged."""
+    if not current_limits().hosted:
+        return text
+    public = public_message(text, checkpoints_dir())
+    if public != text:  # the server log keeps the full text (warning: shown without any logging set-up)
+        log.warning("Shown to a visitor without its paths: %s", text)
+    return public
 
 
 def read_model_config(choice: str | None) -> dict[str, Any]:
