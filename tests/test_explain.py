@@ -292,3 +292,14 @@ def test_beam_tree_figure_marks_the_n_best_and_refuses_bad_parents() -> None:
     assert plots.beam_tree(nodes[:1]).layout.annotations  # nothing to draw: the "no data" note
     with pytest.raises(ValueError, match="parent"):
         plots.beam_tree([nodes[0], {**nodes[1], "parent": 1}])
+
+
+def test_attribution_heatmap_scales_each_row_by_its_largest_share() -> None:
+    import numpy as np
+
+    from core import plots
+
+    figure = plots.attribution_heatmap(np.array([[2.0, -1.0], [0.0, 0.0]]), ["▁a", "</s>"], ["▁b", "</s>"])
+    assert figure.data[0].z.tolist() == [[1.0, -0.5], [0.0, 0.0]]  # a row of zeros stays zero, not NaN
+    with pytest.raises(ValueError, match="expected"):
+        plots.attribution_heatmap(np.zeros((3, 2)), ["▁a", "</s>"], ["▁b", "</s>"])
