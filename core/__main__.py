@@ -296,6 +296,7 @@ def run_transfer(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else PROJECT_ROOT / "runs" / f"transfer-{corpus.name}-{args.setup}"
     result = run_experiment(corpus, setup, out, listeners=[ProgressPrinter()])
     result["command"] = "python -m core " + " ".join(args.argv)
+    result["commit"] = git_commit()
     reports = [out / "transfer.json", *([Path(args.json)] if args.json else [])]
     for report in reports:
         checkpoint.write_json(report, result)
@@ -304,6 +305,20 @@ def run_transfer(args: argparse.Namespace) -> int:
     print(transfer_table(result))
     print(f"chrF signature: {result['chrf_signature']}\nwrote {', '.join(str(r) for r in reports)}")
     return 0
+
+
+def git_commit() -> str | None:
+    """The commit of the code that runs ("+dirty" with uncommitted changes), or None outside a git checkout."""
+    import subprocess
+
+    def git(*arguments: str) -> str:
+        return subprocess.run(["git", *arguments], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                              check=True, timeout=10).stdout.strip()
+    try:
+        commit = git("rev-parse", "HEAD")
+        return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 # --- info, download ------------------------------------------------------------------------

@@ -117,6 +117,7 @@ def test_transfer_command_writes_the_artifact_and_the_plot(tmp_path: Path, capsy
     saved = json.loads((tmp_path / "result.json").read_text())
     assert saved == json.loads((tmp_path / "runs" / "transfer.json").read_text())
     assert saved["setup"]["sizes"] == [40] and saved["command"].startswith("python -m core transfer")
+    assert len(saved["commit"].removesuffix("+dirty")) == 40  # the code that made it
     assert "plotly" in (tmp_path / "result.html").read_text()
 
 
