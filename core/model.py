@@ -309,8 +309,12 @@ class Transformer(nn.Module):
 
     def encode(self, source_ids: Tensor, maps: AttentionMaps | None = None) -> Tensor:
         """[B, S] -> memory [B, S, d_model]"""
-        mask = self.source_mask(source_ids)
-        x = self.embed(source_ids)
+        return self.encode_embedded(self.embed(source_ids), self.source_mask(source_ids), maps)
+
+    def encode_embedded(self, x: Tensor, mask: Tensor, maps: AttentionMaps | None = None) -> Tensor:
+        """The encoder layers on an already embedded source: x [B, S, d_model] (`embed`) and its
+        `source_mask` -> memory [B, S, d_model]. A seam for input attribution
+        (`core.attribution`), which feeds embeddings between the sentence's and a baseline's."""
         for layer in self.encoder_layers:
             x, weights = layer(x, mask, need_weights=maps is not None)
             if maps is not None:

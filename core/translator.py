@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from core import checkpoint, quantize
+from core.attribution import DEFAULT_STEPS, attribute
 from core.confidence import sentence_confidence
 from core.config import ModelConfig
 from core.decoding import (
@@ -86,6 +87,20 @@ class AttentionView:
     encoder_self: np.ndarray
     decoder_self: np.ndarray
     cross: np.ndarray
+
+
+@dataclass
+class AttributionView:
+    """Input attribution of the translation shown (`core.attribution`): row i = produced piece i,
+    column j = source piece j, as in `AttentionView.cross`."""
+
+    translation: Translation
+    source_pieces: list[str]  # <2xx> pieces… </s>
+    target_pieces: list[str]  # produced pieces … </s>
+    scores: np.ndarray  # [target, source]: integrated gradients of each piece's probability
+    difference: np.ndarray  # [target]: p(piece | sentence) − p(piece | baseline), what each row adds up to
+    steps: int
+    gap: float  # the largest distance of a row's sum from `difference` (the Riemann sum's error)
 
 
 class Translator:
@@ -350,6 +365,19 @@ class Translator:
             decoder_self=stack(maps.decoder_self),
             cross=stack(maps.cross),
         )
+
+    def attribution(self, text: str, src: str, tgt: str, beam_size: int = 1, length_penalty: float = 1.0,
+                    steps: int = DEFAULT_STEPS) -> AttributionView:
+        """Translate, then attribute each produced piece (and </s>) to the source pieces by
+        integrated gradients over the source embeddings with `steps` points (`core.attribution`)."""
+        if not _clean(text):
+            raise ValueError("Enter a sentence to translate")
+        translation = self.translate([text], src, tgt, beam_size=beam_size, length_penalty=length_penalty)[0]
+        ids, _ = self._encode(text, tgt)
+        target = [*(self.tokenizer.processor.piece_to_id(piece) for piece in translation.pieces), EOS_ID]
+        found = attribute(self.model, self._pad([ids]), target, steps)
+        return AttributionView(translation, self.tokenizer.pieces(ids), self.tokenizer.pieces(target),
+                               found.scores.cpu().numpy(), found.difference.cpu().numpy(), steps, found.gap)
 
     @torch.inference_mode()
     def sentence_embeddings(self, texts: list[str], lang: str, batch_size: int = 64) -> np.ndarray:

@@ -7,13 +7,19 @@ import numpy as np
 import plotly.graph_objects as go
 
 from core import limits, plots
-from core.translator import AttentionView
+from core.translator import AttentionView, AttributionView
 from demo import data, state
 from demo.ui import entered_text, explain, first_view, friendly_errors, language_pair, language_pair_update
 
 INTRO = ("Translate one sentence and look inside: each row of the cross-attention map is one produced "
          "piece, each column a source piece; dark cells are where the decoder looked. Change the layer "
          "and head to compare what different heads attend to.")
+ATTRIBUTION_NOTE = ("**Attention or attribution?** The map on the left is *where the decoder looked* at each "
+                    "step; the one on the right is *what changed the output*: integrated gradients of each "
+                    "piece's probability over the source embeddings, from a sentence of padding pieces. They "
+                    "can disagree: a head may rest on `</s>` or the language tag while the piece is decided by "
+                    "a word it barely looks at, whose meaning the encoder has already mixed into other "
+                    "positions. The tag often gets credit too: without it the model does not know the language.")
 AVERAGE = "mean"
 Figures = tuple[go.Figure, go.Figure, go.Figure, go.Figure]
 
@@ -63,10 +69,19 @@ def attention_figures(view: AttentionView | None, layer: float = 1, head: str = 
     return cross, grid, encoder, decoder
 
 
+def attribution_figure(view: AttributionView | None) -> go.Figure:
+    """Integrated gradients of each produced piece over the source pieces (`core.attribution`)."""
+    if view is None:
+        return plots.attribution_heatmap(np.zeros((0, 0)), [], [])
+    return plots.attribution_heatmap(view.scores, view.source_pieces, view.target_pieces,
+                                     title=f"Input attribution · integrated gradients, {view.steps} steps")
+
+
 @friendly_errors
 def attend(checkpoint: str, text: str, src: str, tgt: str, beam_size: float = 1) -> tuple:
     """Translate `text` and return its attention: the view (kept in gr.State), the translation,
-    layer and head selectors sized to the model, and the four figures."""
+    layer and head selectors sized to the model, the four figures, then the input attribution of
+    the same translation."""
     text = entered_text(text)
     limits.check_search(beam_size=int(beam_size))
     translator = state.get_translator(checkpoint)
@@ -75,7 +90,8 @@ def attend(checkpoint: str, text: str, src: str, tgt: str, beam_size: float = 1)
     translation = f"**Translation:** {view.translation.text or '(empty)'}"
     layer = gr.update(choices=layer_choices(layers), value=layers)
     head = gr.update(choices=head_choices(heads), value=AVERAGE)
-    return (view, translation, layer, head, *attention_figures(view, layers, AVERAGE))
+    attribution = translator.attribution(text, src, tgt, beam_size=int(beam_size))
+    return (view, translation, layer, head, *attention_figures(view, layers, AVERAGE), attribution_figure(attribution))
 
 
 def _opening(checkpoint: str | None, src: str | None, tgt: str | None) -> tuple[str, tuple | None]:
@@ -95,7 +111,7 @@ def build(picker: gr.Dropdown) -> None:
     src, tgt, _ = language_pair(picker.value, swap=False)
     example, shown = _opening(picker.value, src.value, tgt.value)
     first_layer, first_head = (shown[2], shown[3]) if shown else ({}, {})
-    first = list(shown[4:]) if shown else [None] * 4
+    first = list(shown[4:]) if shown else [None] * 5
     with gr.Row():
         text = gr.Textbox(value=example, label="Source sentence", lines=2, scale=4)
         beam_size = gr.Slider(1, 8, value=1, step=1, label="Beam size", scale=1)
@@ -107,14 +123,17 @@ def build(picker: gr.Dropdown) -> None:
                             label="Layer", info="1 is nearest the input")
         head = gr.Dropdown(first_head.get("choices", head_choices(0)), value=first_head.get("value", AVERAGE),
                            label="Head")
-    cross = gr.Plot(first[0], label="Cross-attention (target × source)", elem_id="cross-attention")
+    with gr.Row(equal_height=True):
+        cross = gr.Plot(first[0], label="Cross-attention (target × source)", elem_id="cross-attention")
+        attribution = gr.Plot(first[4], label="Input attribution (target × source)", elem_id="input-attribution")
+    gr.Markdown(ATTRIBUTION_NOTE)
     grid = gr.Plot(first[1], label="All heads of this layer")
     with gr.Row():
         encoder = gr.Plot(first[2], label="Encoder self-attention")
         decoder = gr.Plot(first[3], label="Decoder self-attention")
 
     figures = [cross, grid, encoder, decoder]
-    show_button.click(attend, [picker, text, src, tgt, beam_size], [view, translation, layer, head, *figures],
+    show_button.click(attend, [picker, text, src, tgt, beam_size], [view, translation, layer, head, *figures, attribution],
                       api_name="attention")
     # .input: only a user's change re-plots (attend already returns the figures it sets up).
     layer.input(attention_figures, [view, layer, head], figures, api_name="attention_plots")

@@ -79,8 +79,9 @@ def test_generate_sampling_and_steps(client: Client) -> None:
 
 
 def test_attention_and_replotting_from_state(client: Client) -> None:
-    translation, layer, head, cross, grid, encoder, decoder = client.predict("tiny", SENTENCE, "en", "de", 1,
-                                                                             api_name="/attention")
+    translation, layer, head, cross, grid, encoder, decoder, attribution = client.predict("tiny", SENTENCE, "en", "de", 1,
+                                                                                          api_name="/attention")
+    assert "Input attribution" in _figure(attribution)["layout"]["title"]["text"]
     assert translation.startswith("**Translation:**")
     assert layer["choices"] == [["layer 1", 1]] and head["value"] == "mean"
     assert "Cross-attention" in _figure(cross)["layout"]["title"]["text"]
