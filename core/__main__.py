@@ -168,6 +168,8 @@ def _decoding_flags(p: argparse.ArgumentParser) -> None:
                    help="batches decoded at once, one per core (default: one per CPU thread torch uses; 1 on a GPU)")
     p.add_argument("--int8", action="store_true", help="int8 dynamic quantization of the linear layers (CPU)")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (fast where the CPU or GPU has bf16 matmuls)")
+    p.add_argument("--engine", default="torch", choices=["torch", "ctranslate2"],
+                   help="ctranslate2: decode with CTranslate2 (pip install ctranslate2==4.8.5); with --int8, its own int8")
 
 
 def load_translator(args: argparse.Namespace) -> Translator:
@@ -176,8 +178,15 @@ def load_translator(args: argparse.Namespace) -> Translator:
 
     if args.int8 and args.bf16:
         raise ValueError("--int8 and --bf16 exclude each other: pick one")
+    if getattr(args, "engine", "torch") != "torch":  # the engine applies --int8 itself (`engine_name`)
+        return core.load(args.checkpoint, device="auto")
     precision = "int8" if args.int8 else "bfloat16" if args.bf16 else "float32"
     return core.load(args.checkpoint, device="cpu" if args.int8 else "auto").at_precision(precision)
+
+
+def engine_name(args: argparse.Namespace) -> str:
+    """`--engine ctranslate2 --int8` is CTranslate2's own int8 ("ctranslate2-int8")."""
+    return args.engine + ("-int8" if args.engine != "torch" and args.int8 else "")
 
 
 def run_translate(args: argparse.Namespace) -> int:
@@ -189,7 +198,7 @@ def run_translate(args: argparse.Namespace) -> int:
     translations = translator.translate(lines, args.src, args.tgt, beam_size=args.beam,
                                         length_penalty=args.length_penalty, n_best=args.n_best,
                                         batch_size=args.batch_size, workers=args.workers, scores=args.scores,
-                                        prefix=args.prefix)
+                                        prefix=args.prefix, engine=engine_name(args))
     if args.scores:
         rows = [json.dumps(scored_record(t), ensure_ascii=False) for t in translations]
     elif args.n_best > 1:
@@ -250,7 +259,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
         report = evaluate(translator, corpus.split(args.split), directions, split=args.split, beam_size=args.beam,
                           length_penalty=args.length_penalty, max_sentences=args.max_sentences, progress=progress,
-                          workers=args.workers, off_target=True)
+                          workers=args.workers, off_target=True, engine=engine_name(args))
     print(report.table())
     print(f"BLEU signature: {report.bleu_signature}\nchrF signature: {report.chrf_signature}")
     if args.json:

@@ -109,10 +109,11 @@ def evaluate(
     progress: Progress | None = None,
     workers: int | None = None,
     off_target: bool = False,
+    engine: str = "torch",
 ) -> EvalReport:
     """Translate `split_lines[src]` into every target of `directions` and score against `split_lines[tgt]`
     (`workers`: batches decoded at once, see `Translator.translate`; `off_target`: also measure how
-    often the output is in the wrong language)."""
+    often the output is in the wrong language; `engine`: "torch" or "ctranslate2[-int8]", `core.ct2`)."""
     if not directions:
         raise ValueError("No directions to evaluate")
     scores: dict[str, DirectionScore] = {}
@@ -126,7 +127,7 @@ def evaluate(
         sources, references = non_empty_pairs(split_lines[src], split_lines[tgt])
         sources, references = sources[:max_sentences], references[:max_sentences]
         translations = translator.translate(sources, src, tgt, beam_size=beam_size, length_penalty=length_penalty,
-                                            workers=workers)
+                                            workers=workers, engine=engine)
         hypotheses = [t.text for t in translations]
         bleu, chrf, bleu_signature, chrf_signature = corpus_scores(hypotheses, references)
         zero_shot = bool(translator.directions) and name not in translator.directions

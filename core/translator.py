@@ -200,6 +200,7 @@ class Translator:
         workers: int | None = None,
         scores: bool = False,
         prefix: str = "",
+        engine: str = "torch",
     ) -> list[Translation]:
         """Translate each line; empty lines give empty translations. beam_size 1 is greedy search.
         Several batches are decoded at once on a multi-core CPU (`core.parallel`); `workers` sets
@@ -207,7 +208,17 @@ class Translator:
 
         `scores=True` adds each piece's probability and the sentence confidence (one more
         teacher-forced pass per batch). `prefix`: every translation starts with these words and
-        the model completes it (the prefix's pieces count towards the length limit's extra room)."""
+        the model completes it (the prefix's pieces count towards the length limit's extra room).
+
+        `engine="ctranslate2"` (or "ctranslate2-int8") decodes the same weights with CTranslate2,
+        for bulk work: core's translations (greedy exactly; beam search see `core.ct2`), no scores or prefix."""
+        if engine != "torch":
+            from core import ct2
+
+            ct2.check_engine(engine)
+            ct2.check_options(self, scores, prefix)
+            return ct2.translate(self, texts, src, tgt, engine, beam_size, length_penalty, n_best, batch_size,
+                                 limits, workers)
         self.check_pair(src, tgt)
         if beam_size < 1 or n_best < 1:
             raise ValueError("beam_size and n_best must be at least 1")
