@@ -158,6 +158,9 @@ def _translate_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prefix", default="", help="start every translation with these words; the model completes it")
     p.add_argument("--scores", action="store_true",
                    help="one JSON object per line: translation, sentence confidence, each piece's probability")
+    p.add_argument("--alignments", action="store_true",
+                   help="word alignments from cross-attention after a tab, Pharaoh format: source-target word "
+                        "indices from 0 (with --scores, an \"alignments\" key)")
     _decoding_flags(p)
     p.add_argument("--input", help="file to translate (default: stdin)")
     p.add_argument("--output", help="file to write (default: stdout)")
@@ -191,6 +194,8 @@ def engine_name(args: argparse.Namespace) -> str:
 
 def run_translate(args: argparse.Namespace) -> int:
     translator = load_translator(args)
+    if args.alignments and args.n_best > 1:
+        raise ValueError("--alignments aligns one translation per line: leave out --n-best")
     if args.input:
         lines = Path(args.input).read_text(encoding="utf-8").splitlines()
     else:
@@ -199,8 +204,14 @@ def run_translate(args: argparse.Namespace) -> int:
                                         length_penalty=args.length_penalty, n_best=args.n_best,
                                         batch_size=args.batch_size, workers=args.workers, scores=args.scores,
                                         prefix=args.prefix, engine=engine_name(args))
+    aligned = [aligned_words(translator, t, args) for t in translations] if args.alignments else None
     if args.scores:
-        rows = [json.dumps(scored_record(t), ensure_ascii=False) for t in translations]
+        records = [scored_record(t) for t in translations]
+        for record, pairs in zip(records, aligned or []):
+            record["alignments"] = pairs
+        rows = [json.dumps(record, ensure_ascii=False) for record in records]
+    elif aligned is not None:
+        rows = [f"{t.text}\t{pairs}" for t, pairs in zip(translations, aligned)]
     elif args.n_best > 1:
         rows = ["\t".join(f"{text}\t{score:.4f}" for text, score in t.n_best) for t in translations]
     else:
@@ -211,6 +222,14 @@ def run_translate(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     return 0
+
+
+def aligned_words(translator: Translator, translation, args: argparse.Namespace) -> str:
+    """`translate --alignments`: "0-0 1-2 …" for a translation, from the cross-attention of the
+    layer `core.alignment` chose, replaying the translation found (empty for an empty line)."""
+    if not translation.text:
+        return ""
+    return translator.alignments(translation.source, args.src, args.tgt, forced=translation.text).pharaoh
 
 
 def scored_record(translation) -> dict:
@@ -281,7 +300,8 @@ def _transfer_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--helpers", default=None, help="comma-separated helper languages (default de,fr)")
     p.add_argument("--sizes", default=None, help="comma-separated training pairs of en→LOW, e.g. 1000,4000")
     p.add_argument("--pretrain-steps", type=int, default=None)
-    p.add_argument("--finetune-steps", type=int, default=None)
+    p.add_argument("--scratch-steps", type=int, default=None, help="the step cap of (a) and (b), from scratch")
+    p.add_argument("--finetune-steps", type=int, default=None, help="the step cap of (c)'s fine-tuning")
     p.add_argument("--test-sentences", type=int, default=None, help="default: the whole test split")
     p.add_argument("--out", help="the experiment's folder of runs (default: runs/transfer-<data>-<setup>); "
                                  "run the same command again to resume")
@@ -295,7 +315,7 @@ def run_transfer(args: argparse.Namespace) -> int:
     from core import plots
     from core.transfer import MULTI30K, SMALL, run_experiment, transfer_table
 
-    changes = {"low_resource": args.low, "pretrain_steps": args.pretrain_steps,
+    changes = {"low_resource": args.low, "pretrain_steps": args.pretrain_steps, "scratch_steps": args.scratch_steps,
                "finetune_steps": args.finetune_steps, "test_sentences": args.test_sentences,
                "helpers": args.helpers and tuple(code.strip() for code in args.helpers.split(",") if code.strip()),
                "sizes": args.sizes and tuple(int(n) for n in args.sizes.split(","))}

@@ -23,7 +23,7 @@ TINY = dataclasses.replace(
     model=ModelConfig(d_model=32, n_heads=2, d_ff=64, n_encoder_layers=1, n_decoder_layers=1, max_positions=128),
     train=dataclasses.replace(SMALL.train, tokens_per_batch=800, eval_every=4, save_every=4, eval_sentences=4,
                               log_every=2, threads=1),
-    pretrain_steps=8, finetune_steps=4, test_sentences=12, bootstrap_samples=50)
+    pretrain_steps=8, scratch_steps=12, finetune_steps=4, test_sentences=12, bootstrap_samples=50)
 
 
 def test_low_resource_corpus_leaves_only_low_size_usable_pairs(builtin_corpus: Corpus) -> None:
@@ -59,12 +59,13 @@ def test_the_three_methods_train_on_what_they_should(experiment, builtin_corpus:
         assert joint["directions"] == ["en-cs", "en-de", "de-en", "en-fr", "fr-en"]
         assert tuned["started_from"]["path"] == str(folder / "pretrain")
         assert tuned["started_from"]["added_languages"] == ["cs"] and tuned["started_from"]["added_pieces"] > 1
-        # Same total budget: (a) and (b) get pretraining + fine-tuning steps.
-        assert bilingual["training"]["steps"] <= TINY.pretrain_steps + TINY.finetune_steps
+        # The caps of the budget: scratch_steps for (a) and (b), finetune_steps for (c).
+        assert bilingual["training"]["steps"] <= TINY.scratch_steps
         assert joint["run"]["train"]["steps"] == bilingual["run"]["train"]["steps"] == 12
         assert tuned["run"]["train"]["steps"] == TINY.finetune_steps
         assert tuned["run"]["model"] | {"vocab_size": 0} == joint["run"]["model"] | {"vocab_size": 0}  # same shape
     assert total_steps(TINY) == 8 + 2 * (2 * 12 + 4)
+    assert result["budget"]["finetuned"].startswith("8 pretraining steps")
 
 
 def test_the_stored_numbers_can_be_recomputed_from_the_saved_models(experiment, builtin_corpus: Corpus) -> None:
@@ -110,7 +111,7 @@ def test_transfer_command_writes_the_artifact_and_the_plot(tmp_path: Path, capsy
     from core.__main__ import main
 
     code = main(["transfer", "--data", "builtin", "--setup", "small", "--sizes", "40", "--pretrain-steps", "3",
-                 "--finetune-steps", "2", "--test-sentences", "4", "--out", str(tmp_path / "runs"),
+                 "--scratch-steps", "3", "--finetune-steps", "2", "--test-sentences", "4", "--out", str(tmp_path / "runs"),
                  "--json", str(tmp_path / "result.json")])
     assert code == 0
     assert "| 40 |" in capsys.readouterr().out
