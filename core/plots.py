@@ -893,3 +893,44 @@ def attribution_heatmap(
     fig.update_layout(xaxis=_index_axis(source_pieces), yaxis={**_index_axis(target_pieces), "autorange": "reversed"})
     height = max(320, 140 + 24 * len(target_pieces))
     return _style(fig, title, x_title="source piece", y_title="produced piece", height=height)
+
+
+def alignment_links(
+    source_words: list[str],
+    target_words: list[str],
+    pairs: list[tuple[int, int]],
+    strengths: np.ndarray | None = None,
+    title: str = "Word alignments",
+) -> go.Figure:
+    """Source words on a top row, target words on a bottom row, and a line for each aligned pair
+    (source word i, target word j). `strengths` [target, source] (e.g. word attention) sets each
+    line's opacity and its hover number."""
+    if not source_words or not target_words:
+        return _empty_figure(title)
+    for i, j in pairs:
+        if not (0 <= i < len(source_words) and 0 <= j < len(target_words)):
+            raise ValueError(f"pair {i}-{j} is outside {len(source_words)} source × {len(target_words)} target words")
+    width = max(len(source_words), len(target_words), 2) - 1
+
+    def spread(n: int) -> list[float]:  # both rows span the same width, centred
+        return [width / 2] if n == 1 else [k * width / (n - 1) for k in range(n)]
+
+    xs, xt = spread(len(source_words)), spread(len(target_words))
+    fig = go.Figure()
+    for i, j in pairs:
+        strength = 1.0 if strengths is None else float(np.asarray(strengths)[j, i])
+        fig.add_trace(go.Scatter(
+            x=[xs[i], xt[j]], y=[1, 0], mode="lines", showlegend=False,
+            line={"color": PALETTE[0], "width": 1 + 3 * strength},
+            opacity=0.25 + 0.75 * strength,
+            hovertemplate=f"{_escape(source_words[i])} — {_escape(target_words[j])}: {strength:.2f}<extra></extra>",
+        ))
+    for x, y, labels, name in ((xs, 1, source_words, "source"), (xt, 0, target_words, "target")):
+        fig.add_trace(go.Scatter(
+            x=x, y=[y] * len(x), mode="markers+text", text=[_escape(w) for w in labels], name=name,
+            textposition="top center" if y == 1 else "bottom center", marker={"size": 7, "color": "#444"},
+            hovertemplate="%{text}<extra>" + name + "</extra>", showlegend=False,
+        ))
+    fig.update_xaxes(visible=False, range=[-0.8, width + 0.8])
+    fig.update_yaxes(visible=False, range=[-0.5, 1.5])
+    return _style(fig, title, height=300)

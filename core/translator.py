@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core import checkpoint, quantize
+from core import alignment, checkpoint, quantize
 from core.attribution import DEFAULT_STEPS, attribute
 from core.confidence import sentence_confidence
 from core.config import ModelConfig
@@ -354,11 +354,19 @@ class Translator:
         return BeamTreeView(self._translation(text, hypotheses, truncated), nodes, beam_size)
 
     @torch.inference_mode()
-    def attention(self, text: str, src: str, tgt: str, beam_size: int = 1, length_penalty: float = 1.0) -> AttentionView:
-        """Translate, then replay that very translation through the model with attention maps on."""
+    def attention(self, text: str, src: str, tgt: str, beam_size: int = 1, length_penalty: float = 1.0,
+                  forced: str | None = None) -> AttentionView:
+        """Translate, then replay that very translation through the model with attention maps on.
+        With `forced` (e.g. a reference translation) that text is replayed instead of searching;
+        its `Translation` then holds the text and pieces, with no scores."""
         if not _clean(text):
             raise ValueError("Enter a sentence to translate")
-        translation = self.translate([text], src, tgt, beam_size=beam_size, length_penalty=length_penalty)[0]
+        if forced is None:
+            translation = self.translate([text], src, tgt, beam_size=beam_size, length_penalty=length_penalty)[0]
+        else:
+            self.check_pair(src, tgt)
+            pieces = self.tokenizer.pieces(self._prefix_ids(forced) or [])
+            translation = Translation(text, _clean(forced), pieces, 0.0, 0.0)
         ids, _ = self._encode(text, tgt)
         # Replay the exact pieces of the hypothesis (re-encoding its text could split differently).
         target = [self.tokenizer.processor.piece_to_id(piece) for piece in translation.pieces]
@@ -376,6 +384,14 @@ class Translator:
             decoder_self=stack(maps.decoder_self),
             cross=stack(maps.cross),
         )
+
+    def alignments(self, text: str, src: str, tgt: str, beam_size: int = 1, length_penalty: float = 1.0,
+                   layer: int = alignment.DEFAULT_LAYER, threshold: float | None = None,
+                   forced: str | None = None) -> alignment.AlignmentView:
+        """Translate (or replay `forced`), then align its words to the source's from the
+        cross-attention of decoder `layer` (`core.alignment`)."""
+        view = self.attention(text, src, tgt, beam_size=beam_size, length_penalty=length_penalty, forced=forced)
+        return alignment.of_attention(view, layer, threshold=threshold)
 
     def attribution(self, text: str, src: str, tgt: str, beam_size: int = 1, length_penalty: float = 1.0,
                     steps: int = DEFAULT_STEPS) -> AttributionView:

@@ -6,7 +6,7 @@ import gradio as gr
 import numpy as np
 import plotly.graph_objects as go
 
-from core import limits, plots
+from core import alignment, limits, plots
 from core.translator import AttentionView, AttributionView
 from demo import data, state
 from demo.ui import entered_text, explain, first_view, friendly_errors, language_pair, language_pair_update
@@ -20,6 +20,10 @@ ATTRIBUTION_NOTE = ("**Attention or attribution?** The map on the left is *where
                     "can disagree: a head may rest on `</s>` or the language tag while the piece is decided by "
                     "a word it barely looks at, whose meaning the encoder has already mixed into other "
                     "positions. The tag often gets credit too: without it the model does not know the language.")
+ALIGNMENT_NOTE = ("Each produced word is linked to the source word its pieces attended to most, in the decoder "
+                  "layer that agreed best between the two translation directions on the Multi30K test "
+                  "(bench/alignment.py); thicker lines took more attention. `python -m core translate "
+                  "--alignments` writes them as `source-target` word numbers.")
 AVERAGE = "mean"
 Figures = tuple[go.Figure, go.Figure, go.Figure, go.Figure]
 
@@ -77,11 +81,20 @@ def attribution_figure(view: AttributionView | None) -> go.Figure:
                                      title=f"Input attribution · integrated gradients, {view.steps} steps")
 
 
+def alignment_figure(view: AttentionView | None) -> go.Figure:
+    """Word alignments of the translation shown, from the layer `core.alignment` chose."""
+    if view is None:
+        return plots.alignment_links([], [], [])
+    found = alignment.of_attention(view)
+    return plots.alignment_links(found.source_words, found.target_words, found.pairs, found.matrix,
+                                 title=f"Word alignments · cross-attention of decoder layer {found.layer}, heads averaged")
+
+
 @friendly_errors
 def attend(checkpoint: str, text: str, src: str, tgt: str, beam_size: float = 1) -> tuple:
     """Translate `text` and return its attention: the view (kept in gr.State), the translation,
     layer and head selectors sized to the model, the four figures, then the input attribution of
-    the same translation."""
+    the same translation and its word alignments."""
     text = entered_text(text)
     limits.check_search(beam_size=int(beam_size))
     translator = state.get_translator(checkpoint)
@@ -91,7 +104,8 @@ def attend(checkpoint: str, text: str, src: str, tgt: str, beam_size: float = 1)
     layer = gr.update(choices=layer_choices(layers), value=layers)
     head = gr.update(choices=head_choices(heads), value=AVERAGE)
     attribution = translator.attribution(text, src, tgt, beam_size=int(beam_size))
-    return (view, translation, layer, head, *attention_figures(view, layers, AVERAGE), attribution_figure(attribution))
+    return (view, translation, layer, head, *attention_figures(view, layers, AVERAGE), attribution_figure(attribution),
+            alignment_figure(view))
 
 
 def _opening(checkpoint: str | None, src: str | None, tgt: str | None) -> tuple[str, tuple | None]:
@@ -111,7 +125,7 @@ def build(picker: gr.Dropdown) -> None:
     src, tgt, _ = language_pair(picker.value, swap=False)
     example, shown = _opening(picker.value, src.value, tgt.value)
     first_layer, first_head = (shown[2], shown[3]) if shown else ({}, {})
-    first = list(shown[4:]) if shown else [None] * 5
+    first = list(shown[4:]) if shown else [None] * 6
     with gr.Row():
         text = gr.Textbox(value=example, label="Source sentence", lines=2, scale=4)
         beam_size = gr.Slider(1, 8, value=1, step=1, label="Beam size", scale=1)
@@ -127,13 +141,15 @@ def build(picker: gr.Dropdown) -> None:
         cross = gr.Plot(first[0], label="Cross-attention (target × source)", elem_id="cross-attention")
         attribution = gr.Plot(first[4], label="Input attribution (target × source)", elem_id="input-attribution")
     gr.Markdown(ATTRIBUTION_NOTE)
+    links = gr.Plot(first[5], label="Word alignments", elem_id="word-alignments")
+    gr.Markdown(ALIGNMENT_NOTE)
     grid = gr.Plot(first[1], label="All heads of this layer")
     with gr.Row():
         encoder = gr.Plot(first[2], label="Encoder self-attention")
         decoder = gr.Plot(first[3], label="Decoder self-attention")
 
     figures = [cross, grid, encoder, decoder]
-    show_button.click(attend, [picker, text, src, tgt, beam_size], [view, translation, layer, head, *figures, attribution],
+    show_button.click(attend, [picker, text, src, tgt, beam_size], [view, translation, layer, head, *figures, attribution, links],
                       api_name="attention")
     # .input: only a user's change re-plots (attend already returns the figures it sets up).
     layer.input(attention_figures, [view, layer, head], figures, api_name="attention_plots")

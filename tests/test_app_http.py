@@ -79,8 +79,8 @@ def test_generate_sampling_and_steps(client: Client) -> None:
 
 
 def test_attention_and_replotting_from_state(client: Client) -> None:
-    translation, layer, head, cross, grid, encoder, decoder, attribution = client.predict("tiny", SENTENCE, "en", "de", 1,
-                                                                                          api_name="/attention")
+    translation, layer, head, cross, grid, encoder, decoder, attribution, links = client.predict(
+        "tiny", SENTENCE, "en", "de", 1, api_name="/attention")
     assert "Input attribution" in _figure(attribution)["layout"]["title"]["text"]
     assert translation.startswith("**Translation:**")
     assert layer["choices"] == [["layer 1", 1]] and head["value"] == "mean"

@@ -267,7 +267,8 @@ def test_step_by_step_can_follow_a_given_translation() -> None:
 # --- Attention -------------------------------------------------------------------------------
 
 def test_attention_figures_belong_to_the_translation_shown() -> None:
-    view, translation, layer, head, cross, grid, encoder, decoder, attribution = attention_tab.attend("tiny", SENTENCE, "en", "de")
+    view, translation, layer, head, cross, grid, encoder, decoder, attribution, links = attention_tab.attend(
+        "tiny", SENTENCE, "en", "de")
     assert view.translation.text in translation
     assert np.asarray(attribution.data[0].z).shape == np.asarray(cross.data[0].z).shape  # the same sentence's pieces
     assert layer["value"] == view.cross.shape[0] and head["value"] == attention_tab.AVERAGE

@@ -303,3 +303,90 @@ def test_attribution_heatmap_scales_each_row_by_its_largest_share() -> None:
     assert figure.data[0].z.tolist() == [[1.0, -0.5], [0.0, 0.0]]  # a row of zeros stays zero, not NaN
     with pytest.raises(ValueError, match="expected"):
         plots.attribution_heatmap(np.zeros((3, 2)), ["▁a", "</s>"], ["▁b", "</s>"])
+
+
+# --- 5. word alignments ----------------------------------------------------------------------------
+
+
+def test_pieces_merge_into_words_and_specials_belong_to_none() -> None:
+    from core import alignment
+
+    pieces = ["<2de>", "▁Ein", "▁blau", "en", "▁Hund", ".", "</s>"]
+    assert alignment.word_index(pieces) == [None, 0, 1, 1, 2, 2, None]
+    assert alignment.words(pieces) == ["Ein", "blauen", "Hund."]
+    assert alignment.words([">>de<<", "▁Hallo", "__en__", "Welt"]) == ["Hallo", "Welt"]
+
+
+def test_a_diagonal_attention_aligns_word_i_to_word_i() -> None:
+    """Toy attention: target piece k looks at source piece k + 1 (after the tag); two-piece words merge."""
+    import numpy as np
+
+    from core import alignment
+
+    source = ["<2de>", "▁a", "▁blu", "e", "▁dog", "</s>"]
+    target = ["▁ein", "▁blau", "er", "▁Hund", "</s>"]
+    weights = np.full((5, 6), 0.01)
+    for k in range(4):
+        weights[k, k + 1] = 1.0
+    weights[4, 5] = 1.0
+    assert alignment.align(weights, source, target) == [(0, 0), (1, 1), (2, 2)]
+    assert alignment.pharaoh(alignment.align(weights, source, target)) == "0-0 1-1 2-2"
+    assert alignment.pharaoh([(0, 1), (2, 0)]) == "0-1 2-0"  # source word first, then target word
+    crossed = weights[:, [0, 4, 2, 3, 1, 5]]  # swap the first and last source words
+    assert alignment.align(crossed, source, target) == [(0, 2), (1, 1), (2, 0)]
+    matrix = alignment.word_matrix(weights, source, target)
+    assert matrix.shape == (3, 3) and np.allclose(matrix.sum(1), 1.0)
+    assert np.allclose(matrix[1], np.array([0.01, 1.01, 0.01]) / 1.03)  # a word's pieces: columns summed, rows averaged
+    assert alignment.align(weights, source, target, threshold=0.0) == [(i, j) for i in range(3) for j in range(3)]
+    assert alignment.diagonal(3, 3) == [(0, 0), (1, 1), (2, 2)] and alignment.diagonal(2, 3) == [(0, 0), (0, 1), (1, 2)]
+    assert alignment.agreement([(0, 0), (1, 1)], [(0, 0), (1, 2)]) == 0.5
+    with pytest.raises(ValueError, match="do not match"):
+        alignment.word_matrix(weights[:, :3], source, target)
+
+
+def test_pharaoh_format_of_a_translation(tiny_translator) -> None:
+    import re
+
+    from core import alignment
+
+    found = tiny_translator.alignments(SENTENCE, "en", "de", forced="Der Hund läuft im Garten.")
+    assert re.fullmatch(r"(\d+-\d+)( \d+-\d+)*", found.pharaoh)
+    assert found.target_words == ["Der", "Hund", "läuft", "im", "Garten."]  # words are the output's words
+    assert found.source_words == SENTENCE.split()
+    assert sorted(j for _, j in found.pairs) == list(range(5))  # argmax: one pair per target word
+    assert all(i < len(found.source_words) for i, _ in found.pairs)
+    assert found.layer == alignment.layer_index(tiny_translator.model.config.n_decoder_layers, alignment.DEFAULT_LAYER) + 1
+    searched = tiny_translator.alignments(SENTENCE, "en", "de", beam_size=2)  # the tiny model's own translation
+    assert searched.translation.text == tiny_translator.translate(SENTENCE, "en", "de", beam_size=2)[0].text
+    assert len(searched.target_words) == len(searched.translation.text.split())
+    replayed = tiny_translator.alignments(SENTENCE, "en", "de", forced=searched.translation.text)
+    assert replayed.pairs == searched.pairs
+
+
+def test_cli_alignments(tiny_checkpoint, tmp_path, tiny_translator) -> None:
+    source = tmp_path / "in.txt"
+    source.write_text(f"{SENTENCE}\n\n", encoding="utf-8")
+    out = tmp_path / "out.txt"
+    assert cli(["translate", "--checkpoint", str(tiny_checkpoint), "--src", "en", "--tgt", "de", "--beam", "2",
+                "--alignments", "--input", str(source), "--output", str(out)]) == 0
+    first, empty = out.read_text(encoding="utf-8").splitlines()
+    text, pairs = first.split("\t")
+    assert text == tiny_translator.translate(SENTENCE, "en", "de", beam_size=2)[0].text  # translation unchanged
+    assert pairs == tiny_translator.alignments(SENTENCE, "en", "de", forced=text).pharaoh and pairs
+    assert empty == "\t"
+    assert cli(["translate", "--checkpoint", str(tiny_checkpoint), "--src", "en", "--tgt", "de", "--scores",
+                "--alignments", "--input", str(source), "--output", str(out)]) == 0
+    assert json.loads(out.read_text(encoding="utf-8").splitlines()[0])["alignments"]
+
+
+def test_alignment_links_draw_a_line_per_pair() -> None:
+    import numpy as np
+
+    from core import plots
+
+    figure = plots.alignment_links(["a", "dog"], ["ein", "Hund"], [(0, 0), (1, 1)], np.eye(2))
+    lines = [t for t in figure.data if t.mode == "lines"]
+    assert [(list(t.x), list(t.y)) for t in lines] == [([0.0, 0.0], [1, 0]), ([1.0, 1.0], [1, 0])]
+    assert plots.alignment_links([], [], []).layout.annotations  # nothing to draw: the "no data" note
+    with pytest.raises(ValueError, match="outside"):
+        plots.alignment_links(["a"], ["b"], [(1, 0)])
