@@ -8,6 +8,7 @@ import gzip
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -300,8 +301,36 @@ def markdown_table(headers: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
+def git_info() -> dict[str, Any]:
+    """The commit the code under test comes from: `git rev-parse HEAD`, and whether tracked files
+    differ from it (`dirty`: the numbers then come from uncommitted code, `dirty_files` says which)."""
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=20)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.rstrip("\n") if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    changed = git("status", "--porcelain", "--untracked-files=no")
+    files = [line[3:] for line in (changed or "").splitlines() if len(line) > 3]
+    return {"commit": commit, "dirty": bool(files) if changed is not None else None, "dirty_files": files[:50]}
+
+
+def provenance() -> dict[str, Any]:
+    """Where a results file comes from: the commit (and whether the tree was dirty), the command
+    line and the time it was written. `write_json` adds it, and the machine, to every results file."""
+    return {"git": git_info(), "command": " ".join(["python", *sys.argv]),
+            "written": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
+
+
 def write_json(path: Path, data: dict[str, Any]) -> Path:
+    """Write a results file. Every benchmark writes through here, so every file records
+    `provenance` (commit, dirty flag, command) and `machine` (the benchmark's own `machine_info`,
+    measured at its start, or else taken now)."""
     path = Path(path)
+    machine = data.get("machine") or machine_info(torch.get_num_threads())
+    data = {**data, "provenance": provenance(), "machine": machine}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=_jsonable) + "\n", encoding="utf-8")
     return path

@@ -1,7 +1,8 @@
 """Run every benchmark and write bench/results.json (and bench/results.md).
 
-    python bench/run.py            # the full suite (about an hour on a 2-core CPU)
-    python bench/run.py --quick    # the same comparisons in about 10 minutes
+    python bench/run.py            # the full suite (about 1.5 hours on a 2-core CPU)
+    python bench/run.py --quick    # the same comparisons in about 20 minutes
+    python bench/run.py --smoke --results-dir /tmp/smoke --out /tmp/smoke/results.json   # smallest paths only
     python bench/run.py --quick --only train_speed,decode_speed
     python bench/run.py --device cuda --only train_speed,decode_speed --out bench/results/gpu/results.json
 
@@ -28,8 +29,18 @@ if __package__ in (None, ""):
 from bench import common, decode_speed
 from bench.common import BENCH_DIR, ROOT, log
 
-BENCHMARKS = ("train_speed", "decode_speed", "memory", "scaling", "quality")
+BENCHMARKS = ("train_speed", "decode_speed", "memory", "scaling", "quality", "classroom")
 ON_ANY_DEVICE = ("train_speed", "decode_speed")  # the others measure the CPU machine itself
+# --smoke: each benchmark's smallest path, to check that the suite runs end to end (numbers meaningless;
+# give --results-dir and --out somewhere else so the stored results are not overwritten).
+SMOKE_ARGS = {
+    "train_speed": ["--rounds", "1", "--steps", "1"],
+    "decode_speed": ["--sentences", "24", "--repeats", "2"],
+    "memory": ["--steps", "1"],
+    "scaling": [],
+    "quality": ["--minutes", "0.1", "--points", "1", "--valid", "20"],
+    "classroom": ["--steps", "20"],
+}
 
 
 CONTENTION: dict[str, dict] = {}
@@ -52,6 +63,8 @@ def _attempt(name: str, args: argparse.Namespace, path: Path) -> tuple[dict, flo
         command += ["--device", args.device]
     if name == "quality" and args.quality_minutes:
         command += ["--minutes", str(args.quality_minutes)]
+    if args.smoke:
+        command += SMOKE_ARGS[name]
     log(f"=== {name}: {' '.join(command[1:])}")
     start, busy_before, own_before = time.perf_counter(), common.cpu_busy_seconds(), _children_cpu()
     process = subprocess.run(command, cwd=ROOT)
@@ -69,7 +82,7 @@ def _attempt(name: str, args: argparse.Namespace, path: Path) -> tuple[dict, flo
 def run_one(name: str, args: argparse.Namespace) -> tuple[dict, float, str | None]:
     """Run a benchmark; if other processes took more than `--max-contention` of the machine while
     it ran, run it again (up to `--retries` times) and keep the least disturbed attempt."""
-    path = common.RESULTS_DIR / f"{name}.json"
+    path = args.results_dir / f"{name}.json"
     kept = path.with_suffix(".kept.json")
     attempts: list[dict] = []
     best: tuple[dict, float, dict] | None = None
@@ -94,6 +107,13 @@ def run_one(name: str, args: argparse.Namespace) -> tuple[dict, float, str | Non
     return best[0], best[1], None
 
 
+def _relative(path: Path) -> Path:
+    try:
+        return path.resolve().relative_to(ROOT)
+    except ValueError:
+        return path
+
+
 def summarise(results: dict[str, dict]) -> dict:
     out: dict = {}
     train = results.get("train_speed")
@@ -110,12 +130,14 @@ def summarise(results: dict[str, dict]) -> dict:
     if decode:
         for key in ("decode_greedy", "decode_beam4"):
             block = decode[key]
-            out[key] = {name: {"sentences_per_s": block[name]["sentences_per_s"],
-                               "tokens_per_s": block[name]["tokens_per_s"], "bleu": block[name]["bleu"],
-                               "identical_to_core": block[name]["identical_to_core"]}
+            fields = ("sentences_per_s", "sentences_per_s_min", "sentences_per_s_max", "tokens_per_s", "bleu",
+                      "identical_to_core")
+            out[key] = {name: {f: block[name][f] for f in fields if f in block[name]}
                         for name in decode_speed.SYSTEMS if name in block}
             out[key]["float32_bleu_within_0.1"] = block["float32_bleu_within_0.1"]
             out[key]["bleu_signature"] = block["bleu_signature"]
+            if "ratios" in block:  # core over HF and CT2: best layouts, and like for like
+                out[key]["ratios"] = block["ratios"]
         out["decode_setup"] = decode["setup"]
     memory = results.get("memory")
     if memory:
@@ -128,6 +150,9 @@ def summarise(results: dict[str, dict]) -> dict:
             "sentence_length": {k: v["step_s"] for k, v in scaling["sentence_length"].items()},
         }
         out["profile_small_step_categories"] = scaling["profile_small_step"]["categories_share"]
+    classroom = results.get("classroom")
+    if classroom:
+        out["classroom"] = {k: classroom[k] for k in ("command", "wall_seconds", "mean_valid_bleu", "bleu_floor")}
     quality = results.get("quality")
     if quality:
         out["quality_at_equal_time"] = {"setup": quality["setup"], "final": quality["final"],
@@ -138,7 +163,7 @@ def summarise(results: dict[str, dict]) -> dict:
                                          "measured": train["train_tokens_per_s"]["ratio"]}
     if decode:
         targets.update(decode["targets"])
-    for value in targets.values():
+    for value in targets.values():  # decoding targets: `measured` is the like-for-like ratio (decode_speed.targets)
         value["met"] = value["measured"] >= value["target"]
     out["targets"] = targets
     return out
@@ -158,18 +183,30 @@ def summary_table(summary: dict) -> str:
             ["precision", "core", "HF M2M100", "core/HF", "MFU core (fp32 peak)", "MFU HF (fp32 peak)"], rows))
     if "decode_greedy" in summary:
         rows = []
+
+        def speed(block: dict, name: str) -> tuple:
+            r = block.get(name)
+            if not r:
+                return None, None
+            spread = f" ({r['sentences_per_s_min']:.0f}-{r['sentences_per_s_max']:.0f})" if "sentences_per_s_min" in r else ""
+            return f"{r['sentences_per_s']:.1f}{spread}", f"{r['bleu']:.2f}"
+
         for name, label in decode_speed.SYSTEMS.items():
-            if name not in summary["decode_greedy"]:
+            if name not in summary["decode_beam4"]:
                 continue
-            g, b = summary["decode_greedy"][name], summary["decode_beam4"][name]
-            rows.append([label, g["sentences_per_s"], f"{g['bleu']:.2f}", b["sentences_per_s"], f"{b['bleu']:.2f}",
-                         g["tokens_per_s"], b["tokens_per_s"]])
-        extra = summary["decode_beam4"].get("ct2_float32_patience1")
-        if extra:
-            rows.append([decode_speed.SYSTEMS["ct2_float32_patience1"], None, None, extra["sentences_per_s"],
-                         f"{extra['bleu']:.2f}", None, extra["tokens_per_s"]])
-        parts.append("#### Decoding en→de, 1000 sentences, batch 64\n\n" + common.markdown_table(
-            ["system", "greedy sent/s", "greedy BLEU", "beam-4 sent/s", "beam-4 BLEU", "greedy tok/s", "beam-4 tok/s"], rows))
+            rows.append([label, *speed(summary["decode_greedy"], name), *speed(summary["decode_beam4"], name)])
+        setup = summary.get("decode_setup", {})
+        parts.append(f"#### Decoding en→de, {setup.get('sentences', '?')} sentences, batch {setup.get('batch_size', '?')} "
+                     "(sent/s: median, min-max of the alternating rounds)\n\n"
+                     + common.markdown_table(["system", "greedy sent/s", "greedy BLEU", "beam-4 sent/s", "beam-4 BLEU"], rows))
+        rows = []
+        for key, search in (("decode_greedy", "greedy"), ("decode_beam4", "beam 4")):
+            for layout, r in summary[key].get("ratios", {}).items():
+                rows.append([search, layout.replace("_", " "), r.get("core_over_hf"), r.get("core_over_ct2_float32"),
+                             ", ".join(f"{k}: {v}" for k, v in r["systems"].items())])
+        if rows:
+            parts.append("#### Core's speed over HF and CTranslate2 float32 (same BLEU): best layouts, and like for like\n\n"
+                         + common.markdown_table(["search", "layout", "core/HF", "core/CT2 fp32", "systems compared"], rows))
     if "peak_rss_mb" in summary:
         rows = [[k, v] for k, v in summary["peak_rss_mb"].items()]
         parts.append("#### Peak RSS (MB)\n\n" + common.markdown_table(["process", "MB"], rows))
@@ -179,8 +216,10 @@ def summary_table(summary: dict) -> str:
         parts.append(f"#### Quality after {q['setup']['minutes_each']:g} min each ({q['setup']['size']} shape, "
                      f"{q['setup']['direction']})\n\n" + common.markdown_table(["system", "valid BLEU", "steps", "tokens/s"], rows))
     if summary.get("targets"):
-        rows = [[k, v["target"], f"{v['measured']:.2f}", "yes" if v["met"] else "no"] for k, v in summary["targets"].items()]
-        parts.append("#### Targets (reported, not asserted)\n\n" + common.markdown_table(["target", "wanted ≥", "measured", "met"], rows))
+        rows = [[k, v["target"], f"{v['measured']:.2f}", v.get("judged_on", "same setup"), "yes" if v["met"] else "no"]
+                for k, v in summary["targets"].items()]
+        parts.append("#### Targets (reported, not asserted)\n\n"
+                     + common.markdown_table(["target", "wanted ≥", "measured", "judged on", "met"], rows))
     return "\n\n".join(parts)
 
 
@@ -196,7 +235,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--max-contention", type=float, default=0.15,
                         help="rerun a benchmark if other processes used more than this share of the CPU meanwhile")
     parser.add_argument("--retries", type=int, default=1, help="reruns allowed per benchmark for --max-contention")
+    parser.add_argument("--results-dir", type=Path, default=common.RESULTS_DIR, help="where each benchmark's JSON goes")
+    parser.add_argument("--smoke", action="store_true",
+                        help="each benchmark's smallest path (implies --quick; pair with --results-dir and --out)")
     args = parser.parse_args(argv)
+    args.quick = args.quick or args.smoke
+    if args.smoke and args.results_dir.resolve() == common.RESULTS_DIR.resolve():
+        parser.error("--smoke would overwrite bench/results/: give --results-dir (and --out) elsewhere")
     names = [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = set(names) - set(BENCHMARKS)
     if unknown:
@@ -232,7 +277,10 @@ def main(argv: list[str] | None = None) -> dict:
         "training_job_shared_cpu": {"at_start": start_load.get("shipped_training_running", False), "per_benchmark": shared},
         "cpu_contention": CONTENTION,
         "errors": errors,
-        "details": {name: f"bench/results/{name}.json" for name in results},
+        "details": {name: str(_relative(args.results_dir / f"{name}.json")) for name in results},
+        "smoke": args.smoke,
+        # every part must come from the same commit as this file (its own `provenance`)
+        "commits": {name: data.get("provenance", {}).get("git", {}).get("commit") for name, data in results.items()},
     }
     table = summary_table(out)
     print("\n" + table)

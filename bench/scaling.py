@@ -38,7 +38,12 @@ SENTENCE = 16
 
 
 def shape(name: str) -> ModelConfig:
-    return preset(name).model
+    """The preset's model shape; its vocabulary is the size the preset asks of the tokenizer
+    (`ModelConfig.vocab_size` is 0 in a preset: a real run takes it from the trained tokenizer)."""
+    run = preset(name)
+    if not run.model.vocab_size:
+        run.model.vocab_size = run.data.vocab_size
+    return run.model
 
 
 def step_fn(model: Transformer, train: TrainConfig):

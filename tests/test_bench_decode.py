@@ -1,0 +1,40 @@
+"""bench/decode_speed.py: one length rule for every engine, and targets judged like for like."""
+
+from __future__ import annotations
+
+import torch
+
+from bench import decode_speed
+from core.decoding import SearchLimits
+from core.vocab import PAD_ID
+
+
+def test_batch_limits_give_every_sentence_the_largest_limit_of_its_batch() -> None:
+    source = torch.tensor([[5] * 10, [5] * 4 + [PAD_ID] * 6, [5] * 2 + [PAD_ID] * 8])
+    own = SearchLimits().per_sentence(source, 256)
+    assert own.tolist() == [25, 16, 13]  # core's own rule: 1.5·source + 10
+    assert decode_speed.LIMITS.per_sentence(source, 256).tolist() == [25, 25, 25]
+    assert decode_speed.sentence_limits(source.tolist(), 256) == [25, 25, 25]
+
+
+def _system(rate: float, bleu: float = 35.0) -> dict:
+    return {"sentences_per_s": rate, "bleu": bleu, "bleu_minus_core": bleu - 35.0}
+
+
+def test_ratios_and_targets_are_like_for_like() -> None:
+    block = {"core": _system(120), "core_one_stream": _system(90), "hf": _system(60), "hf_streams": _system(80),
+             "ct2_float32": _system(110), "ct2_float32_streams": _system(170),
+             "ct2_float32_patience1": _system(200, 34.7),  # faster, but not core's BLEU: never the comparison
+             "ct2_float32_streams_patience1": _system(175, 34.95)}  # within 0.1 BLEU: CT2 at its best
+    r = decode_speed.ratios(block)
+    assert r["best_layout"]["core_over_hf"] == 120 / 80
+    assert r["one_batch_per_core"]["core_over_hf"] == 120 / 80
+    assert r["one_batch_at_a_time"]["core_over_hf"] == 90 / 60
+    assert r["one_batch_per_core"]["systems"]["ct2_float32"] == "ct2_float32_streams_patience1"
+    assert r["one_batch_at_a_time"]["systems"]["ct2_float32"] == "ct2_float32"
+    assert r["best_layout"]["core_over_ct2_float32"] == 120 / 175
+    targets = decode_speed.targets(r)
+    hf = targets["beam4_core_over_hf"]
+    assert hf["measured"] == min(120 / 80, 90 / 60) and hf["met"] is False  # 1.5× < 2×
+    ct2 = targets["beam4_core_over_ct2_float32"]
+    assert ct2["measured"] == min(120 / 175, 90 / 110) and ct2["met"] is True
