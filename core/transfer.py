@@ -54,7 +54,9 @@ LABELS = {
     "finetuned": "(c) pretrained without it, fine-tuned",
 }
 PRETRAIN = "pretrain"
-STORED = Path(__file__).resolve().parent.parent / "bench" / "results" / "transfer_multi30k.json"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+STORED = PROJECT_ROOT / "bench" / "results" / "transfer_multi30k.json"
+PARENT = "checkpoints/transfer-parent-en-de-fr"  # the stored experiment's pretrained model, shipped
 Progress = Callable[[float, str], None]
 
 
@@ -75,6 +77,9 @@ class TransferSetup:
         direction_temperature=5.0, eval_every=150, eval_sentences=100, save_every=150, patience=5, seed=1,
         threads=1))  # one thread: immune to other work on the machine, and the same for every run
     pretrain_steps: int = 1200
+    # A run folder to fine-tune in (c) instead of pretraining one: a model trained on the source and
+    # helper languages only, e.g. the stored experiment's own (`PARENT`). Relative to the project.
+    pretrained: str = ""
     scratch_steps: int = 1500  # the cap of (a) and (b)
     finetune_steps: int = 1500  # the cap of (c)'s fine-tuning
     finetune_lr: float = 1e-3
@@ -105,23 +110,20 @@ class TransferSetup:
         return [d for h in self.helpers for d in (direction(self.source, h), direction(h, self.source))]
 
     def budget(self) -> dict[str, str]:
+        start = (f"the pretrained `{self.pretrained}`" if self.pretrained
+                 else f"{self.pretrain_steps} pretraining steps (once for every N)")
         return {"bilingual": f"at most {self.scratch_steps} steps", "joint": f"at most {self.scratch_steps} steps",
-                "finetuned": f"{self.pretrain_steps} pretraining steps (once for every N) + at most "
-                             f"{self.finetune_steps} fine-tuning steps",
+                "finetuned": f"{start} + at most {self.finetune_steps} fine-tuning steps",
                 "tokens_per_batch": str(self.train.tokens_per_batch)}
 
 
 # Two setups the project ships: the stored Multi30K result, and a version small enough to run in the app.
 MULTI30K = TransferSetup()
 SMALL = TransferSetup(
-    sizes=(500, 2000), helper_sentences=8000,
-    model=ModelConfig(d_model=128, n_heads=4, d_ff=512, n_encoder_layers=2, n_decoder_layers=2, dropout=0.1,
-                      max_positions=128),
-    vocab_size=2000, new_language_pieces=1000,
-    train=TrainConfig(tokens_per_batch=2500, lr=3e-3, warmup_steps=60, schedule="cosine", label_smoothing=0.1,
-                      direction_temperature=5.0, eval_every=100, eval_sentences=50, save_every=100, patience=4, seed=1,
-                      threads=1),
-    pretrain_steps=500, scratch_steps=650, finetune_steps=650, finetune_warmup_steps=20, test_sentences=300, bootstrap_samples=300,
+    sizes=(500, 2000), helper_sentences=8000, pretrained=PARENT, test_sentences=300, bootstrap_samples=300,
+    train=dataclasses.replace(MULTI30K.train, tokens_per_batch=2500, eval_every=100, eval_sentences=50,
+                              save_every=100, patience=3),
+    scratch_steps=600, finetune_steps=600, finetune_warmup_steps=20,
 )
 
 
@@ -165,7 +167,8 @@ def plan(setup: TransferSetup, corpus: Corpus) -> list[Run]:
             source=corpus.name, languages=languages, directions=",".join(directions),
             vocab_size=setup.vocab_size, new_language_pieces=setup.new_language_pieces, **extra)
 
-    runs = [Run(PRETRAIN, config(setup.pretrain_steps, helpers, setup.helper_directions), corpus.restrict(helpers))]
+    runs = [] if setup.pretrained else [
+        Run(PRETRAIN, config(setup.pretrain_steps, helpers, setup.helper_directions), corpus.restrict(helpers))]
     for n in setup.sizes:
         joint = low_resource_corpus(corpus, everyone, setup.low_resource, n)
         pairs = {lang: joint.split("train")[lang][:n] for lang in (setup.source, setup.low_resource)}
@@ -177,7 +180,8 @@ def plan(setup: TransferSetup, corpus: Corpus) -> list[Run]:
     for n in setup.sizes:  # after the from-scratch runs: they need nothing but data
         bilingual = next(r.corpus for r in runs if r.name == f"n{n}/bilingual")
         runs.append(Run(f"n{n}/finetuned", config(
-            setup.finetune_steps, [setup.source, setup.low_resource], [setup.low_direction], init_from=PRETRAIN,
+            setup.finetune_steps, [setup.source, setup.low_resource], [setup.low_direction],
+            init_from=str(PROJECT_ROOT / setup.pretrained) if setup.pretrained else PRETRAIN,
             lr=setup.finetune_lr, warmup_steps=setup.finetune_warmup_steps), bilingual))
     return runs
 
@@ -198,8 +202,8 @@ def _train(run: Run, out: Path, listeners: list[Listener]) -> None:
     if folder.exists() and not resume:
         shutil.rmtree(folder)  # stopped before its first save: nothing in it to keep
     config = run.config
-    if config.train.init_from:  # plan() names the starting run; here it becomes a folder
-        config = config.with_overrides(init_from=str(out / config.train.init_from))
+    if config.train.init_from == PRETRAIN:  # plan() names the experiment's own run; here it becomes a folder
+        config = config.with_overrides(init_from=str(out / PRETRAIN))
     tagged = [lambda event, listener=listener: listener({**event, "run": run.name}) for listener in listeners]
     train(config, folder, corpus=run.corpus, listeners=tagged, resume=resume)
 
@@ -286,7 +290,8 @@ def run_experiment(corpus: Corpus, setup: TransferSetup, out: str | Path, listen
     result = {
         "corpus": corpus.name, "setup": setup.to_dict(), "budget": setup.budget(), "split": "test",
         "direction": setup.low_direction, "methods": LABELS, "hardware": hardware_description(),
-        "pretrain": checkpoint.read_config(out / PRETRAIN)["training"],
+        "pretrain": checkpoint.read_config(PROJECT_ROOT / setup.pretrained if setup.pretrained
+                                           else out / PRETRAIN)["training"],
         "folder": str(out),
         **score(out, setup, corpus.split("test"), progress),
     }
@@ -298,7 +303,8 @@ def run_experiment(corpus: Corpus, setup: TransferSetup, out: str | Path, listen
 
 def total_steps(setup: TransferSetup) -> int:
     """The training steps of the whole experiment at most (runs may stop early), for a progress bar."""
-    return setup.pretrain_steps + len(setup.sizes) * (2 * setup.scratch_steps + setup.finetune_steps)
+    pretraining = 0 if setup.pretrained else setup.pretrain_steps
+    return pretraining + len(setup.sizes) * (2 * setup.scratch_steps + setup.finetune_steps)
 
 
 def stored_result(path: str | Path = STORED) -> dict[str, Any] | None:

@@ -457,15 +457,15 @@ def test_transfer_section_opens_on_the_stored_multi30k_result() -> None:
 
 def test_the_small_transfer_experiment_runs_in_the_background(monkeypatch: pytest.MonkeyPatch) -> None:
     tiny = dataclasses.replace(
-        transfer.SMALL, sizes=(40,), helper_sentences=300, vocab_size=300, new_language_pieces=100,
+        transfer.SMALL, sizes=(40,), helper_sentences=300, vocab_size=300, new_language_pieces=100, pretrained="",
         model=ModelConfig(d_model=32, n_heads=2, d_ff=64, n_encoder_layers=1, n_decoder_layers=1),
         train=dataclasses.replace(transfer.SMALL.train, tokens_per_batch=600, eval_every=3, save_every=3,
                                   eval_sentences=3),
-        pretrain_steps=3, finetune_steps=2, test_sentences=4, bootstrap_samples=20)
+        pretrain_steps=3, scratch_steps=3, finetune_steps=2, test_sentences=4, bootstrap_samples=20)
     monkeypatch.setattr(transfer, "SMALL", tiny)
     monkeypatch.setattr(data, "transfer_corpus", lambda: data.builtin_corpus())
     assert inside_tab.transfer_status()[0].startswith("No experiment of yours yet")
-    status, timer = inside_tab.start_transfer("cs", ["de"])
+    status, timer = inside_tab.start_transfer("cs")
     assert "4 small models" in status and timer["active"] is True
     with pytest.raises(gr.Error, match="already in progress"):  # one run per server, whatever its kind
         train_tab.start_training(**TINY_FORM, run_name="during-transfer")

@@ -19,7 +19,7 @@ from core.language_id import identify, off_target_rate
 from core.transfer import METHODS, SMALL, findings, low_resource_corpus, run_experiment, total_steps, transfer_table
 
 TINY = dataclasses.replace(
-    SMALL, sizes=(60, 200), helper_sentences=None, vocab_size=300, new_language_pieces=150,
+    SMALL, sizes=(60, 200), helper_sentences=None, vocab_size=300, new_language_pieces=150, pretrained="",
     model=ModelConfig(d_model=32, n_heads=2, d_ff=64, n_encoder_layers=1, n_decoder_layers=1, max_positions=128),
     train=dataclasses.replace(SMALL.train, tokens_per_batch=800, eval_every=4, save_every=4, eval_sentences=4,
                               log_every=2, threads=1),
@@ -94,6 +94,28 @@ def test_the_experiment_resumes_and_refuses_other_settings(experiment, builtin_c
     assert again["sizes"] == json.loads(json.dumps(result["sizes"]))
     with pytest.raises(ValueError, match="other settings"):
         run_experiment(builtin_corpus, dataclasses.replace(TINY, finetune_steps=5), folder)
+
+
+def test_a_given_pretrained_model_replaces_the_pretraining_run(tmp_path: Path, tiny_checkpoint: Path,
+                                                               builtin_corpus: Corpus) -> None:
+    shape = core.load(tiny_checkpoint).model.config
+    setup = dataclasses.replace(TINY, sizes=(60,), pretrained=str(tiny_checkpoint), model=dataclasses.replace(
+        shape, vocab_size=0))
+    events: list[dict] = []
+    result = run_experiment(builtin_corpus, setup, tmp_path, listeners=[events.append])
+    assert sorted({e["run"] for e in events if e["event"] == "start"}) == ["n60/bilingual", "n60/finetuned", "n60/joint"]
+    tuned = checkpoint.read_config(tmp_path / "n60" / "finetuned")
+    assert tuned["started_from"]["path"] == str(tiny_checkpoint) and not (tmp_path / "pretrain").exists()
+    assert result["budget"]["finetuned"].startswith(f"the pretrained `{tiny_checkpoint}`")
+    assert total_steps(setup) == 2 * 12 + 4
+
+
+def test_the_small_version_fine_tunes_the_shipped_parent() -> None:
+    parent = core.load(Path(__file__).parent.parent / SMALL.pretrained)
+    assert parent.languages == ["en", "de", "fr"] and SMALL.low_resource not in parent.languages
+    assert SMALL.helpers == ("de", "fr")
+    shape = parent.model.config
+    assert all(getattr(SMALL.model, f) == getattr(shape, f) for f in ("d_model", "d_ff", "n_heads", "n_encoder_layers"))
 
 
 def test_report_table_and_plot(experiment) -> None:
