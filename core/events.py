@@ -32,6 +32,22 @@ class Event(StrEnum):
 ENDINGS = frozenset({Event.DONE, Event.EARLY_STOP, Event.TIME_LIMIT, Event.CANCELLED, Event.FAILED})
 FINISHED = frozenset({Event.DONE, Event.EARLY_STOP, Event.TIME_LIMIT})  # ended normally, with a model as planned
 
+# How each status of a run reads to a person (the UI's status lines and progress bars).
+STATUS_WORDS = {
+    "running": "running",
+    Event.DONE: "done",
+    Event.EARLY_STOP: "stopped early: validation stopped improving",
+    Event.TIME_LIMIT: "stopped at its time limit",
+    Event.CANCELLED: "cancelled",
+    Event.FAILED: "failed",
+}
+
+
+def status_words(status: str) -> str:
+    """A run's status (an ending `Event`, or "running") in words: "stopped at its time limit", not
+    `time_limit`. An unknown status is shown with its underscores as spaces."""
+    return STATUS_WORDS.get(status, str(status).replace("_", " "))
+
 
 class Stop(IntEnum):
     """Why the loop stops early; the ranks of a distributed run agree on the largest value."""

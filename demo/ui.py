@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import gradio as gr
 
 from core import hf, limits
-from core.events import Event
+from core.events import Event, status_words
 from core.jobs import Job
 from core.languages import language_name
 from core.limits import current_limits
@@ -209,7 +209,7 @@ def status_line(job: Job | None, idle: str, finished: Callable[[Job], str] | Non
         return f"**{job.name}** · {job.stage} · step {job.step}/{job.total_steps}"
     if job.status == Event.FAILED:
         return f"**{job.name}** · **failed** · {state.visitor_message(job.error or '')}"
-    return f"**{job.name}** · **{job.status}**{finished(job) if finished else ''}"
+    return f"**{job.name}** · **{status_words(job.status)}**{finished(job) if finished else ''}"
 
 
 def duration(seconds: float | None) -> str:
@@ -227,7 +227,7 @@ def progress_html(job: Job | None) -> str:
     if job.status == "running":
         detail = f"{fraction:.0%} · {duration(job.elapsed_seconds)} elapsed · {duration(job.eta_seconds)} left"
     else:
-        detail = f"{job.status} after {duration(job.elapsed_seconds)}"
+        detail = f"{status_words(job.status)} after {duration(job.elapsed_seconds)}"
     return (f"<div class='train-progress'><progress value='{fraction:.3f}' max='1' "
             f"aria-label='training progress'></progress> <span>{detail}</span></div>")
 

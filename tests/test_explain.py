@@ -390,3 +390,24 @@ def test_alignment_links_draw_a_line_per_pair() -> None:
     assert plots.alignment_links([], [], []).layout.annotations  # nothing to draw: the "no data" note
     with pytest.raises(ValueError, match="outside"):
         plots.alignment_links(["a"], ["b"], [(1, 0)])
+
+
+# --- 6. status words for people ----------------------------------------------------------------------
+
+
+def test_every_ending_reads_as_words_in_each_status_line() -> None:
+    from types import SimpleNamespace
+
+    from core.events import ENDINGS, Event, status_words
+    from demo import inside_tab, ui
+
+    assert all("_" not in status_words(ending) for ending in ENDINGS)
+    assert status_words(Event.TIME_LIMIT) == "stopped at its time limit"
+    assert status_words(Event.EARLY_STOP) == "stopped early: validation stopped improving"
+    assert status_words("some_new_state") == "some new state"
+    job = SimpleNamespace(name="run", status=Event.TIME_LIMIT, stage="training", step=3, total_steps=10, error=None,
+                          progress=1.0, elapsed_seconds=75.0, eta_seconds=None, kind="transfer", events=[])
+    for shown in (ui.status_line(job, ""), ui.progress_html(job), inside_tab._transfer_status_text(job)):
+        assert "stopped at its time limit" in shown and "time_limit" not in shown
+    job.status = Event.EARLY_STOP
+    assert ui.status_line(job, "", lambda j: " at step 3") == "**run** · **stopped early: validation stopped improving** at step 3"
