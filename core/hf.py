@@ -3,9 +3,11 @@
 `core.load("hf:Helsinki-NLP/opus-mt-en-de")`, `core.load("hf:facebook/m2m100_418M")` or
 `core.load("path/to/folder")` (a folder written by `save_pretrained`, or by
 `python -m core export --format hf`) returns an `HFTranslator`. It has the methods the tabs, the
-CLI and `core.evaluate` call on a `Translator` — translate (greedy, beam, n-best), sample,
-step_by_step, attention, sentence_embeddings, check_pair — and returns the same plain data, so a
-class can put opus-mt next to the 7.6M-parameter model it just trained.
+CLI and `core.evaluate` call on a `Translator` — translate (greedy, beam, n-best, scores, prefix),
+sample (prefix), step_by_step, next_pieces, attention, attribution, alignments, sentence_embeddings,
+check_pair — and returns the same plain data, so a class can put opus-mt next to the
+7.6M-parameter model it just trained. `beam_tree` raises a ValueError that says why: generate()
+does not report the candidates it drops.
 
 Search is transformers' own `generate()`; scores are the model's log-probabilities of the tokens
 it produced, recomputed in one teacher-forced pass so that greedy, beam and sampled candidates
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import re
 import threading
@@ -39,11 +42,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from core.attribution import DEFAULT_STEPS, integrated_gradients
+from core.confidence import sentence_confidence
 from core.decoding import SearchLimits
 from core.device import pick_device
 from core.languages import language_name
 from core.limits import current_limits
-from core.translator import MAX_INPUT_CHARS, PRECISIONS, AttentionView, Candidate, StepView, Translation, _clean
+from core.translator import (
+    MAX_INPUT_CHARS,
+    PRECISIONS,
+    AttentionView,
+    AttributionView,
+    Candidate,
+    StepView,
+    Translation,
+    _clean,
+)
 
 PREFIX = "hf:"  # core.load("hf:owner/name") opens a model of the Hugging Face Hub
 ALLOW_ENV = "POLYGLOT_HF_MODELS"  # hosted mode: comma-separated Hub ids the Space owner allows
@@ -436,6 +450,7 @@ class HFTranslator:
                               "vocab_size": cfg.vocab_size, "max_positions": cfg.max_position_embeddings},
                     "data": {"source": "builtin"}},
             "training": {"status": "pretrained", "steps": None},
+            "corpus": "",  # trained on the maker's data, none of the Lab's corpora (no domain hint)
         }
 
     def summary(self) -> str:
@@ -496,9 +511,13 @@ class HFTranslator:
 
     # --- scoring --------------------------------------------------------------------------
 
-    @torch.inference_mode()
     def _log_probs(self, source: list[int], prefix: list[int], rows: list[list[int]]) -> list[float]:
         """log P(row | source) for each produced row (forced tokens excluded, a final </s> included)."""
+        return [sum(tokens) for tokens in self._token_log_probs(source, prefix, rows)]
+
+    @torch.inference_mode()
+    def _token_log_probs(self, source: list[int], prefix: list[int], rows: list[list[int]]) -> list[list[float]]:
+        """log P(token | source, tokens before it) of each token of each row, after `prefix`."""
         ids, mask = self._batch([source] * len(rows))
         inputs = [prefix + row for row in rows]
         width = max(len(r) for r in inputs)
@@ -510,19 +529,29 @@ class HFTranslator:
         for index, row in enumerate(rows):
             chosen = torch.tensor(row, device=self.device)
             steps = torch.arange(len(prefix) - 1, len(prefix) - 1 + len(row), device=self.device)
-            result.append(float(log_probs[index, steps, chosen].sum()) if row else 0.0)
+            result.append(log_probs[index, steps, chosen].tolist() if row else [])
         return result
 
-    def _generate(self, sources: list[list[int]], tgt: str, limits: SearchLimits, **options) -> list[list[tuple[list[int], bool]]]:
+    def _generate(self, sources: list[list[int]], tgt: str, limits: SearchLimits, prefix: list[int] | None = None,
+                  **options) -> list[list[tuple[list[int], bool]]]:
         """transformers' generate(): for each source, its hypotheses as (pieces, ended with </s>),
-        forced tokens left out and cut to core's length limit (where core forces </s>)."""
+        forced tokens left out and cut to core's length limit (where core forces </s>). With
+        `prefix`, every hypothesis starts with those pieces (given to the decoder; they count
+        towards the length limit, which grows by as many)."""
         forced = self.tokenizer.forced(tgt)
         n = options.get("num_return_sequences", 1)
+        prefix = prefix or []
+        if prefix:
+            limits = SearchLimits(limits.max_len_a, limits.max_len_b + len(prefix))
         allowed = [self._max_tokens(len(s), limits) for s in sources]
         ids, mask = self._batch(sources)
+        if prefix:  # the decoder starts from start + language + prefix; generate() continues it
+            start = torch.tensor([self.tokenizer.start + forced + prefix] * len(sources), device=self.device)
+            options |= {"decoder_input_ids": start, "max_new_tokens": max(1, max(allowed) - len(prefix))}
+        else:
+            options |= {"max_new_tokens": max(allowed) + len(forced), "forced_bos_token_id": forced[0] if forced else None}
         with self._lock, self._precision():
-            out = self.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max(allowed) + len(forced), max_length=None,
-                                      forced_bos_token_id=forced[0] if forced else None, **options)
+            out = self.model.generate(input_ids=ids, attention_mask=mask, max_length=None, **options)
         eos = self.tokenizer.eos_id  # generate() pads a finished row after its </s>
         results = []
         for index, allow in enumerate(allowed):
@@ -556,12 +585,18 @@ class HFTranslator:
 
     def translate(self, texts: str | list[str], src: str, tgt: str, beam_size: int = 1, length_penalty: float = 1.0,
                   n_best: int = 1, batch_size: int = 64, limits: SearchLimits | None = None,
-                  workers: int | None = None) -> list[Translation]:
+                  workers: int | None = None, scores: bool = False, prefix: str = "",
+                  engine: str = "torch") -> list[Translation]:
         """Translate each line (empty lines give empty translations). beam_size 1 is greedy search.
-        `workers` is accepted for the Translator interface; batches run one after the other."""
+        `workers` is accepted for the Translator interface; batches run one after the other.
+        `scores=True` adds each piece's probability (and </s>'s) and the sentence confidence, from
+        one teacher-forced pass; `prefix`: every translation starts with these words."""
+        if engine != "torch":
+            raise ValueError(f"Hugging Face models decode with transformers; engine={engine!r} is for Lab models")
         self.check_pair(src, tgt)
         if beam_size < 1 or n_best < 1:
             raise ValueError("beam_size and n_best must be at least 1")
+        forced = self._prefix_ids(prefix)
         lines = [texts] if isinstance(texts, str) else list(texts)
         results: list[Translation | None] = [None] * len(lines)
         encoded = {}
@@ -577,14 +612,30 @@ class HFTranslator:
             options |= {"length_penalty": length_penalty, "early_stopping": False}
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]
-            found = self._generate([encoded[i][0] for i in chunk], tgt, limits or SearchLimits(), **options)
+            found = self._generate([encoded[i][0] for i in chunk], tgt, limits or SearchLimits(), forced, **options)
             for i, hypotheses in zip(chunk, found):
                 scored = self._scored(encoded[i][0], tgt, hypotheses, length_penalty if beam_size > 1 else None)
                 scored.sort(key=lambda h: h[2], reverse=True)
                 best = scored[0]
                 results[i] = Translation(lines[i], self.tokenizer.decode(best[0]), self.tokenizer.pieces(best[0]), best[1],
                                          best[2], [(self.tokenizer.decode(t), s) for t, _, s in scored], encoded[i][3])
+                if scores:
+                    self._add_scores(results[i], encoded[i][0], tgt, best[0])
         return results  # type: ignore[return-value]
+
+    def _prefix_ids(self, prefix: str | None) -> list[int] | None:
+        """The target pieces a translation must start with; None for no prefix."""
+        cleaned = _clean(prefix or "")
+        if len(cleaned) > MAX_INPUT_CHARS:
+            raise ValueError(f"The prefix is longer than {MAX_INPUT_CHARS} characters")
+        return self.tokenizer.target(cleaned) if cleaned else None
+
+    def _add_scores(self, translation: Translation, source: list[int], tgt: str, tokens: list[int]) -> None:
+        """Each piece's probability, then </s>'s, and their geometric mean (as core's `score_tokens`)."""
+        start = self.tokenizer.start + self.tokenizer.forced(tgt)
+        (log_probs,) = self._token_log_probs(source, start, [[*tokens, self.tokenizer.eos_id]])
+        translation.piece_probs = [math.exp(p) for p in log_probs]
+        translation.confidence = sentence_confidence(log_probs)
 
     def translate_to_all(self, text: str, src: str, **options) -> dict[str, Translation]:
         """One sentence into every language this model translates `src` into."""
@@ -592,8 +643,9 @@ class HFTranslator:
         return {tgt: self.translate([text], src, tgt, **options)[0] for tgt in targets}
 
     def sample(self, text: str, src: str, tgt: str, n: int = 5, temperature: float = 1.0,
-               top_k: int = 0, top_p: float = 1.0, seed: int = 0) -> list[Candidate]:
-        """`n` sampled translations, most probable first (log-probabilities at temperature 1, unfiltered)."""
+               top_k: int = 0, top_p: float = 1.0, seed: int = 0, prefix: str = "") -> list[Candidate]:
+        """`n` sampled translations, most probable first (log-probabilities at temperature 1, unfiltered),
+        each starting with `prefix` if given."""
         self.check_pair(src, tgt)
         if not _clean(text):
             raise ValueError("Enter a sentence to translate")
@@ -606,7 +658,8 @@ class HFTranslator:
         ids = self._encode(text, src, tgt)[0]
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(seed)
-            hypotheses = self._generate([ids], tgt, SearchLimits(), do_sample=True, num_beams=1, num_return_sequences=n,
+            hypotheses = self._generate([ids], tgt, SearchLimits(), self._prefix_ids(prefix), do_sample=True, num_beams=1,
+                                        num_return_sequences=n,
                                         temperature=temperature, top_k=top_k, top_p=top_p)[0]
         candidates = [Candidate(self.tokenizer.decode(tokens), log_prob, self.tokenizer.pieces(tokens))
                       for tokens, log_prob, _ in self._scored(ids, tgt, hypotheses)]
@@ -645,17 +698,46 @@ class HFTranslator:
         return steps
 
     @torch.inference_mode()
-    def attention(self, text: str, src: str, tgt: str, beam_size: int = 1, length_penalty: float = 1.0) -> AttentionView:
-        """Translate, then replay that translation through the model with attention maps on.
+    def next_pieces(self, text: str, src: str, tgt: str, prefix: str = "", top_k: int = 10) -> list[tuple[str, float]]:
+        """The decoder as a language model: the `top_k` most probable next pieces after the start of
+        a translation `prefix`, with their probabilities, most probable first."""
+        self.check_pair(src, tgt)
+        if not _clean(text):
+            raise ValueError("Enter a sentence to translate")
+        source, mask = self._batch([self._encode(text, src, tgt)[0]])
+        decoder = self.tokenizer.start + self.tokenizer.forced(tgt) + (self._prefix_ids(prefix) or [])
+        with self._precision():
+            logits = self.model(input_ids=source, attention_mask=mask,
+                                decoder_input_ids=torch.tensor([decoder], device=self.device)).logits
+        probs = logits[0, -1].float().softmax(-1)
+        top = probs.topk(min(top_k, probs.shape[0]))
+        return list(zip(self.tokenizer.pieces(top.indices.tolist()), top.values.tolist()))
+
+    def beam_tree(self, text: str, src: str, tgt: str, beam_size: int = 4, length_penalty: float = 1.0,
+                  n_best: int | None = None, prefix: str = ""):
+        """Not for Hugging Face models: transformers' generate() does not report the candidates it drops."""
+        raise ValueError("The beam search tree is drawn for Lab models only: transformers' generate(), which "
+                         "searches for Hugging Face models, does not report the candidates it drops.")
+
+    @torch.inference_mode()
+    def attention(self, text: str, src: str, tgt: str, beam_size: int = 1, length_penalty: float = 1.0,
+                  forced: str | None = None) -> AttentionView:
+        """Translate (or take the given translation `forced`), then replay that translation through
+        the model with attention maps on.
 
         Rows are the steps: for a model with a forced language token, the first row is the step
         that produced it (so `target_pieces` starts with it)."""
         if not _clean(text):
             raise ValueError("Enter a sentence to translate")
-        translation = self.translate([text], src, tgt, beam_size=beam_size, length_penalty=length_penalty)[0]
+        if forced is None:
+            translation = self.translate([text], src, tgt, beam_size=beam_size, length_penalty=length_penalty)[0]
+            target = [self.tokenizer.piece_id(piece) for piece in translation.pieces]
+        else:
+            self.check_pair(src, tgt)
+            target = self._prefix_ids(forced) or []
+            translation = Translation(text, self.tokenizer.decode(target), self.tokenizer.pieces(target), 0.0, 0.0)
         ids = self._encode(text, src, tgt)[0]
         forced = self.tokenizer.forced(tgt)
-        target = [self.tokenizer.piece_id(piece) for piece in translation.pieces]
         source, mask = self._batch([ids])
         decoder = torch.tensor([self.tokenizer.start + forced + target], device=self.device)
         out = self.model(input_ids=source, attention_mask=mask, decoder_input_ids=decoder, output_attentions=True)
@@ -671,6 +753,51 @@ class HFTranslator:
             decoder_self=stack(out.decoder_attentions),
             cross=stack(out.cross_attentions),
         )
+
+    def alignments(self, text: str, src: str, tgt: str, beam_size: int = 1, length_penalty: float = 1.0,
+                   layer: int | None = None, threshold: float | None = None, forced: str | None = None):
+        """Word alignments from the cross-attention of decoder `layer` (`core.alignment`)."""
+        from core import alignment
+
+        view = self.attention(text, src, tgt, beam_size=beam_size, length_penalty=length_penalty, forced=forced)
+        return alignment.of_attention(view, alignment.DEFAULT_LAYER if layer is None else layer, threshold=threshold)
+
+    def _embed_source(self, ids: torch.Tensor) -> torch.Tensor:
+        """What the encoder adds its positions to: the token embeddings, scaled as it scales them
+        (Marian multiplies after the lookup; M2M100's embedding scales itself)."""
+        encoder = self.model.get_encoder()
+        embedded = encoder.embed_tokens(ids)
+        if not hasattr(encoder.embed_tokens, "embed_scale"):
+            embedded = embedded * getattr(encoder, "embed_scale", 1.0)
+        return embedded
+
+    def attribution(self, text: str, src: str, tgt: str, beam_size: int = 1, length_penalty: float = 1.0,
+                    steps: int = DEFAULT_STEPS) -> AttributionView:
+        """Integrated gradients of each produced piece (and </s>) over the source's token embeddings
+        (`inputs_embeds`), from a sentence of padding pieces (`core.attribution`)."""
+        if not _clean(text):
+            raise ValueError("Enter a sentence to translate")
+        translation = self.translate([text], src, tgt, beam_size=beam_size, length_penalty=length_penalty)[0]
+        ids = self._encode(text, src, tgt)[0]
+        lead = self.tokenizer.start + self.tokenizer.forced(tgt)
+        target = [*(self.tokenizer.piece_id(piece) for piece in translation.pieces), self.tokenizer.eos_id]
+        source, mask = self._batch([ids])
+        decoder = torch.tensor([lead + target[:-1]], device=self.device)
+        rows = torch.arange(len(lead) - 1, len(lead) - 1 + len(target), device=self.device)
+        chosen = torch.tensor(target, device=self.device)
+
+        def f(embedded: torch.Tensor) -> torch.Tensor:  # [N, S, d] -> the probability of each piece [N, T]
+            n = embedded.shape[0]
+            logits = self.model(inputs_embeds=embedded, attention_mask=mask.expand(n, -1),
+                                decoder_input_ids=decoder.expand(n, -1)).logits
+            return logits.float().softmax(-1)[:, rows, chosen]
+
+        with torch.no_grad():
+            inputs = self._embed_source(source)[0]
+            baseline = self._embed_source(torch.full_like(source, self.tokenizer.pad_id))[0]
+        found = integrated_gradients(f, inputs, baseline, steps)
+        return AttributionView(translation, self.tokenizer.pieces(ids), self.tokenizer.pieces(target),
+                               found.scores.cpu().numpy(), found.difference.cpu().numpy(), steps, found.gap)
 
     @torch.inference_mode()
     def sentence_embeddings(self, texts: list[str], lang: str, batch_size: int = 64) -> np.ndarray:

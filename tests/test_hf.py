@@ -219,6 +219,63 @@ def test_m2m100_languages_and_forced_target(m2m: hf.HFTranslator) -> None:
         m2m.translate(SENTENCE, "en", "xx")
 
 
+def _starts_with(text: str, prefix: str) -> bool:
+    return text.replace(" ", "").startswith(prefix.replace(" ", ""))
+
+
+@pytest.mark.parametrize("name", ["marian", "m2m"])
+def test_scores_and_prefix_follow_the_translator_interface(name: str, request: pytest.FixtureRequest) -> None:
+    """translate(scores=True), translate/sample(prefix=…), next_pieces: what the tabs call on any engine."""
+    model: hf.HFTranslator = request.getfixturevalue(name)
+    tgt = "de"
+    plain = model.translate(TEXTS[:2], "en", tgt)
+    scored = model.translate(TEXTS[:2], "en", tgt, scores=True)
+    assert [t.text for t in scored] == [t.text for t in plain]  # scores change nothing else
+    for t in scored:
+        assert len(t.piece_probs) == len(t.pieces) + 1 and all(0 < p <= 1 for p in t.piece_probs)
+        assert t.confidence == pytest.approx(math.exp(sum(map(math.log, t.piece_probs)) / len(t.piece_probs)))
+    assert plain[0].piece_probs == [] and plain[0].confidence is None
+    assert model.translate(SENTENCE, "en", tgt, prefix="")[0].text == plain[0].text  # empty prefix: ordinary decoding
+    for beam in (1, 3):
+        started = model.translate(TEXTS[:2], "en", tgt, beam_size=beam, prefix="Der Hund")
+        assert all(_starts_with(t.text, "Der Hund") for t in started), [t.text for t in started]
+    assert all(_starts_with(c.text, "Der Hund") for c in model.sample(SENTENCE, "en", tgt, n=3, prefix="Der Hund"))
+    following = model.step_by_step(SENTENCE, "en", tgt, top_k=3, follow="Der Hund")
+    after = model.next_pieces(SENTENCE, "en", tgt, prefix="Der Hund", top_k=3)
+    assert [piece for piece, _ in after] == [piece for piece, _ in following[len(following) - 1].candidates]
+    first = model.next_pieces(SENTENCE, "en", tgt, top_k=1)[0][0]
+    assert first == model.step_by_step(SENTENCE, "en", tgt, top_k=1)[0].chosen
+    assert model.config.get("corpus") == ""
+    with pytest.raises(ValueError, match="Lab models only"):
+        model.beam_tree(SENTENCE, "en", tgt)
+    with pytest.raises(ValueError, match="engine="):
+        model.translate(SENTENCE, "en", tgt, engine="ctranslate2")
+
+
+@pytest.mark.parametrize("name", ["marian", "m2m"])
+def test_attribution_and_alignments(name: str, models: dict[str, Path], request: pytest.FixtureRequest) -> None:
+    fresh = core.load(models[name])
+    encoder = fresh.model.get_encoder()
+    if name == "marian":
+        encoder.embed_scale = 3.0  # opus-mt scales its embeddings (scale_embedding); the tiny one does not
+    ids = fresh._batch([fresh._encode(SENTENCE, "en", "de")[0]])[0]
+    decoder = torch.tensor([fresh.tokenizer.start + fresh.tokenizer.forced("de")])
+    with torch.no_grad():  # the embeddings attribution varies are the ones the encoder computes itself
+        by_ids = fresh.model(input_ids=ids, decoder_input_ids=decoder).logits
+        by_embeddings = fresh.model(inputs_embeds=fresh._embed_source(ids), decoder_input_ids=decoder).logits
+    assert torch.allclose(by_ids, by_embeddings, atol=1e-5)
+    model: hf.HFTranslator = request.getfixturevalue(name)
+    view = model.attribution(SENTENCE, "en", "de", steps=64)
+    assert view.scores.shape == (len(view.target_pieces), len(view.source_pieces))
+    assert view.target_pieces[-1] == "</s>"
+    scale = np.abs(view.difference).max()  # a random tiny model moves its probabilities very little
+    assert scale > 0
+    np.testing.assert_allclose(view.scores.sum(1), view.difference, atol=0.05 * scale)  # completeness
+    found = model.alignments(SENTENCE, "en", "de", forced="Der Hund läuft im Park.")
+    assert found.target_words == ["Der", "Hund", "läuft", "im", "Park."] and len(found.pairs) == 5
+    assert found.source_words == SENTENCE.split()
+
+
 def test_sentence_embeddings_ignore_padding(m2m: hf.HFTranslator, marian: hf.HFTranslator) -> None:
     for model in (m2m, marian):
         both = model.sentence_embeddings([SENTENCE, "A cat sleeps on the mat, and the dog runs."], "en")
