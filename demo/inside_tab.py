@@ -297,7 +297,7 @@ def side_by_side(checkpoint: str, other: str | None, text: str, src: str, tgt: s
 # --- the tab: one builder per section -------------------------------------------------------------
 
 def build_zero_shot(picker: gr.Dropdown, test_set: gr.Radio, files: gr.File) -> None:
-    with gr.Accordion("Zero-shot vs pivot vs supervised", open=True):
+    with gr.Accordion("Zero-shot vs pivot vs supervised", open=False):  # its charts are empty until it runs
         explain(ZERO_SHOT_INTRO)
         with gr.Row():
             zs_beam = gr.Slider(1, 8, value=1, step=1, label="Beam size", info="1 = greedy, the quickest")

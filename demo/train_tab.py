@@ -10,6 +10,7 @@ import gradio as gr
 import plotly.graph_objects as go
 
 from core import plots
+from core.checkpoint import read_metrics as checkpoint_records
 from core.config import FREEZABLE, PRESETS, preset
 from core.corpus import Corpus, download_multi30k, find_multi30k, load_corpus
 from core.finetune import starting_config
@@ -123,7 +124,17 @@ def _finished(job: Job) -> str:
 
 def status_text(job: Job | None) -> str:
     """One Markdown line: what the current (or last) run is doing."""
-    return status_line(job, "No training run yet. Set the options and press **Start training**.", _finished)
+    return status_line(job, "No training run yet: the charts show how the picked model trained. Set the options and "
+                            "press **Start training**.", _finished)
+
+
+def model_training(checkpoint: str | None) -> list[dict]:
+    """How the picked model trained (its folder's metrics.jsonl; none for a Hugging Face model), so
+    the charts open drawn before any run of one's own."""
+    try:
+        return checkpoint_records(state.resolve_checkpoint(checkpoint)) if checkpoint else []
+    except (ValueError, OSError):
+        return []
 
 
 def training_figures(records: list[dict]) -> tuple[go.Figure, go.Figure, go.Figure]:
@@ -245,7 +256,8 @@ def build(demo: gr.Blocks, picker: gr.Dropdown) -> None:
     with gr.Row():
         start_button = gr.Button("Start training", variant="primary", elem_id="start-training")
         cancel_button = gr.Button("Cancel", variant="stop", elem_id="cancel-training")
-    loss_figure, speed_figure, bleu_figure = training_figures(state.JOBS.current.events if state.JOBS.current else [])
+    loss_figure, speed_figure, bleu_figure = training_figures(state.JOBS.current.events if state.JOBS.current
+                                                              else model_training(picker.value))
     status = gr.Markdown(status_text(state.JOBS.current), label="Training status", elem_id="training-status")
     progress = gr.HTML(progress_html(state.JOBS.current), label="Progress")
     with gr.Row():

@@ -18,6 +18,7 @@ from demo.ui import (
     entered_text,
     explain,
     first_sentence,
+    first_view,
     friendly_errors,
     language_pair,
     language_pair_update,
@@ -171,19 +172,30 @@ def pick_example(sample: list[str] | None) -> str:
     return sample[0] if sample else ""
 
 
+def _opening(checkpoint: str | None, src: str | None, tgt: str | None) -> tuple[str, tuple | None, str | None]:
+    """The first example sentence, its translation and n-best table, and its confidence, so the tab
+    opens on a translation instead of an empty screen (None where they cannot be computed)."""
+    samples = _example_samples(checkpoint, src)
+    if not samples:
+        return "", None, None
+    example = samples[0][0]
+    return example, first_view(translate, checkpoint, example, src, tgt), first_view(confidence, checkpoint, example, src, tgt)
+
+
 def build(picker: gr.Dropdown) -> None:
     explain(INTRO)
     src, tgt, swap_button = language_pair(picker.value)
+    example, shown, sure = _opening(picker.value, src.value, tgt.value)
     with gr.Row():
         with gr.Column():
-            text = gr.Textbox(label="Text (one sentence per line)", lines=5, elem_id="translate-input")
+            text = gr.Textbox(value=example, label="Text (one sentence per line)", lines=5, elem_id="translate-input")
             sample_set = gr.Dataset(components=[text], samples=_example_samples(picker.value, src.value),
                                     label="Examples (click to use)",
                                     samples_per_page=5)
         with gr.Column():
-            output = gr.Textbox(label="Translation", lines=5, interactive=False, elem_id="translate-output",
-                                buttons=["copy"])
-            confidence_view = gr.HTML(label="How sure the model is of each piece", elem_id="translate-confidence")
+            output = gr.Textbox(shown[0] if shown else "", label="Translation", lines=5, interactive=False,
+                                elem_id="translate-output", buttons=["copy"])
+            confidence_view = gr.HTML(sure or "", label="How sure the model is of each piece", elem_id="translate-confidence")
     with gr.Row():
         decoding = gr.Radio([GREEDY, BEAM], value=GREEDY, label="Search")
         beam_size = gr.Slider(1, 12, value=4, step=1, label="Beam size")
@@ -195,7 +207,8 @@ def build(picker: gr.Dropdown) -> None:
     with gr.Row():
         translate_button = gr.Button("Translate", variant="primary", elem_id="translate-button")
         all_button = gr.Button("Translate into every language")
-    nbest_table = results_table("n-best list (higher score is better)", NBEST_COLUMNS, elem_id="nbest-table")
+    nbest_table = results_table("n-best list (higher score is better)", NBEST_COLUMNS, elem_id="nbest-table",
+                                value=shown[1] if shown else None)
     all_table = results_table("One sentence in every language", ALL_COLUMNS)
     with gr.Accordion("Search tree of the first line: what beam search kept and dropped", open=False):
         tree_button = gr.Button("Show the search tree")
