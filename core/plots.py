@@ -934,3 +934,27 @@ def alignment_links(
     fig.update_xaxes(visible=False, range=[-0.8, width + 0.8])
     fig.update_yaxes(visible=False, range=[-0.5, 1.5])
     return _style(fig, title, height=300)
+
+
+def transfer_validation(result: dict) -> go.Figure:
+    """Validation BLEU of the low-resource direction while each run trained: one colour per method,
+    one dash per N. Shows where a run peaked, and where a small corpus began to overfit."""
+    title = f"{result.get('direction', '')} validation BLEU while training"
+    sizes = sorted(result.get("sizes", {}), key=int)
+    if not sizes:
+        return _empty_figure(title)
+    fig = go.Figure()
+    for k, (method, name) in enumerate(result["methods"].items()):
+        for d, n in enumerate(sizes):
+            curve = result["sizes"][n][method].get("curve", [])
+            fig.add_trace(
+                go.Scatter(
+                    x=[point["step"] for point in curve],
+                    y=[point["bleu"] for point in curve],
+                    mode="lines+markers",
+                    name=f"{name}, N={int(n):,}",
+                    line={"color": PALETTE[k % len(PALETTE)], "dash": ("solid", "dot", "dash")[d % 3]},
+                    hovertemplate=f"{name}, N={int(n):,}<br>step %{{x}}: BLEU %{{y:.1f}}<extra></extra>",
+                )
+            )
+    return _style(fig, title, x_title="training step (fine-tuning steps for (c))", y_title="validation BLEU")

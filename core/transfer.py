@@ -244,6 +244,12 @@ def _number(value: Any) -> float | None:
     return None if value is None else float(value)  # sacreBLEU gives numpy floats: JSON wants Python's
 
 
+def validation_curve(folder: Path, name: str) -> list[dict[str, float]]:
+    """A run's validations of direction `name`: step, greedy BLEU and the loss over all its directions."""
+    return [{"step": r["step"], "bleu": r["bleu"][name], "valid_loss": r["valid_loss"]}
+            for r in checkpoint.read_metrics(folder) if r["event"] == "valid" and not r.get("averaged")]
+
+
 def score(out: Path, setup: TransferSetup, test: dict[str, list[str]], progress: Progress | None = None
           ) -> dict[str, Any]:
     sources = test[setup.source][:setup.test_sentences]
@@ -258,7 +264,8 @@ def score(out: Path, setup: TransferSetup, test: dict[str, list[str]], progress:
         finetuned_vs_joint = _paired({m: systems[m] for m in ("joint", "finetuned")}, references,
                                      setup.bootstrap_samples)["finetuned"]
         by_size[str(n)] = {
-            method: {**against_bilingual[method], "training": checkpoint.read_config(out / f"n{n}" / method)["training"]}
+            method: {**against_bilingual[method], "training": checkpoint.read_config(out / f"n{n}" / method)["training"],
+                     "curve": validation_curve(out / f"n{n}" / method, setup.low_direction)}
             for method in METHODS
         }
         by_size[str(n)]["p_finetuned_vs_joint"] = {m: finetuned_vs_joint[m]["p_value"] for m in ("bleu", "chrf")}

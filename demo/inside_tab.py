@@ -105,12 +105,14 @@ def zero_shot(checkpoint: str, test_set: str, files: list | None = None, beam_si
 
 # --- b. cross-lingual transfer: the stored Multi30K result, and a small rerun in the background ------
 
-def stored_transfer() -> tuple[go.Figure, str]:
-    """The measured Multi30K experiment (`python -m core transfer`), drawn without training anything."""
+def stored_transfer() -> tuple[go.Figure, go.Figure, str]:
+    """The measured Multi30K experiment (`python -m core transfer`), drawn without training anything:
+    test BLEU against N, the validation curves, and the table with intervals."""
     result = transfer.stored_result()
     if result is None:
-        return plots.transfer_curve({}), "No stored result: run `python -m core transfer --data multi30k`."
-    return plots.transfer_curve(result), _transfer_report(result, stored=True)
+        return (plots.transfer_curve({}), plots.transfer_validation({}),
+                "No stored result: run `python -m core transfer --data multi30k`.")
+    return plots.transfer_curve(result), plots.transfer_validation(result), _transfer_report(result, stored=True)
 
 
 def _transfer_report(result: dict[str, Any], stored: bool = False) -> str:
@@ -167,15 +169,16 @@ def _transfer_status_text(job: Job | None) -> str:
 
 def transfer_status() -> tuple:
     """Timer tick: status, progress bar and, once the small experiment is done, its plot and table.
-    Returns (status, progress, chart, table, timer)."""
+    Returns (status, progress, chart, curves, table, timer)."""
     job = state.JOBS.current
     if job is None or job.kind != TRANSFER:
-        return _transfer_status_text(None), "", gr.skip(), gr.skip(), gr.update(active=False)
+        return _transfer_status_text(None), "", gr.skip(), gr.skip(), gr.skip(), gr.update(active=False)
     ended = job.status != "running"
     result = job.result if ended else None
-    chart = plots.transfer_curve(result) if result else gr.skip()
-    table = _transfer_report(result) if result else gr.skip()
-    return _transfer_status_text(job), progress_html(job), chart, table, gr.update(active=not ended)
+    if not result:
+        return _transfer_status_text(job), progress_html(job), gr.skip(), gr.skip(), gr.skip(), gr.update(active=not ended)
+    return (_transfer_status_text(job), progress_html(job), plots.transfer_curve(result),
+            plots.transfer_validation(result), _transfer_report(result), gr.update(active=False))
 
 
 # --- c. the shared sentence space ---------------------------------------------------------------
@@ -315,10 +318,11 @@ def build_zero_shot(picker: gr.Dropdown, test_set: gr.Radio, files: gr.File) -> 
 def build_transfer(demo: gr.Blocks) -> None:
     with gr.Accordion("Cross-lingual transfer: does a language with little data gain from the others?", open=True):
         explain(TRANSFER_INTRO)
-        figure, report = stored_transfer()
+        figure, curves, report = stored_transfer()
         with gr.Row():
             transfer_chart = gr.Plot(figure, label="BLEU against training pairs", elem_id="transfer-chart")
-            transfer_results = gr.Markdown(report, label="Results", elem_id="transfer-results")
+            transfer_curves = gr.Plot(curves, label="Validation BLEU while training", elem_id="transfer-curves")
+        transfer_results = gr.Markdown(report, label="Results", elem_id="transfer-results")
         explain(TRANSFER_SMALL)
         low_resource = gr.Dropdown(language_choices(["cs", "es"]), value=transfer.SMALL.low_resource,
                                    label="Low-resource language",
@@ -332,7 +336,7 @@ def build_transfer(demo: gr.Blocks) -> None:
         transfer_progress = gr.HTML("", label="Progress")
         transfer_timer = gr.Timer(POLL_SECONDS, active=running is not None and running.kind == TRANSFER)
 
-    watch = [transfer_text, transfer_progress, transfer_chart, transfer_results, transfer_timer]
+    watch = [transfer_text, transfer_progress, transfer_chart, transfer_curves, transfer_results, transfer_timer]
     transfer_button.click(start_transfer, [low_resource], [transfer_text, transfer_timer],
                           api_name="start_transfer")
     transfer_cancel.click(cancel_transfer, None, transfer_text, api_name="cancel_transfer")

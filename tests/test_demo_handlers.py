@@ -449,7 +449,8 @@ def test_zero_shot_section_marks_and_pivots_held_out_directions(en_centric_model
 def test_transfer_section_opens_on_the_stored_multi30k_result() -> None:
     stored = transfer.stored_result()
     assert stored is not None, "bench/results/transfer_multi30k.json is the result the Inside tab opens on"
-    figure, report = inside_tab.stored_transfer()
+    figure, curves, report = inside_tab.stored_transfer()
+    assert len(curves.data) == 3 * len(stored["sizes"])
     assert [trace.name for trace in figure.data] == list(stored["methods"].values())
     assert list(figure.data[0].y) == [stored["sizes"][n]["bilingual"]["bleu"]["score"] for n in stored["sizes"]]
     assert transfer.transfer_table(stored) in report and stored["corpus"] in report
@@ -472,10 +473,10 @@ def test_the_small_transfer_experiment_runs_in_the_background(monkeypatch: pytes
     outputs = None
     for _ in range(3000):
         outputs = inside_tab.transfer_status()
-        if outputs[4]["active"] is False:
+        if outputs[5]["active"] is False:
             break
         time.sleep(0.1)
-    text, progress, chart, table, timer = outputs
+    text, progress, chart, curves, table, timer = outputs
     assert "**done**" in text, text
     assert "value='1.000'" in progress
     assert [trace.name for trace in chart.data] == list(transfer.LABELS.values())

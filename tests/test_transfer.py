@@ -119,7 +119,7 @@ def test_the_small_version_fine_tunes_the_shipped_parent() -> None:
 
 
 def test_report_table_and_plot(experiment) -> None:
-    result, _, _ = experiment
+    result, folder, _ = experiment
     table = transfer_table(result)
     assert table.count("\n| 60 |") == 1 and "| 200 |" in table and "paired bootstrap" in table
     assert "N = 60" in findings(result)
@@ -127,6 +127,12 @@ def test_report_table_and_plot(experiment) -> None:
     assert [trace.name for trace in figure.data] == [result["methods"][m] for m in METHODS]
     assert list(figure.data[2].x) == [60, 200]
     assert list(figure.data[0].y) == [result["sizes"][n]["bilingual"]["bleu"]["score"] for n in ("60", "200")]
+    curves = plots.transfer_validation(result)
+    assert len(curves.data) == 6 and curves.data[0].name == f"{result['methods']['bilingual']}, N=60"
+    metrics = checkpoint.read_metrics(folder / "n60" / "bilingual")
+    validations = [r for r in metrics if r["event"] == "valid" and not r.get("averaged")]
+    assert list(curves.data[0].x) == [r["step"] for r in validations]
+    assert list(curves.data[0].y) == [r["bleu"]["en-cs"] for r in validations]
 
 
 def test_transfer_command_writes_the_artifact_and_the_plot(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
