@@ -223,20 +223,17 @@ def embedding_space(
     translator: Translator,
     sentences: Mapping[str, Sequence[str]],
     layer: int = -1,
-    method: str = "pca",
     remove_language_mean: bool = False,
 ) -> dict[str, Any]:
-    """A 2-D map of the encoder's sentence vectors at `layer`, for parallel `sentences`
+    """A 2-D map (PCA) of the encoder's sentence vectors at `layer`, for parallel `sentences`
     ({lang: lines}, line i of every language a translation of line i of the others).
 
     If the encoder has learned a language-neutral space, translations land together (same
     `sentence_ids`); if it mostly encodes the language, each language forms its own cloud.
     Points are language after language, in the order of `sentences`.
     """
-    if method != "pca":
-        raise ValueError(f"Unknown method {method!r}: only 'pca' is available")
     vectors = _embeddings(translator, sentences, remove_language_mean)
-    return _space(vectors, sentences, _layer_index(layer, _n_layers(vectors)), method)
+    return _space(vectors, sentences, _layer_index(layer, _n_layers(vectors)))
 
 
 def _n_layers(vectors: Mapping[str, np.ndarray]) -> int:
@@ -244,8 +241,7 @@ def _n_layers(vectors: Mapping[str, np.ndarray]) -> int:
     return next(iter(vectors.values())).shape[0]
 
 
-def _space(vectors: Mapping[str, np.ndarray], sentences: Mapping[str, Sequence[str]], index: int,
-           method: str = "pca") -> dict[str, Any]:
+def _space(vectors: Mapping[str, np.ndarray], sentences: Mapping[str, Sequence[str]], index: int) -> dict[str, Any]:
     """`embedding_space` of vectors already computed, at layer `index` (0 … n_layers - 1)."""
     n_layers = _n_layers(vectors)
     points, explained = pca_2d(np.concatenate([v[index] for v in vectors.values()]))
@@ -257,7 +253,7 @@ def _space(vectors: Mapping[str, np.ndarray], sentences: Mapping[str, Sequence[s
         "labels": [line for lines in sentences.values() for line in lines],
         "layer": index,
         "n_layers": n_layers,
-        "method": method,
+        "method": "pca",
         "explained_variance": explained,
     }
 

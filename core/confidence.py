@@ -21,7 +21,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-LOW_CONFIDENCE = 0.35  # below it the UI shows the hint: between the best splits of bench/confidence.py (greedy 0.33, beam 4 0.38)
+# Below it the UI shows the hint: between bench/confidence.py's best splits for greedy and beam 4
+# (bench/results/confidence.json).
+LOW_CONFIDENCE = 0.35
 # What each training corpus holds, in words a visitor understands.
 DOMAINS = {
     "multi30k": "the short image descriptions (Multi30K) this model was trained on",

@@ -21,7 +21,6 @@ from tqdm import tqdm
 from core.builtin_corpus import generate_corpus
 from core.languages import check_language_code
 
-SPLITS = ("train", "valid", "test")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 MAX_LINE_CHARS = 2000

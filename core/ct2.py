@@ -193,7 +193,7 @@ def translate(translator: Translator, texts: str | Sequence[str], src: str, tgt:
               limits: SearchLimits | None = None, workers: int | None = None) -> list[Translation]:
     """`Translator.translate` on CTranslate2: same arguments, same translations (module docstring)."""
     from core.decoding import DEFAULT_LIMITS
-    from core.translator import Translation, _clean, pad
+    from core.translator import Translation, batched_lines, pad
 
     check_engine(engine)
     translator.check_pair(src, tgt)
@@ -205,16 +205,7 @@ def translate(translator: Translator, texts: str | Sequence[str], src: str, tgt:
     vocabulary = export.vocabulary_of(translator.tokenizer)
     piece_id = translator.tokenizer.processor.piece_to_id
 
-    lines = [texts] if isinstance(texts, str) else list(texts)
-    results: list[Translation | None] = [None] * len(lines)
-    encoded = {}
-    for index, line in enumerate(lines):
-        if not _clean(line):
-            results[index] = Translation(line, "", [], 0.0, 0.0, [("", 0.0)])
-        else:
-            encoded[index] = translator._encode(line, tgt)
-    order = sorted(encoded, key=lambda i: len(encoded[i][0]), reverse=True)
-    batches = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+    lines, results, encoded, batches = batched_lines(texts, lambda line: translator._encode(line, tgt), batch_size)
     max_positions = translator.model.config.max_positions
 
     def search(chunk: list[int]) -> list[list[tuple[list[int], float]] | None]:

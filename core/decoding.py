@@ -364,13 +364,12 @@ def step_by_step(
     source: Tensor,
     top_k: int = 10,
     forced: list[int] | None = None,
-    limits: SearchLimits = DEFAULT_LIMITS,
 ) -> list[Step]:
     """The decoder as a language model, one sentence: at each step the top-k next pieces with
     their probabilities, then the greedy choice — or the `forced` token, to inspect a given
     translation. Stops at </s>."""
     caches, mask = _start(model, source[:1])
-    max_tokens = int(limits.per_sentence(source[:1], model.config.max_positions)[0])
+    max_tokens = int(DEFAULT_LIMITS.per_sentence(source[:1], model.config.max_positions)[0])
     if forced is not None:
         max_tokens = min(len(forced) + 1, model.config.max_positions - 1)
     previous = torch.tensor([[BOS_ID]], device=source.device)

@@ -57,11 +57,11 @@ class EvalReport:
     def zero_shot(self) -> set[str]:
         return {d for d, s in self.scores.items() if s.zero_shot}
 
-    def to_dict(self, with_hypotheses: bool = False) -> dict:
+    def to_dict(self) -> dict:
+        """The report as JSON data, without the hypotheses."""
         data = asdict(self)
-        if not with_hypotheses:
-            for score in data["scores"].values():
-                score.pop("hypotheses")
+        for score in data["scores"].values():
+            score.pop("hypotheses")
         data["mean_bleu"], data["mean_chrf"] = self.mean("bleu"), self.mean("chrf")
         return data
 

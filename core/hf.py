@@ -57,6 +57,8 @@ from core.translator import (
     StepView,
     Translation,
     _clean,
+    batched_lines,
+    clean_prefix,
 )
 
 PREFIX = "hf:"  # core.load("hf:owner/name") opens a model of the Hugging Face Hub
@@ -597,21 +599,12 @@ class HFTranslator:
         if beam_size < 1 or n_best < 1:
             raise ValueError("beam_size and n_best must be at least 1")
         forced = self._prefix_ids(prefix)
-        lines = [texts] if isinstance(texts, str) else list(texts)
-        results: list[Translation | None] = [None] * len(lines)
-        encoded = {}
-        for index, line in enumerate(lines):
-            if _clean(line):
-                encoded[index] = self._encode(line, src, tgt)
-            else:
-                results[index] = Translation(line, "", [], 0.0, 0.0, [("", 0.0)])
-        order = sorted(encoded, key=lambda i: len(encoded[i][0]), reverse=True)
+        lines, results, encoded, batches = batched_lines(texts, lambda line: self._encode(line, src, tgt), batch_size)
         n_best = min(n_best, beam_size)
         options = {"num_beams": beam_size, "do_sample": False, "num_return_sequences": n_best}
         if beam_size > 1:
             options |= {"length_penalty": length_penalty, "early_stopping": False}
-        for start in range(0, len(order), batch_size):
-            chunk = order[start:start + batch_size]
+        for chunk in batches:
             found = self._generate([encoded[i][0] for i in chunk], tgt, limits or SearchLimits(), forced, **options)
             for i, hypotheses in zip(chunk, found):
                 scored = self._scored(encoded[i][0], tgt, hypotheses, length_penalty if beam_size > 1 else None)
@@ -625,9 +618,7 @@ class HFTranslator:
 
     def _prefix_ids(self, prefix: str | None) -> list[int] | None:
         """The target pieces a translation must start with; None for no prefix."""
-        cleaned = _clean(prefix or "")
-        if len(cleaned) > MAX_INPUT_CHARS:
-            raise ValueError(f"The prefix is longer than {MAX_INPUT_CHARS} characters")
+        cleaned = clean_prefix(prefix)
         return self.tokenizer.target(cleaned) if cleaned else None
 
     def _add_scores(self, translation: Translation, source: list[int], tgt: str, tokens: list[int]) -> None:

@@ -3,9 +3,9 @@
 A decoding step of a small model is a chain of small matrix products and many tiny element-wise
 ops. Spread over two cores, one such chain gains little (most tiny ops run on one core anyway,
 and the cores wait for each other after every product). Two batches decoded side by side, one
-core each, keep both cores busy all the time: on the shipped model and 2 cores, beam 4 ran 1.4x to
-1.7x faster this way than one batch at a time on both cores, greedy search 1.9x (bench/decode_speed.py,
-core vs core_one_stream). CTranslate2 calls the same idea `inter_threads`.
+core each, keep both cores busy all the time. `bench/decode_speed.py` compares the two layouts
+(core vs core_one_stream); the figures are in bench/results/decode_speed.json and the README's speed
+section, not here, because they change with the machine. CTranslate2 calls the same idea `inter_threads`.
 
 The workers are Python threads: PyTorch releases the GIL inside its ops, so the threads overlap
 except in the few Python lines of each step.

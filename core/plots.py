@@ -89,11 +89,11 @@ def _style(
     return fig
 
 
-def _empty_figure(title: str, message: str = NO_DATA) -> go.Figure:
+def _empty_figure(title: str) -> go.Figure:
     """A blank figure with a centred note, used whenever there is nothing to plot."""
     fig = go.Figure()
     fig.add_annotation(
-        text=message,
+        text=NO_DATA,
         x=0.5,
         y=0.5,
         xref="paper",

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -140,10 +141,9 @@ class Translator:
     def in_bf16(self) -> Translator:
         """A translator sharing this one's model whose searches run under bfloat16 autocast: the
         matmuls in bf16, softmax, LayerNorm and log-probabilities in float32. It pays where the
-        hardware multiplies bf16 fast (CPUs with AVX512-BF16 or AMX, GPUs) and the matmuls dominate:
-        on the shipped model and a 2-core AVX512-BF16 CPU, beam 4 ran 1.5x faster at 0.07 less BLEU
-        with one batch per core (about 1.07x one batch at a time), greedy search barely faster
-        (bench/results.json). Elsewhere it is slower."""
+        hardware multiplies bf16 fast (CPUs with AVX512-BF16 or AMX, GPUs) and the matmuls dominate,
+        and costs a little BLEU; elsewhere it is slower. Speed and BLEU of both precisions: the
+        README's speed section (bench/results.json)."""
         return Translator(self.model, self.tokenizer, self.config, self.path, bf16=True)
 
     def at_precision(self, precision: str) -> Translator:
@@ -225,18 +225,7 @@ class Translator:
         forced = self._prefix_ids(prefix)
         if forced:
             limits = SearchLimits(limits.max_len_a, limits.max_len_b + len(forced))
-        lines = [texts] if isinstance(texts, str) else list(texts)
-        results: list[Translation | None] = [None] * len(lines)
-        encoded = {}
-        for index, line in enumerate(lines):
-            if not _clean(line):
-                results[index] = Translation(line, "", [], 0.0, 0.0, [("", 0.0)])
-            else:
-                encoded[index] = self._encode(line, tgt)
-        # Longest first, in batches of similar length: little padding, and the slowest batch
-        # is met first so progress estimates are honest.
-        order = sorted(encoded, key=lambda i: len(encoded[i][0]), reverse=True)
-        batches = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+        lines, results, encoded, batches = batched_lines(texts, lambda line: self._encode(line, tgt), batch_size)
 
         def search(chunk: list[int]) -> list[list[Hypothesis]]:
             source = self._pad([encoded[i][0] for i in chunk])
@@ -258,9 +247,7 @@ class Translator:
 
     def _prefix_ids(self, prefix: str | None) -> list[int] | None:
         """The pieces a translation must start with; None for no prefix."""
-        cleaned = _clean(prefix or "")
-        if len(cleaned) > MAX_INPUT_CHARS:
-            raise ValueError(f"The prefix is longer than {MAX_INPUT_CHARS} characters")
+        cleaned = clean_prefix(prefix)
         return self.tokenizer.encode(cleaned) if cleaned else None
 
     def _translation(self, source: str, hypotheses: list[Hypothesis], truncated: bool) -> Translation:
@@ -431,6 +418,32 @@ class Translator:
 def _clean(text: str) -> str:
     """Drop control characters (they carry no meaning for the model) and squeeze whitespace."""
     return " ".join("".join(ch if ch.isprintable() or ch.isspace() else " " for ch in text).split())
+
+
+def clean_prefix(prefix: str | None) -> str:
+    """A prefix the translation must start with, cleaned as a line; too long raises ValueError."""
+    cleaned = _clean(prefix or "")
+    if len(cleaned) > MAX_INPUT_CHARS:
+        raise ValueError(f"The prefix is longer than {MAX_INPUT_CHARS} characters")
+    return cleaned
+
+
+def batched_lines(texts: str | Sequence[str], encode: Callable[[str], tuple], batch_size: int
+                  ) -> tuple[list[str], list[Translation | None], dict[int, tuple], list[list[int]]]:
+    """What every engine's `translate` starts with: the lines, their results (an empty Translation
+    for each empty line, None for the others), `encode(line)` of each other line by its index (ids
+    first), and those indices in batches. Longest first, in batches of similar length: little
+    padding, and the slowest batch is met first so progress estimates are honest."""
+    lines = [texts] if isinstance(texts, str) else list(texts)
+    results: list[Translation | None] = [None] * len(lines)
+    encoded = {}
+    for index, line in enumerate(lines):
+        if _clean(line):
+            encoded[index] = encode(line)
+        else:
+            results[index] = Translation(line, "", [], 0.0, 0.0, [("", 0.0)])
+    order = sorted(encoded, key=lambda i: len(encoded[i][0]), reverse=True)
+    return lines, results, encoded, [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
 
 
 def pad(rows: list[list[int]], device: torch.device | str = "cpu") -> torch.Tensor:
