@@ -170,13 +170,13 @@ def test_off_target_rate_counts_outputs_in_the_wrong_language(builtin_corpus: Co
     assert off_target_rate(german, "zz", ["en", "zz"]) is None  # a language the identifier does not know
 
 
-def test_evaluate_reports_the_off_target_rate(tiny_translator, builtin_corpus: Corpus, tmp_path: Path) -> None:
-    report = evaluate(tiny_translator, builtin_corpus.split("test"), ["en-de", "de-fr"], max_sentences=8, beam_size=1,
-                      off_target=True)
+def test_evaluate_reports_the_off_target_rate(builtin_corpus: Corpus) -> None:
+    shipped = core.load(Path(__file__).parent.parent / "checkpoints" / "multi30k-4lang")
+    test = builtin_corpus.split("test")
+    report = evaluate(shipped, test, ["en-de", "de-fr"], max_sentences=8, beam_size=1, off_target=True)
     for name, score in report.scores.items():
         target = name.split("-")[1]
-        expected = off_target_rate(score.hypotheses, target, tiny_translator.languages)
-        assert score.off_target == pytest.approx(expected)
+        assert score.off_target is not None and score.off_target <= 0.25, (name, score.hypotheses)
+        assert score.off_target == pytest.approx(off_target_rate(score.hypotheses, target, shipped.languages))
     assert "off_target" in report.to_dict()["scores"]["en-de"]
-    assert evaluate(tiny_translator, builtin_corpus.split("test"), ["en-de"], max_sentences=2,
-                    beam_size=1).scores["en-de"].off_target is None  # only when asked
+    assert evaluate(shipped, test, ["en-de"], max_sentences=2, beam_size=1).scores["en-de"].off_target is None
