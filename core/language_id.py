@@ -23,13 +23,16 @@ _LOCK = threading.Lock()  # the model holds the language restriction: one caller
 
 
 @functools.cache
-def _model() -> LanguageIdentifier:
-    return LanguageIdentifier.from_modelpath(MODEL_DIR / MODEL_FILE)  # loaded once per process
+def _model() -> tuple[LanguageIdentifier, frozenset[str]]:
+    """The identifier, loaded once per process, and every language it knows. The set is taken before
+    any restriction: `set_languages` narrows the identifier's own list of classes."""
+    model = LanguageIdentifier.from_modelpath(MODEL_DIR / MODEL_FILE)
+    return model, frozenset(model.nb_classes)
 
 
 def supported(languages: Sequence[str]) -> list[str]:
     """The `languages` the identifier knows."""
-    return [lang for lang in languages if lang in _model().nb_classes]
+    return [lang for lang in languages if lang in _model()[1]]
 
 
 def identify(texts: Sequence[str], candidates: Sequence[str]) -> list[str]:
@@ -38,7 +41,7 @@ def identify(texts: Sequence[str], candidates: Sequence[str]) -> list[str]:
     if len(known) < 2:
         raise ValueError(f"Language identification needs two or more languages it knows; of "
                          f"{', '.join(candidates)} it knows {', '.join(known) or 'none'}")
-    model = _model()
+    model, _ = _model()
     with _LOCK:
         model.set_languages(known)
         return [model.classify(text)[0] if text.strip() else "" for text in texts]
