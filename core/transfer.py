@@ -120,10 +120,10 @@ class TransferSetup:
 # Two setups the project ships: the stored Multi30K result, and a version small enough to run in the app.
 MULTI30K = TransferSetup()
 SMALL = TransferSetup(
-    sizes=(500, 2000), helper_sentences=8000, pretrained=PARENT, test_sentences=300, bootstrap_samples=300,
-    train=dataclasses.replace(MULTI30K.train, tokens_per_batch=2500, eval_every=100, eval_sentences=50,
+    sizes=(500, 2000), helper_sentences=8000, pretrained=PARENT, test_sentences=200, bootstrap_samples=300,
+    train=dataclasses.replace(MULTI30K.train, tokens_per_batch=2000, eval_every=100, eval_sentences=30,
                               save_every=100, patience=3),
-    scratch_steps=600, finetune_steps=600, finetune_warmup_steps=20,
+    scratch_steps=400, finetune_steps=400, finetune_warmup_steps=20,
 )
 
 
