@@ -57,8 +57,16 @@ Evaluate your model on the built-in test split, then compare it with another che
 * **Zero-shot vs pivot:** with your English-centric model, is translating German → French directly
   (zero-shot) better or worse than going through English (pivot)? Do zero-shot outputs come out in the
   right language?
-* **Transfer:** run the experiment. Does the English → Czech direction gain from sharing the model with
-  German and French, although it has exactly the same Czech data?
+* **Transfer:** the section opens on an experiment measured on Multi30K: English → Czech with only N pairs,
+  built three ways: (a) from the N pairs alone, (b) together with all the English ↔ German and English ↔ French
+  data from scratch, (c) starting from a model pretrained on English, German and French — which has never seen
+  Czech — and fine-tuned on the N pairs. Which method wins at the smallest N? Does the gap shrink as N grows?
+  Why does (b) score lowest although it saw the most data? (Look at the validation curves, and count how many
+  of its batches were English → Czech at direction temperature 5.) Then press **Run the small version** and
+  check whether the same ranking appears in ten minutes on this machine.
+* **Fine-tune your own:** in the Train tab, *Start from: a trained model*, pick the shipped model, tick
+  English and Spanish on the built-in corpus: the model learns a language it has never seen (a new `<2es>` tag,
+  new pieces) without forgetting the others. Try *Replay* at 0 and at 0.2: which keeps German better?
 * **Sentence space:** move the layer slider. Do translations of a sentence come closer in higher
   layers? Does retrieval accuracy rise with the layer?
 * **Shared vocabulary:** which language needs the most pieces per word? Which two languages share the
