@@ -30,10 +30,14 @@ def _env(*names: str) -> str | None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Serve the Polyglot Lab web app.")
-    parser.add_argument("--host", default=_env("POLYGLOT_HOST", "GRADIO_SERVER_NAME") or DEFAULT_HOST,
-                        help=f"interface to listen on (default {DEFAULT_HOST}; 0.0.0.0 for every interface)")
-    parser.add_argument("--port", type=int, default=int(_env("POLYGLOT_PORT", "GRADIO_SERVER_PORT") or DEFAULT_PORT),
-                        help=f"port (default {DEFAULT_PORT})")
+    parser.add_argument(
+        "--host",
+        default=_env("POLYGLOT_HOST", "GRADIO_SERVER_NAME") or DEFAULT_HOST,
+        help=f"interface to listen on (default {DEFAULT_HOST}; 0.0.0.0 for every interface)",
+    )
+    parser.add_argument(
+        "--port", type=int, default=int(_env("POLYGLOT_PORT", "GRADIO_SERVER_PORT") or DEFAULT_PORT), help=f"port (default {DEFAULT_PORT})"
+    )
     return parser.parse_args(argv)
 
 

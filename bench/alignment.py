@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> dict:
     n_threads = common.threads(args.threads)
     translator = Translator.load(args.checkpoint, device=args.device)
     english, german = common.test_set("en", "de")
-    english, german = english[:args.sentences], german[:args.sentences]
+    english, german = english[: args.sentences], german[: args.sentences]
     forward = [translator.attention(en, "en", "de", forced=de) for en, de in zip(english, german)]
     backward = [translator.attention(de, "de", "en", forced=en) for en, de in zip(english, german)]
     layers, heads = forward[0].cross.shape[:2]
@@ -70,27 +70,35 @@ def main(argv: list[str] | None = None) -> dict:
 
     per_layer = []
     for layer in range(layers):
-        entry = {"layer": layer + 1, "heads_averaged": score(layer, None),
-                 "heads_averaged_rows_fed": score(layer, None, fed=True),
-                 "heads": [score(layer, head) for head in range(heads)]}
+        entry = {
+            "layer": layer + 1,
+            "heads_averaged": score(layer, None),
+            "heads_averaged_rows_fed": score(layer, None, fed=True),
+            "heads": [score(layer, head) for head in range(heads)],
+        }
         per_layer.append(entry)
         log(f"layer {layer + 1}: averaged heads {entry['heads_averaged']}, rows fed {entry['heads_averaged_rows_fed']}")
-    diagonal_both = float(np.mean([
-        alignment.agreement(alignment.diagonal(len(alignment.words(f.source_pieces)), len(alignment.words(f.target_pieces))),
-                            [(j, i) for i, j in alignment.diagonal(len(alignment.words(b.source_pieces)),
-                                                                   len(alignment.words(b.target_pieces)))])
-        for f, b in zip(forward, backward)]))
+    diagonal_both = float(
+        np.mean(
+            [
+                alignment.agreement(
+                    alignment.diagonal(len(alignment.words(f.source_pieces)), len(alignment.words(f.target_pieces))),
+                    [(j, i) for i, j in alignment.diagonal(len(alignment.words(b.source_pieces)), len(alignment.words(b.target_pieces)))],
+                )
+                for f, b in zip(forward, backward)
+            ]
+        )
+    )
     best = max(per_layer, key=lambda e: e["heads_averaged"]["bidirectional"])
-    best_head = max(((e["layer"], h, s["bidirectional"]) for e in per_layer for h, s in enumerate(e["heads"])),
-                    key=lambda x: x[2])
+    best_head = max(((e["layer"], h, s["bidirectional"]) for e in per_layer for h, s in enumerate(e["heads"])), key=lambda x: x[2])
     result = {
         "what": "agreement of cross-attention word alignments between en→de and de→en (teacher-forced on the "
-                "Multi30K test references) and with a positional diagonal baseline; no gold alignments",
+        "Multi30K test references) and with a positional diagonal baseline; no gold alignments",
         "checkpoint": args.checkpoint.name,
         "test_set": "multi30k test_2016_flickr en-de",
         "sentences": len(english),
         "method": "argmax per target word over heads-averaged (or single-head) cross-attention, pieces merged into words; "
-                  "the row of a piece is the step that produced it (rows_fed: the next step, where it is the input)",
+        "the row of a piece is the step that produced it (rows_fed: the next step, where it is the input)",
         "layers": per_layer,
         "diagonal_baseline_bidirectional": diagonal_both,
         "best_layer_heads_averaged": best["layer"],

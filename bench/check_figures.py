@@ -44,8 +44,7 @@ END = "<!-- figures:speed end -->"
 SECTIONS = (
     ("## The shipped model", ("checkpoints/multi30k-4lang/eval_test.json",), ("floor",)),
     ("## Looking inside", ("bench/results/transfer*.json",), ()),
-    ("## Speed and memory", ("bench/results.json", "bench/results/*.json", "bench/results/*/*.json",
-                             "bench/load_test.json"), ()),
+    ("## Speed and memory", ("bench/results.json", "bench/results/*.json", "bench/results/*/*.json", "bench/load_test.json"), ()),
 )
 NUMBER = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(?![\w])")
 
@@ -85,7 +84,7 @@ def backed(text: str, values: list[float]) -> bool:
     """Is the printed number `text` (e.g. "4,643", "35.0", "1.36") some stored value, rounded?"""
     plain = text.replace(",", "")
     decimals = len(plain.split(".")[1]) if "." in plain else 0
-    x, tolerance = float(plain), 0.5 * 10 ** -decimals + 1e-9
+    x, tolerance = float(plain), 0.5 * 10**-decimals + 1e-9
     i = bisect.bisect_left(values, x - tolerance)
     return i < len(values) and values[i] <= x + tolerance
 
@@ -160,8 +159,12 @@ COLUMNS = {  # column -> system name in each layout
     "ct2_float32": {"one_batch_per_core": "ct2_float32_streams", "one_batch_at_a_time": "ct2_float32"},
     "ct2_int8": {"one_batch_per_core": "ct2_int8_streams", "one_batch_at_a_time": "ct2_int8"},
 }
-DEFAULT_LAYOUT = {"core": "one_batch_per_core", "hf": "one_batch_at_a_time", "ct2_float32": "one_batch_at_a_time",
-                  "ct2_int8": "one_batch_at_a_time"}
+DEFAULT_LAYOUT = {
+    "core": "one_batch_per_core",
+    "hf": "one_batch_at_a_time",
+    "ct2_float32": "one_batch_at_a_time",
+    "ct2_int8": "one_batch_at_a_time",
+}
 
 
 def _n(x: float) -> str:
@@ -173,8 +176,11 @@ def _speed(block: dict, name: str, bold: bool = False) -> str:
     if not r:
         return "—"
     main = f"**{_n(r['sentences_per_s'])}**" if bold else _n(r["sentences_per_s"])
-    spread = (f" [{_n(r['sentences_per_s_min'])}–{_n(r['sentences_per_s_max'])}]"
-              if "sentences_per_s_min" in r and r["sentences_per_s_max"] > r["sentences_per_s_min"] else "")
+    spread = (
+        f" [{_n(r['sentences_per_s_min'])}–{_n(r['sentences_per_s_max'])}]"
+        if "sentences_per_s_min" in r and r["sentences_per_s_max"] > r["sentences_per_s_min"]
+        else ""
+    )
     return f"{main}{spread} ({r['bleu']:.1f})"
 
 
@@ -186,8 +192,9 @@ def _ratios(block: dict) -> dict:
     from bench import decode_speed
 
     core_bleu = block["core"]["bleu"]
-    systems = {n: {**v, "bleu_minus_core": v["bleu"] - core_bleu} for n, v in block.items()
-               if isinstance(v, dict) and "sentences_per_s" in v}
+    systems = {
+        n: {**v, "bleu_minus_core": v["bleu"] - core_bleu} for n, v in block.items() if isinstance(v, dict) and "sentences_per_s" in v
+    }
     return decode_speed.ratios(systems)
 
 
@@ -197,59 +204,79 @@ def _x(value: float | None) -> str:
 
 def speed_block(results: dict) -> str:
     """The README's first speed table and the lines under it, from bench/results.json."""
-    rows = ["| measure | core | HF transformers | CTranslate2 fp32 | CTranslate2 int8 |",
-            "| --- | ---: | ---: | ---: | ---: |"]
+    rows = ["| measure | core | HF transformers | CTranslate2 fp32 | CTranslate2 int8 |", "| --- | ---: | ---: | ---: | ---: |"]
     train, mfu = results.get("train_tokens_per_s"), results.get("mfu")
     if train:
-        rows.append(f"| training, small preset, fp32 (src+tgt tokens/s) | {train['core']:,.0f} ({train['ratio']:.2f}× HF, "
-                    f"MFU {100 * mfu['core']:.0f}%) | {train['hf']:,.0f} (MFU {100 * mfu['hf']:.0f}%) | — | — |")
+        rows.append(
+            f"| training, small preset, fp32 (src+tgt tokens/s) | {train['core']:,.0f} ({train['ratio']:.2f}× HF, "
+            f"MFU {100 * mfu['core']:.0f}%) | {train['hf']:,.0f} (MFU {100 * mfu['hf']:.0f}%) | — | — |"
+        )
     bf16 = results.get("train_tokens_per_s_bf16")
     if bf16:
-        rows.append(f"| training, bf16 autocast (tokens/s) | {bf16['core']:,.0f} ({bf16['ratio']:.2f}× HF) | "
-                    f"{bf16['hf']:,.0f} | — | — |")
+        rows.append(f"| training, bf16 autocast (tokens/s) | {bf16['core']:,.0f} ({bf16['ratio']:.2f}× HF) | {bf16['hf']:,.0f} | — | — |")
     greedy, beam = results.get("decode_greedy"), results.get("decode_beam4")
     lines_after = []
     if greedy and beam:
         for label, block in (("greedy", greedy), ("beam 4", beam)):
-            for layout, words in (("one_batch_per_core", "one batch per core"),
-                                  ("one_batch_at_a_time", "one batch at a time on all cores")):
+            for layout, words in (
+                ("one_batch_per_core", "one batch per core"),
+                ("one_batch_at_a_time", "one batch at a time on all cores"),
+            ):
                 what = f"{label}, {words}" + (" (sent/s [min–max], BLEU)" if label == "greedy" and layout == LAYOUTS[0] else "")
                 cells = [_speed(block, COLUMNS[c][layout], bold=DEFAULT_LAYOUT[c] == layout) for c in COLUMNS]
                 if cells[1] != "—" and layout == "one_batch_per_core":
                     cells[1] += "¹"
                 rows.append(f"| {what} | " + " | ".join(cells) + " |")
         if "ct2_float32_patience1" in beam:
-            rows.append("| beam 4, CTranslate2's default stopping rule (`patience=1`): one batch per core / at a time | — | — | "
-                        f"{_speed(beam, 'ct2_float32_streams_patience1')} / {_speed(beam, 'ct2_float32_patience1')} | — |")
+            rows.append(
+                "| beam 4, CTranslate2's default stopping rule (`patience=1`): one batch per core / at a time | — | — | "
+                f"{_speed(beam, 'ct2_float32_streams_patience1')} / {_speed(beam, 'ct2_float32_patience1')} | — |"
+            )
         if "core_int8" in beam or "core_bf16" in beam:
-            rows.append(f"| beam 4, int8 dynamic quantization (`--int8`) / bf16 autocast (`--bf16`) | "
-                        f"{_speed(beam, 'core_int8')} / {_speed(beam, 'core_bf16')} | bf16: {_speed(beam, 'hf_bf16')} | | |")
+            rows.append(
+                f"| beam 4, int8 dynamic quantization (`--int8`) / bf16 autocast (`--bf16`) | "
+                f"{_speed(beam, 'core_int8')} / {_speed(beam, 'core_bf16')} | bf16: {_speed(beam, 'hf_bf16')} | | |"
+            )
         r_greedy, r_beam = _ratios(greedy), _ratios(beam)
         for label, r in (("beam 4", r_beam), ("greedy", r_greedy)):
-            rows.append(f"| **core ÷ engine, same layout**, {label}: one batch per core / one at a time | | "
-                        f"{_x(r[LAYOUTS[0]].get('core_over_hf'))} / {_x(r[LAYOUTS[1]].get('core_over_hf'))} | "
-                        f"{_x(r[LAYOUTS[0]].get('core_over_ct2_float32'))} / {_x(r[LAYOUTS[1]].get('core_over_ct2_float32'))} | |")
-        rows.append(f"| core ÷ engine, each in its best layout: beam 4 / greedy | | "
-                    f"{_x(r_beam['best_layout'].get('core_over_hf'))} / {_x(r_greedy['best_layout'].get('core_over_hf'))} | "
-                    f"{_x(r_beam['best_layout'].get('core_over_ct2_float32'))} / "
-                    f"{_x(r_greedy['best_layout'].get('core_over_ct2_float32'))} | |")
+            rows.append(
+                f"| **core ÷ engine, same layout**, {label}: one batch per core / one at a time | | "
+                f"{_x(r[LAYOUTS[0]].get('core_over_hf'))} / {_x(r[LAYOUTS[1]].get('core_over_hf'))} | "
+                f"{_x(r[LAYOUTS[0]].get('core_over_ct2_float32'))} / {_x(r[LAYOUTS[1]].get('core_over_ct2_float32'))} | |"
+            )
+        rows.append(
+            f"| core ÷ engine, each in its best layout: beam 4 / greedy | | "
+            f"{_x(r_beam['best_layout'].get('core_over_hf'))} / {_x(r_greedy['best_layout'].get('core_over_hf'))} | "
+            f"{_x(r_beam['best_layout'].get('core_over_ct2_float32'))} / "
+            f"{_x(r_greedy['best_layout'].get('core_over_ct2_float32'))} | |"
+        )
         per_core, at_a_time = beam.get("core"), beam.get("core_one_stream")
         if per_core and at_a_time:
             g = greedy["core"]["sentences_per_s"] / greedy["core_one_stream"]["sentences_per_s"]
-            lines_after.append(f"Core, one batch per core over one batch at a time: beam 4 "
-                               f"{per_core['sentences_per_s'] / at_a_time['sentences_per_s']:.2f}×, greedy {g:.2f}×.")
-        same = [f"{label} " + ", ".join(f"{engine} {100 * block[name]['identical_to_core']:.1f}%"
-                                        for engine, name in (("HF", "hf"), ("CTranslate2 float32", "ct2_float32"))
-                                        if name in block)
-                for label, block in (("greedy", greedy), ("beam 4", beam))]
+            lines_after.append(
+                f"Core, one batch per core over one batch at a time: beam 4 "
+                f"{per_core['sentences_per_s'] / at_a_time['sentences_per_s']:.2f}×, greedy {g:.2f}×."
+            )
+        same = [
+            f"{label} "
+            + ", ".join(
+                f"{engine} {100 * block[name]['identical_to_core']:.1f}%"
+                for engine, name in (("HF", "hf"), ("CTranslate2 float32", "ct2_float32"))
+                if name in block
+            )
+            for label, block in (("greedy", greedy), ("beam 4", beam))
+        ]
         lines_after.append("Translations identical to core's (of the float32 peers, `identical_to_core`): " + "; ".join(same) + ".")
         ct2_best = r_beam["best_layout"]["systems"].get("ct2_float32")
         if ct2_best:
             lines_after.append(f"Fastest CTranslate2 float32 configuration with core's beam-4 BLEU (±0.1): `{ct2_best}`.")
     targets = results.get("targets") or {}
     if targets:
-        names = {"train_core_over_hf": "training ≥ {t:g}× HF", "beam4_core_over_hf": "beam 4 ≥ {t:g}× HF `generate()`",
-                 "beam4_core_over_ct2_float32": "beam 4 ≥ {t:g}× CTranslate2 float32 at the same BLEU"}
+        names = {
+            "train_core_over_hf": "training ≥ {t:g}× HF",
+            "beam4_core_over_hf": "beam 4 ≥ {t:g}× HF `generate()`",
+            "beam4_core_over_ct2_float32": "beam 4 ≥ {t:g}× CTranslate2 float32 at the same BLEU",
+        }
         parts = []
         like_for_like = {}
         if greedy and beam:  # decoding targets on the same-layout ratios, whatever the file judged them on
@@ -260,31 +287,41 @@ def speed_block(results: dict) -> str:
         for key, value in targets.items():
             measured = like_for_like.get(key, value["measured"])
             met = measured >= value["target"]
-            parts.append(f"{names.get(key, key).format(t=value['target'])}: {measured:.2f}× — "
-                         f"{'met' if met else '**not met**'}")
-        lines_after.append("Targets, judged like for like (decoding: the lower of the two same-layout ratios): "
-                           + "; ".join(parts) + ".")
+            parts.append(f"{names.get(key, key).format(t=value['target'])}: {measured:.2f}× — {'met' if met else '**not met**'}")
+        lines_after.append("Targets, judged like for like (decoding: the lower of the two same-layout ratios): " + "; ".join(parts) + ".")
     memory = results.get("peak_rss_mb")
     if memory:
-        lines_after.append("Peak memory (MB, `bench/results/memory.json`): "
-                           + ", ".join(f"{k.replace('_', ' ')} {v:,.0f}" for k, v in memory.items()) + ".")
+        lines_after.append(
+            "Peak memory (MB, `bench/results/memory.json`): "
+            + ", ".join(f"{k.replace('_', ' ')} {v:,.0f}" for k, v in memory.items())
+            + "."
+        )
     quality = results.get("quality_at_equal_time")
     if quality:
         final = quality["final"]
-        lines_after.append(f"Quality at equal time ({quality['setup']['minutes_each']:g} min each, {quality['setup']['size']} shape): "
-                           + ", ".join(f"{name} {f['valid_bleu']:.1f}" for name, f in final.items())
-                           + " validation BLEU.")
+        lines_after.append(
+            f"Quality at equal time ({quality['setup']['minutes_each']:g} min each, {quality['setup']['size']} shape): "
+            + ", ".join(f"{name} {f['valid_bleu']:.1f}" for name, f in final.items())
+            + " validation BLEU."
+        )
     classroom = results.get("classroom")
     if classroom:
         minutes, seconds = divmod(round(classroom["wall_seconds"]), 60)
-        lines_after.append(f"Classroom run (`{classroom['command']}`): {minutes} min {seconds:02d} s, mean validation BLEU "
-                           f"{classroom['mean_valid_bleu']:.1f} (`bench/results/classroom.json`).")
+        lines_after.append(
+            f"Classroom run (`{classroom['command']}`): {minutes} min {seconds:02d} s, mean validation BLEU "
+            f"{classroom['mean_valid_bleu']:.1f} (`bench/results/classroom.json`)."
+        )
     git = (results.get("provenance") or {}).get("git") or {}
     machine = results.get("machine") or {}
-    source = (f"commit {git['commit'][:7]}{' with uncommitted changes' if git.get('dirty') else ''}"
-              if git.get("commit") else "commit not recorded (written before commits were recorded)")
-    lines_after.append(f"From `bench/results.json`: {'quick' if results.get('quick') else 'full'} run of "
-                       f"{machine.get('date', '?')[:10]}, {source}, {machine.get('cpu', '?')}, {machine.get('threads', '?')} threads.")
+    source = (
+        f"commit {git['commit'][:7]}{' with uncommitted changes' if git.get('dirty') else ''}"
+        if git.get("commit")
+        else "commit not recorded (written before commits were recorded)"
+    )
+    lines_after.append(
+        f"From `bench/results.json`: {'quick' if results.get('quick') else 'full'} run of "
+        f"{machine.get('date', '?')[:10]}, {source}, {machine.get('cpu', '?')}, {machine.get('threads', '?')} threads."
+    )
     return "\n".join([BEGIN, *rows, "", *lines_after, END])
 
 
@@ -302,19 +339,23 @@ def check(readme: Path, results_path: Path = RESULTS, root: Path = ROOT, prose: 
     if BEGIN in text and END in text:
         results = json.loads(results_path.read_text(encoding="utf-8"))
         start = text.index(BEGIN)
-        current = text[start:text.index(END) + len(END)]
+        current = text[start : text.index(END) + len(END)]
         if current != speed_block(results):
             wanted = speed_block(results).splitlines()
             line_no = text[:start].count("\n") + 1
             for offset, (have, want) in enumerate(zip(current.splitlines(), wanted)):
                 if have != want:
-                    problems.append(f"{readme.name}:{line_no + offset}: the generated speed block differs from "
-                                    f"{results_path.name} (run `python bench/check_figures.py --write`):\n"
-                                    f"    README: {have}\n    results: {want}")
+                    problems.append(
+                        f"{readme.name}:{line_no + offset}: the generated speed block differs from "
+                        f"{results_path.name} (run `python bench/check_figures.py --write`):\n"
+                        f"    README: {have}\n    results: {want}"
+                    )
                     break
             else:
-                problems.append(f"{readme.name}:{line_no}: the generated speed block differs from {results_path.name} "
-                                "(run `python bench/check_figures.py --write`)")
+                problems.append(
+                    f"{readme.name}:{line_no}: the generated speed block differs from {results_path.name} "
+                    "(run `python bench/check_figures.py --write`)"
+                )
     else:
         problems.append(f"{readme.name}: the generated speed block (`{BEGIN[:30]}…`) is missing")
     found = sections(text)
@@ -325,11 +366,15 @@ def check(readme: Path, results_path: Path = RESULTS, root: Path = ROOT, prose: 
         values, files = stored_values(globs, root)
         for line_no, figure, label in table_figures(first, lines, skip):
             if not files:
-                problems.append(f"{readme.name}:{line_no}: {figure} ({label!r}, section {prefix[3:]!r}): "
-                                f"no artifact ({', '.join(globs)}) backs this section")
+                problems.append(
+                    f"{readme.name}:{line_no}: {figure} ({label!r}, section {prefix[3:]!r}): "
+                    f"no artifact ({', '.join(globs)}) backs this section"
+                )
             elif not backed(figure, values):
-                problems.append(f"{readme.name}:{line_no}: {figure} ({label!r}, section {prefix[3:]!r}) matches no "
-                                f"stored value in {', '.join(str(f.relative_to(root)) for f in files)}")
+                problems.append(
+                    f"{readme.name}:{line_no}: {figure} ({label!r}, section {prefix[3:]!r}) matches no "
+                    f"stored value in {', '.join(str(f.relative_to(root)) for f in files)}"
+                )
         if prose:
             for line_no, figure in prose_figures(first, lines):
                 if not backed(figure, values):

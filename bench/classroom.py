@@ -58,8 +58,12 @@ def main() -> int:
         "bleu_signature": final.get("bleu_signature"),
         "bleu_floor": BLEU_FLOOR,
     }
-    print(common.markdown_table(["command", "wall s", "mean valid BLEU", "directions"],
-                                [[result["command"], result["wall_seconds"], f"{final['mean_bleu']:.1f}", len(final["bleu"])]]))
+    print(
+        common.markdown_table(
+            ["command", "wall s", "mean valid BLEU", "directions"],
+            [[result["command"], result["wall_seconds"], f"{final['mean_bleu']:.1f}", len(final["bleu"])]],
+        )
+    )
     common.write_json(common.result_path("classroom", args.json), result)
     return 0 if args.steps or final["mean_bleu"] >= BLEU_FLOOR else 1  # no floor for a shortened run
 

@@ -115,8 +115,11 @@ def other_cpu_load() -> dict[str, Any]:
                 busy.append({"pid": proc.info["pid"], "cmd": cmd[:160]})
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
-    return {"load_average_1m": os.getloadavg()[0], "python_jobs": busy,
-            "shipped_training_running": any(SHIPPED_TRAINING_PATTERN in b["cmd"] for b in busy)}
+    return {
+        "load_average_1m": os.getloadavg()[0],
+        "python_jobs": busy,
+        "shipped_training_running": any(SHIPPED_TRAINING_PATTERN in b["cmd"] for b in busy),
+    }
 
 
 def cpu_busy_seconds() -> float | None:
@@ -177,8 +180,15 @@ def test_set(src: str = "en", tgt: str = "de") -> tuple[list[str], list[str]]:
     return read_lines(folder / f"test_2016_flickr.{src}.gz"), read_lines(folder / f"test_2016_flickr.{tgt}.gz")
 
 
-def training_stream(tokenizer, directions: list[str], tokens_per_batch: int, split: str = "train",
-                    temperature: float = 5.0, seed: int = 1, max_tokens: int = 128) -> BatchStream:
+def training_stream(
+    tokenizer,
+    directions: list[str],
+    tokens_per_batch: int,
+    split: str = "train",
+    temperature: float = 5.0,
+    seed: int = 1,
+    max_tokens: int = 128,
+) -> BatchStream:
     """Core's own BatchStream over Multi30K, encoded with `tokenizer` (the shipped vocabulary)."""
     from core.corpus import load_multi30k
 
@@ -233,7 +243,8 @@ def forward_flops(config: ModelConfig, batch: Batch) -> float:
     decoder = config.n_decoder_layers * (
         t * (4 * d * d)  # self-attention Q, K, V, O
         + t * (t + 1) * d  # causal QKᵀ and AV
-        + t * (2 * d * d) + s * (2 * d * d)  # cross-attention Q, O on the target; K, V on the source
+        + t * (2 * d * d)
+        + s * (2 * d * d)  # cross-attention Q, O on the target; K, V on the source
         + 2 * t * s * d  # cross QKᵀ and AV
         + t * (2 * d * f)  # FFN
     )
@@ -246,8 +257,9 @@ def training_flops(config: ModelConfig, batch: Batch) -> float:
     return 3.0 * forward_flops(config, batch)
 
 
-def matmul_rate(dtype: torch.dtype = torch.float32, n: int = 1024, seconds: float = 2.0,
-                shape: tuple[int, int, int] | None = None, device: str = "cpu") -> float:
+def matmul_rate(
+    dtype: torch.dtype = torch.float32, n: int = 1024, seconds: float = 2.0, shape: tuple[int, int, int] | None = None, device: str = "cpu"
+) -> float:
     """Best sustained FLOP/s of torch.mm on this machine with the current thread count
     (on a GPU: 8192³, the size at which its matmul rate is reached)."""
     if torch.device(device).type != "cpu" and shape is None:
@@ -304,6 +316,7 @@ def markdown_table(headers: list[str], rows: list[list[Any]]) -> str:
 def git_info() -> dict[str, Any]:
     """The commit the code under test comes from: `git rev-parse HEAD`, and whether tracked files
     differ from it (`dirty`: the numbers then come from uncommitted code, `dirty_files` says which)."""
+
     def git(*args: str) -> str | None:
         try:
             done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=20)
@@ -320,8 +333,11 @@ def git_info() -> dict[str, Any]:
 def provenance() -> dict[str, Any]:
     """Where a results file comes from: the commit (and whether the tree was dirty), the command
     line and the time it was written. `write_json` adds it, and the machine, to every results file."""
-    return {"git": git_info(), "command": " ".join(["python", *sys.argv]),
-            "written": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
+    return {
+        "git": git_info(),
+        "command": " ".join(["python", *sys.argv]),
+        "written": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+    }
 
 
 def write_json(path: Path, data: dict[str, Any]) -> Path:

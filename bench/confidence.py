@@ -80,8 +80,7 @@ def best_threshold(positive: list[float], negative: list[float]) -> dict:
     return best
 
 
-def measure(translator: Translator, sources: dict[str, list[str]], references: dict[str, list[str]],
-            beam: int) -> dict:
+def measure(translator: Translator, sources: dict[str, list[str]], references: dict[str, list[str]], beam: int) -> dict:
     chrf = CHRF()
     found = {}
     for name, lines in sources.items():
@@ -99,21 +98,26 @@ def measure(translator: Translator, sources: dict[str, list[str]], references: d
         "sentences": {name: len(f["confidence"]) for name, f in found.items()},
         "auc_in_vs_out": auc(inside["confidence"], outside["confidence"]),
         "auc_in_vs_out_min_piece_prob": auc(inside["min_piece_prob"], outside["min_piece_prob"]),
-        "chrf_correlation_all": {"pearson": pearson(both["confidence"], both["chrf"]),
-                                 "spearman": spearman(both["confidence"], both["chrf"])},
-        "chrf_correlation_in_domain": {"pearson": pearson(inside["confidence"], inside["chrf"]),
-                                       "spearman": spearman(inside["confidence"], inside["chrf"])},
+        "chrf_correlation_all": {
+            "pearson": pearson(both["confidence"], both["chrf"]),
+            "spearman": spearman(both["confidence"], both["chrf"]),
+        },
+        "chrf_correlation_in_domain": {
+            "pearson": pearson(inside["confidence"], inside["chrf"]),
+            "spearman": spearman(inside["confidence"], inside["chrf"]),
+        },
         "mean_confidence": {name: float(np.mean(f["confidence"])) for name, f in found.items()},
         "mean_chrf": {name: float(np.mean(f["chrf"])) for name, f in found.items()},
-        "below_low_confidence": {name: float(np.mean(np.asarray(f["confidence"]) < LOW_CONFIDENCE))
-                                 for name, f in found.items()},
+        "below_low_confidence": {name: float(np.mean(np.asarray(f["confidence"]) < LOW_CONFIDENCE)) for name, f in found.items()},
         "best_threshold": best_threshold(inside["confidence"], outside["confidence"]),
         "examples": {name: f["examples"] for name, f in found.items()},
         "chrf_signature": str(chrf.get_signature()),
     }
-    log(f"beam {beam}: AUC {summary['auc_in_vs_out']:.3f}, Spearman with chrF "
+    log(
+        f"beam {beam}: AUC {summary['auc_in_vs_out']:.3f}, Spearman with chrF "
         f"{summary['chrf_correlation_all']['spearman']:.3f} (all) "
-        f"{summary['chrf_correlation_in_domain']['spearman']:.3f} (in-domain)")
+        f"{summary['chrf_correlation_in_domain']['spearman']:.3f} (in-domain)"
+    )
     return summary
 
 

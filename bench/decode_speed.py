@@ -95,8 +95,10 @@ SYSTEMS = {  # name in the JSON: label in the tables
 LAYOUTS = ("one_batch_per_core", "one_batch_at_a_time")
 CORE = {"one_batch_per_core": "core", "one_batch_at_a_time": "core_one_stream"}
 HF = {"one_batch_per_core": "hf_streams", "one_batch_at_a_time": "hf"}
-CT2_FLOAT32 = {"one_batch_per_core": ("ct2_float32_streams", "ct2_float32_streams_patience1"),
-               "one_batch_at_a_time": ("ct2_float32", "ct2_float32_patience1")}
+CT2_FLOAT32 = {
+    "one_batch_per_core": ("ct2_float32_streams", "ct2_float32_streams_patience1"),
+    "one_batch_at_a_time": ("ct2_float32", "ct2_float32_patience1"),
+}
 SAME_BLEU = 0.1  # a CT2 configuration "gives the same BLEU" when it is within this of core's
 
 
@@ -113,7 +115,7 @@ def sorted_chunks(translator, lines: list[str]) -> list[tuple[list[int], list[li
     """(line indices, source ids) per batch: core's preprocessing and order (longest first)."""
     encoded = [common.source_ids(translator, line, TGT) for line in lines]
     order = sorted(range(len(lines)), key=lambda i: len(encoded[i]), reverse=True)
-    return [(order[s:s + BATCH], [encoded[i] for i in order[s:s + BATCH]]) for s in range(0, len(order), BATCH)]
+    return [(order[s : s + BATCH], [encoded[i] for i in order[s : s + BATCH]]) for s in range(0, len(order), BATCH)]
 
 
 def sentence_limits(ids: list[list[int]], max_positions: int) -> list[int]:
@@ -122,8 +124,7 @@ def sentence_limits(ids: list[list[int]], max_positions: int) -> list[int]:
 
 
 def run_core(translator, lines: list[str], beam: int, workers: int | None = None) -> tuple[list[str], int]:
-    results = translator.translate(lines, SRC, TGT, beam_size=beam, length_penalty=1.0, batch_size=BATCH, limits=LIMITS,
-                                   workers=workers)
+    results = translator.translate(lines, SRC, TGT, beam_size=beam, length_penalty=1.0, batch_size=BATCH, limits=LIMITS, workers=workers)
     return [r.text for r in results], sum(len(r.pieces) + 1 for r in results)
 
 
@@ -136,7 +137,7 @@ def run_chunks(search, translator, lines: list[str], workers: int) -> tuple[list
     found = parallel_map(lambda job: search(job[1], job[2]), jobs, workers)
     for (indices, _, limits), rows in zip(jobs, found):
         for i, row, limit in zip(indices, rows, limits):
-            tokens = _strip(row)[:limit - 1]
+            tokens = _strip(row)[: limit - 1]
             generated += len(tokens) + 1
             texts[i] = translator.tokenizer.decode(tokens)
     return texts, generated
@@ -148,28 +149,40 @@ def run_hf(hf_model, translator, lines: list[str], beam: int, bf16: bool = False
         source = _pad(ids).to(hf_model.device)
         options = {"num_beams": beam, "length_penalty": 1.0, "early_stopping": False} if beam > 1 else {"num_beams": 1}
         with torch.autocast(hf_model.device.type, dtype=torch.bfloat16, enabled=bf16):
-            out = hf_model.generate(input_ids=source, attention_mask=(source != PAD_ID).long(), do_sample=False,
-                                    num_return_sequences=1, max_length=1 + max(limits), **options)
+            out = hf_model.generate(
+                input_ids=source,
+                attention_mask=(source != PAD_ID).long(),
+                do_sample=False,
+                num_return_sequences=1,
+                max_length=1 + max(limits),
+                **options,
+            )
         return out[:, 1:].tolist()
 
     return run_chunks(search, translator, lines, workers)
 
 
-def run_ct2(ct2_translator, translator, vocabulary: list[str], lines: list[str], beam: int,
-            patience: int = CT2_PATIENCE, workers: int = 1) -> tuple[list[str], int]:
+def run_ct2(
+    ct2_translator, translator, vocabulary: list[str], lines: list[str], beam: int, patience: int = CT2_PATIENCE, workers: int = 1
+) -> tuple[list[str], int]:
     piece_id = translator.tokenizer.processor.piece_to_id
 
     def search(ids: list[list[int]], limits: list[int]) -> list[list[int]]:
         results = ct2_translator.translate_batch(
-            [[vocabulary[i] for i in row] for row in ids], beam_size=beam, length_penalty=1.0, num_hypotheses=1,
-            max_batch_size=BATCH, max_decoding_length=max(limits), patience=patience)
+            [[vocabulary[i] for i in row] for row in ids],
+            beam_size=beam,
+            length_penalty=1.0,
+            num_hypotheses=1,
+            max_batch_size=BATCH,
+            max_decoding_length=max(limits),
+            patience=patience,
+        )
         return [[piece_id(p) for p in result.hypotheses[0]] for result in results]
 
     return run_chunks(search, translator, lines, workers)
 
 
-def ctranslate2_translators(translator, vocabulary: list[str], device: str,
-                             n_threads: int) -> tuple[dict[str, object], float | None]:
+def ctranslate2_translators(translator, vocabulary: list[str], device: str, n_threads: int) -> tuple[dict[str, object], float | None]:
     """CTranslate2 translators for the same weights, on `device`: float32 and int8, each as one
     worker on all threads and (on the CPU) as one worker per thread ("*_streams"); none where the
     installed CTranslate2 cannot run there (its pip wheels are built for one CUDA version)."""
@@ -189,9 +202,11 @@ def ctranslate2_translators(translator, vocabulary: list[str], device: str,
     layouts = {"": {"intra_threads": n_threads, "inter_threads": 1}}
     if kind == "cpu" and n_threads > 1:
         layouts["_streams"] = {"intra_threads": 1, "inter_threads": n_threads}
-    translators = {f"{compute}{suffix}": ctranslate2.Translator(str(folder), device=kind, compute_type=compute,
-                                                               **(threads if kind == "cpu" else {}))
-                   for compute in ("float32", "int8") for suffix, threads in layouts.items()}
+    translators = {
+        f"{compute}{suffix}": ctranslate2.Translator(str(folder), device=kind, compute_type=compute, **(threads if kind == "cpu" else {}))
+        for compute in ("float32", "int8")
+        for suffix, threads in layouts.items()
+    }
     # CTranslate2 sets the creating thread's OpenMP thread count to its intra_threads, which is
     # torch's count too: without this, everything torch runs afterwards here would use one core.
     torch.set_num_threads(n_threads)
@@ -216,13 +231,29 @@ def profile_core_beam(translator, lines: list[str], beam: int = 4, sentences: in
         functions.append({"function": short, "calls": calls, "self_s": tottime, "cumulative_s": cumtime})
     by_cumulative = sorted(functions, key=lambda f: -f["cumulative_s"])
     by_self = sorted(functions, key=lambda f: -f["self_s"])
-    wanted = ("_next_log_probs", "reorder_caches", "_beams_done", "_force_end", "decode", "encode", "_start",
-              "logits", "<method 'topk'", "<method 'argsort'", "<built-in method cat>", "<method 'index_select'",
-              "<method 'nonzero'", "<method 'tolist'", "<method 'log_softmax'")
+    wanted = (
+        "_next_log_probs",
+        "reorder_caches",
+        "_beams_done",
+        "_force_end",
+        "decode",
+        "encode",
+        "_start",
+        "logits",
+        "<method 'topk'",
+        "<method 'argsort'",
+        "<built-in method cat>",
+        "<method 'index_select'",
+        "<method 'nonzero'",
+        "<method 'tolist'",
+        "<method 'log_softmax'",
+    )
     key = {f["function"]: f for f in functions}
-    breakdown = {name: {"cumulative_s": round(f["cumulative_s"], 3), "share": round(f["cumulative_s"] / total, 3),
-                        "calls": f["calls"]}
-                 for name, f in key.items() if any(w in name for w in wanted) and f["cumulative_s"] > 0.005}
+    breakdown = {
+        name: {"cumulative_s": round(f["cumulative_s"], 3), "share": round(f["cumulative_s"] / total, 3), "calls": f["calls"]}
+        for name, f in key.items()
+        if any(w in name for w in wanted) and f["cumulative_s"] > 0.005
+    }
     # Op-level view of the same work (one batch is enough).
     from torch.profiler import ProfilerActivity, profile
 
@@ -231,12 +262,16 @@ def profile_core_beam(translator, lines: list[str], beam: int = 4, sentences: in
     ops = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
     op_total = sum(e.self_cpu_time_total for e in ops) or 1
     return {
-        "sentences": sum(len(i) for i, _ in chunks), "beam": beam, "total_s": total,
+        "sentences": sum(len(i) for i, _ in chunks),
+        "beam": beam,
+        "total_s": total,
         "functions": breakdown,
         "top_by_self_time": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in f.items()} for f in by_self[:15]],
         "top_by_cumulative": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in f.items()} for f in by_cumulative[:25]],
-        "top_ops_one_batch": [{"op": e.key, "calls": e.count, "self_ms": e.self_cpu_time_total / 1000,
-                               "share": e.self_cpu_time_total / op_total} for e in ops[:15]],
+        "top_ops_one_batch": [
+            {"op": e.key, "calls": e.count, "self_ms": e.self_cpu_time_total / 1000, "share": e.self_cpu_time_total / op_total}
+            for e in ops[:15]
+        ],
     }
 
 
@@ -256,11 +291,19 @@ def ratios(block: dict) -> dict:
     1 or 2) that gives core's BLEU. Medians of the alternating rounds."""
     rate = {n: block[n]["sentences_per_s"] for n in block if isinstance(block[n], dict) and "sentences_per_s" in block[n]}
     out: dict = {}
-    layouts = {layout: {"core": CORE[layout] if CORE[layout] in rate else None,
-                        "hf": HF[layout] if HF[layout] in rate else None,
-                        "ct2_float32": _ct2_same_bleu(block, CT2_FLOAT32[layout])} for layout in LAYOUTS}
-    best = {"core": _fastest(block, CORE.values()), "hf": _fastest(block, HF.values()),
-            "ct2_float32": _ct2_same_bleu(block, [n for pair in CT2_FLOAT32.values() for n in pair])}
+    layouts = {
+        layout: {
+            "core": CORE[layout] if CORE[layout] in rate else None,
+            "hf": HF[layout] if HF[layout] in rate else None,
+            "ct2_float32": _ct2_same_bleu(block, CT2_FLOAT32[layout]),
+        }
+        for layout in LAYOUTS
+    }
+    best = {
+        "core": _fastest(block, CORE.values()),
+        "hf": _fastest(block, HF.values()),
+        "ct2_float32": _ct2_same_bleu(block, [n for pair in CT2_FLOAT32.values() for n in pair]),
+    }
     for label, chosen in (("best_layout", best), *layouts.items()):
         entry = {"systems": chosen}
         if chosen["core"] and chosen["hf"]:
@@ -280,9 +323,14 @@ def targets(beam4_ratios: dict) -> dict:
         if not same:
             continue
         measured = min(same.values())
-        out[key] = {"target": common.TARGETS[key], "measured": measured, "like_for_like": same,
-                    "best_layouts": beam4_ratios["best_layout"].get(ratio),
-                    "met": measured >= common.TARGETS[key], "judged_on": "like-for-like, the lower of the two layouts"}
+        out[key] = {
+            "target": common.TARGETS[key],
+            "measured": measured,
+            "like_for_like": same,
+            "best_layouts": beam4_ratios["best_layout"].get(ratio),
+            "met": measured >= common.TARGETS[key],
+            "judged_on": "like-for-like, the lower of the two layouts",
+        }
     return out
 
 
@@ -306,7 +354,7 @@ def main(argv: list[str] | None = None) -> dict:
     translator = core.load(args.checkpoint, device=args.device)
     translator_bf16 = translator.in_bf16()
     sources, references = common.test_set(SRC, TGT)
-    sources, references = sources[:args.sentences], references[:args.sentences]
+    sources, references = sources[: args.sentences], references[: args.sentences]
     vocabulary = vocabulary_of(translator.tokenizer)
     hf_model, export_hf_s = common.timed(lambda: to_m2m100(translator.model).to(translator.device).eval())
     streams = workers_for(translator.device)  # one batch per core
@@ -325,30 +373,44 @@ def main(argv: list[str] | None = None) -> dict:
     ct2, export_ct2_s = ctranslate2_translators(translator, vocabulary, args.device, n_threads)
     for name, ct2_translator in ct2.items():
         workers = streams if name.endswith("_streams") else 1
-        systems[f"ct2_{name}"] = lambda lines, beam, t=ct2_translator, w=workers: run_ct2(
-            t, translator, vocabulary, lines, beam, workers=w)
+        systems[f"ct2_{name}"] = lambda lines, beam, t=ct2_translator, w=workers: run_ct2(t, translator, vocabulary, lines, beam, workers=w)
     if ct2:
         # beam only (with beam 1 patience makes no difference): CT2's default stopping rule, in both layouts
         systems["ct2_float32_patience1"] = lambda lines, beam: run_ct2(ct2["float32"], translator, vocabulary, lines, beam, 1)
         if "float32_streams" in ct2:
             systems["ct2_float32_streams_patience1"] = lambda lines, beam: run_ct2(
-                ct2["float32_streams"], translator, vocabulary, lines, beam, 1, workers=streams)
+                ct2["float32_streams"], translator, vocabulary, lines, beam, 1, workers=streams
+            )
     repeats = args.repeats or (3 if args.quick else 5)
-    log(f"decode_speed: {len(sources)} sentences {SRC}->{TGT}, batch {BATCH}, {n_threads} threads, {args.device}, "
-        f"{repeats} alternating rounds; exports took {export_hf_s:.1f} s (HF), {export_ct2_s or 0:.1f} s (CT2)")
+    log(
+        f"decode_speed: {len(sources)} sentences {SRC}->{TGT}, batch {BATCH}, {n_threads} threads, {args.device}, "
+        f"{repeats} alternating rounds; exports took {export_hf_s:.1f} s (HF), {export_ct2_s or 0:.1f} s (CT2)"
+    )
     for name, fn in systems.items():  # warm-up: first calls allocate and pick kernels
         if not name.endswith("_patience1"):  # the same CT2 models as ct2_float32 and ct2_float32_streams
             fn(sources[:8], 1)
             fn(sources[:8], 4)
 
     bleu = BLEU()
-    out = {"benchmark": "decode_speed", "quick": args.quick, "machine": common.machine_info(n_threads, args.device),
-           "setup": {"checkpoint": str(args.checkpoint), "direction": f"{SRC}-{TGT}", "test_set": "test_2016_flickr",
-                     "sentences": len(sources), "batch_size": BATCH, "length_penalty": 1.0,
-                     "max_len": f"{LIMITS.max_len_a}*source+{LIMITS.max_len_b}, largest of the batch, for every engine",
-                     "streams": streams, "ct2_patience": CT2_PATIENCE, "repeats": repeats,
-                     "order": "every round runs each system once; the order is reversed every other round",
-                     "export_s": {"hf": export_hf_s, "ct2": export_ct2_s}}}
+    out = {
+        "benchmark": "decode_speed",
+        "quick": args.quick,
+        "machine": common.machine_info(n_threads, args.device),
+        "setup": {
+            "checkpoint": str(args.checkpoint),
+            "direction": f"{SRC}-{TGT}",
+            "test_set": "test_2016_flickr",
+            "sentences": len(sources),
+            "batch_size": BATCH,
+            "length_penalty": 1.0,
+            "max_len": f"{LIMITS.max_len_a}*source+{LIMITS.max_len_b}, largest of the batch, for every engine",
+            "streams": streams,
+            "ct2_patience": CT2_PATIENCE,
+            "repeats": repeats,
+            "order": "every round runs each system once; the order is reversed every other round",
+            "export_s": {"hf": export_hf_s, "ct2": export_ct2_s},
+        },
+    }
     names = list(systems)
     runs: dict[int, dict[str, list[float]]] = {1: {}, 4: {}}
     outputs: dict[int, dict[str, tuple[list[str], int]]] = {1: {}, 4: {}}
@@ -371,19 +433,26 @@ def main(argv: list[str] | None = None) -> dict:
             rates = [len(sources) / s for s in seconds_each]
             score = bleu.corpus_score(texts, [references])
             seconds = common.median(seconds_each)
-            block[name] = {"sentences_per_s": common.median(rates), "sentences_per_s_min": min(rates),
-                           "sentences_per_s_max": max(rates), "tokens_per_s": generated / seconds,
-                           "seconds": seconds, "seconds_each": seconds_each, "generated_tokens": generated,
-                           "bleu": score.score}
-            log(f"  beam {beam} {name:30s} {block[name]['sentences_per_s']:7.1f} sent/s (median of {len(rates)}; "
-                f"{min(rates):.1f}-{max(rates):.1f}) BLEU {score.score:.2f}")
+            block[name] = {
+                "sentences_per_s": common.median(rates),
+                "sentences_per_s_min": min(rates),
+                "sentences_per_s_max": max(rates),
+                "tokens_per_s": generated / seconds,
+                "seconds": seconds,
+                "seconds_each": seconds_each,
+                "generated_tokens": generated,
+                "bleu": score.score,
+            }
+            log(
+                f"  beam {beam} {name:30s} {block[name]['sentences_per_s']:7.1f} sent/s (median of {len(rates)}; "
+                f"{min(rates):.1f}-{max(rates):.1f}) BLEU {score.score:.2f}"
+            )
         for name in block:
             same = sum(a == b for a, b in zip(outputs[beam][name][0], outputs[beam]["core"][0]))
             block[name]["identical_to_core"] = same / len(sources)
             block[name]["bleu_minus_core"] = block[name]["bleu"] - block["core"]["bleu"]
         block["bleu_signature"] = str(bleu.get_signature())
-        block["float32_bleu_within_0.1"] = all(abs(block[n]["bleu_minus_core"]) <= 0.1
-                                               for n in ("hf", "ct2_float32") if n in block)
+        block["float32_bleu_within_0.1"] = all(abs(block[n]["bleu_minus_core"]) <= 0.1 for n in ("hf", "ct2_float32") if n in block)
         block["ratios"] = ratios(block)
         out[key] = block
     out["targets"] = targets(out["decode_beam4"]["ratios"])
@@ -404,25 +473,46 @@ def table(out: dict) -> str:
             if name not in block:
                 continue
             b = block[name]
-            rows.append([label, name, b["sentences_per_s"], f"{b['sentences_per_s_min']:.1f}-{b['sentences_per_s_max']:.1f}",
-                         b["tokens_per_s"], f"{b['bleu']:.2f}", f"{b['bleu_minus_core']:+.2f}",
-                         f"{100 * b['identical_to_core']:.1f}%"])
-    text = (f"### Decoding {out['setup']['direction']}, {out['setup']['sentences']} sentences, batch {BATCH}, "
-            f"median of {out['setup']['repeats']} alternating rounds\n\n"
-            + common.markdown_table(["search", "system", "sent/s", "min-max", "tokens/s", "BLEU", "ΔBLEU vs core",
-                                     "same as core"], rows))
+            rows.append(
+                [
+                    label,
+                    name,
+                    b["sentences_per_s"],
+                    f"{b['sentences_per_s_min']:.1f}-{b['sentences_per_s_max']:.1f}",
+                    b["tokens_per_s"],
+                    f"{b['bleu']:.2f}",
+                    f"{b['bleu_minus_core']:+.2f}",
+                    f"{100 * b['identical_to_core']:.1f}%",
+                ]
+            )
+    text = (
+        f"### Decoding {out['setup']['direction']}, {out['setup']['sentences']} sentences, batch {BATCH}, "
+        f"median of {out['setup']['repeats']} alternating rounds\n\n"
+        + common.markdown_table(["search", "system", "sent/s", "min-max", "tokens/s", "BLEU", "ΔBLEU vs core", "same as core"], rows)
+    )
     rows = []
     for key, label in (("decode_greedy", "greedy"), ("decode_beam4", "beam 4")):
         for layout, r in out[key]["ratios"].items():
-            rows.append([label, layout, r.get("core_over_hf"), r.get("core_over_ct2_float32"),
-                         ", ".join(f"{k}={v}" for k, v in r["systems"].items())])
+            rows.append(
+                [
+                    label,
+                    layout,
+                    r.get("core_over_hf"),
+                    r.get("core_over_ct2_float32"),
+                    ", ".join(f"{k}={v}" for k, v in r["systems"].items()),
+                ]
+            )
     text += "\n\n" + common.markdown_table(["search", "layout", "core/HF", "core/CT2 fp32 (same BLEU)", "systems"], rows)
     profile = out.get("core_beam4_profile")
     if profile:
-        rows = [[name, v["cumulative_s"], f"{100 * v['share']:.0f}%", v["calls"]]
-                for name, v in sorted(profile["functions"].items(), key=lambda kv: -kv[1]["cumulative_s"])]
-        text += (f"\n\ncore beam-4 profile ({profile['sentences']} sentences, {profile['total_s']:.1f} s under cProfile)\n\n"
-                 + common.markdown_table(["function", "cumulative s", "share", "calls"], rows))
+        rows = [
+            [name, v["cumulative_s"], f"{100 * v['share']:.0f}%", v["calls"]]
+            for name, v in sorted(profile["functions"].items(), key=lambda kv: -kv[1]["cumulative_s"])
+        ]
+        text += (
+            f"\n\ncore beam-4 profile ({profile['sentences']} sentences, {profile['total_s']:.1f} s under cProfile)\n\n"
+            + common.markdown_table(["function", "cumulative s", "share", "calls"], rows)
+        )
     return text
 
 

@@ -44,9 +44,14 @@ DEFAULT_CHECKPOINT = ROOT / "checkpoints" / "multi30k-4lang"
 DEFAULT_JSON = Path(__file__).resolve().parent / "load_test.json"
 RUN_NAME = "load-test-run"
 SENTENCES = [
-    "A dog runs on the beach.", "Two children are playing in the park.", "The woman reads a book.",
-    "A man in a red shirt is riding a bike.", "Three people are sitting at a table outside.",
-    "A little girl climbs the stairs.", "The cat sleeps on the sofa.", "A group of men are playing football.",
+    "A dog runs on the beach.",
+    "Two children are playing in the park.",
+    "The woman reads a book.",
+    "A man in a red shirt is riding a bike.",
+    "Three people are sitting at a table outside.",
+    "A little girl climbs the stairs.",
+    "The cat sleeps on the sofa.",
+    "A group of men are playing football.",
 ]
 CHECKPOINT_FILES = ("config.json", "model.safetensors", "spm.model", "README.md", "metrics.jsonl")
 
@@ -57,9 +62,12 @@ def log(message: str) -> None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", type=Path, default=None,
-                        help=f"model to serve (default {DEFAULT_CHECKPOINT.relative_to(ROOT)} if present, "
-                             "else a tiny model trained first)")
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help=f"model to serve (default {DEFAULT_CHECKPOINT.relative_to(ROOT)} if present, else a tiny model trained first)",
+    )
     parser.add_argument("--requests", type=int, default=200, help="translate requests in all (default 200)")
     parser.add_argument("--threads", type=int, default=8, help="client threads (default 8)")
     parser.add_argument("--beam", type=int, default=1, help="beam size of each request (default 1, greedy)")
@@ -73,6 +81,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 # --- the model served ---------------------------------------------------------------------------
+
 
 def is_checkpoint(folder: Path) -> bool:
     return all((folder / name).is_file() for name in CHECKPOINT_FILES[:3])
@@ -103,6 +112,7 @@ def serve_copy(checkpoint: Path, checkpoints: Path) -> str:
 
 
 # --- measuring ----------------------------------------------------------------------------------
+
 
 def percentile(values: list[float], q: float) -> float | None:
     """The q-th percentile (0–100), linear between ranks; None without values."""
@@ -188,6 +198,7 @@ def fire(url: str, model: str, src: str, tgt: str, requests: int, threads: int, 
 
 # --- the run ------------------------------------------------------------------------------------
 
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="polyglot-load-test-"))
     server: AppServer | None = None
@@ -234,21 +245,36 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         latencies = [row["seconds"] for row in results if row["ok"]]
         failures = [row for row in results if not row["ok"]]
         end_of_training = training_done_at if training_done_at is not None else float("inf")
-        during = sum(1 for row in results if watcher.training_from is not None
-                     and watcher.training_from <= row["started"] < end_of_training)
+        during = sum(
+            1 for row in results if watcher.training_from is not None and watcher.training_from <= row["started"] < end_of_training
+        )
         return {
             "date": time.strftime("%Y-%m-%d %H:%M:%S"),
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-            "checkpoint": str(checkpoint), "direction": f"{src}-{tgt}", "hosted": args.hosted,
-            "requests": args.requests, "threads": args.threads, "beam": args.beam,
-            "succeeded": len(latencies), "failed": len(failures),
+            "checkpoint": str(checkpoint),
+            "direction": f"{src}-{tgt}",
+            "hosted": args.hosted,
+            "requests": args.requests,
+            "threads": args.threads,
+            "beam": args.beam,
+            "succeeded": len(latencies),
+            "failed": len(failures),
             "errors": sorted({row["error"] for row in failures})[:10],
-            "latency_s": {"p50": percentile(latencies, 50), "p95": percentile(latencies, 95),
-                          "max": max(latencies, default=None),
-                          "mean": statistics.fmean(latencies) if latencies else None},
-            "wall_s": wall, "requests_per_s": len(results) / wall if wall else None,
-            "training": {"steps": args.train_steps, "status": watcher.status, "finished": watcher.finished,
-                         "requests_while_training": during, "all_requests_while_training": during == args.requests},
+            "latency_s": {
+                "p50": percentile(latencies, 50),
+                "p95": percentile(latencies, 95),
+                "max": max(latencies, default=None),
+                "mean": statistics.fmean(latencies) if latencies else None,
+            },
+            "wall_s": wall,
+            "requests_per_s": len(results) / wall if wall else None,
+            "training": {
+                "steps": args.train_steps,
+                "status": watcher.status,
+                "finished": watcher.finished,
+                "requests_while_training": during,
+                "all_requests_while_training": during == args.requests,
+            },
             "app": app,
         }
     finally:

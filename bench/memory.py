@@ -64,8 +64,13 @@ def child(preset_name: str, steps: int, checkpoint: Path, n_threads: int) -> Non
         corpus = load_builtin()
         languages = corpus.languages
         train = corpus.split("train")
-        tokenizer = Tokenizer.train({lang: train[lang] for lang in languages}, run.data.vocab_size,
-                                    run.data.tokenizer_type, run.data.tokenizer_sentences_per_language, run.train.seed)
+        tokenizer = Tokenizer.train(
+            {lang: train[lang] for lang in languages},
+            run.data.vocab_size,
+            run.data.tokenizer_type,
+            run.data.tokenizer_sentences_per_language,
+            run.train.seed,
+        )
         data = "builtin corpus, tokenizer trained in this process"
     else:
         from core.corpus import load_multi30k
@@ -78,14 +83,20 @@ def child(preset_name: str, steps: int, checkpoint: Path, n_threads: int) -> Non
         data = "Multi30K, shipped tokenizer"
     directions = parse_directions(run.data.directions, languages)
     encoded = {lang: tokenizer.encode_batch(lines) for lang, lines in train.items()}
-    stream = BatchStream(encoded, directions, tokenizer.tag_ids, run.train.tokens_per_batch, run.train.direction_temperature,
-                         run.train.seed, run.data.max_tokens_per_sentence)
+    stream = BatchStream(
+        encoded,
+        directions,
+        tokenizer.tag_ids,
+        run.train.tokens_per_batch,
+        run.train.direction_temperature,
+        run.train.seed,
+        run.data.max_tokens_per_sentence,
+    )
     marks["after_data_mb"] = _rss_mb()
     run.model.vocab_size = len(tokenizer)
     torch.manual_seed(run.train.seed)
     model = Transformer(run.model)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=run.train.lr, betas=run.train.betas,
-                                  weight_decay=run.train.weight_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=run.train.lr, betas=run.train.betas, weight_decay=run.train.weight_decay)
     marks["after_model_mb"] = _rss_mb()
     batches = iter(stream)
     start = time.perf_counter()
@@ -100,16 +111,36 @@ def child(preset_name: str, steps: int, checkpoint: Path, n_threads: int) -> Non
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
     marks["after_steps_mb"] = _rss_mb()
-    print(json.dumps({
-        "preset": preset_name, "data": data, "steps": steps, "tokens_per_batch": run.train.tokens_per_batch,
-        "parameters": model.num_parameters(), "vocab_size": run.model.vocab_size, "train_s": time.perf_counter() - start,
-        "peak_rss_mb_self": _maxrss_mb(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss), **marks,
-    }))
+    print(
+        json.dumps(
+            {
+                "preset": preset_name,
+                "data": data,
+                "steps": steps,
+                "tokens_per_batch": run.train.tokens_per_batch,
+                "parameters": model.num_parameters(),
+                "vocab_size": run.model.vocab_size,
+                "train_s": time.perf_counter() - start,
+                "peak_rss_mb_self": _maxrss_mb(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss),
+                **marks,
+            }
+        )
+    )
 
 
 def measure_training(preset_name: str, steps: int, checkpoint: Path, n_threads: int) -> dict:
-    command = [sys.executable, str(Path(__file__).resolve()), "--child", preset_name, "--steps", str(steps),
-               "--checkpoint", str(checkpoint), "--threads", str(n_threads)]
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child",
+        preset_name,
+        "--steps",
+        str(steps),
+        "--checkpoint",
+        str(checkpoint),
+        "--threads",
+        str(n_threads),
+    ]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     stdout, stderr = process.communicate()
     if process.returncode != 0:
@@ -132,8 +163,13 @@ def measure_app(timeout: float = 240.0, settle: float = 5.0) -> dict:
     if not app.exists():
         return {"skipped": "no app.py"}
     port = _free_port()
-    env = {**os.environ, "POLYGLOT_HOST": "127.0.0.1", "POLYGLOT_PORT": str(port),
-           "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "POLYGLOT_HOST": "127.0.0.1",
+        "POLYGLOT_PORT": str(port),
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "PYTHONUNBUFFERED": "1",
+    }
     log_path = Path(tempfile.mkdtemp(prefix="bench-app-")) / "app.log"
     with open(log_path, "w", encoding="utf-8") as handle:
         process = subprocess.Popen([sys.executable, str(app)], cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT)
@@ -157,9 +193,14 @@ def measure_app(timeout: float = 240.0, settle: float = 5.0) -> dict:
         proc = psutil.Process(process.pid)
         tree = [proc, *proc.children(recursive=True)]
         rss = sum(p.memory_info().rss for p in tree if p.is_running()) / 2**20
-        return {"rss_mb": rss, "main_process_rss_mb": proc.memory_info().rss / 2**20, "processes": len(tree),
-                "ready_s": ready_s, "idle_s_before_reading": settle,
-                "checkpoints": os.environ.get("POLYGLOT_CHECKPOINTS", str(ROOT / "checkpoints"))}
+        return {
+            "rss_mb": rss,
+            "main_process_rss_mb": proc.memory_info().rss / 2**20,
+            "processes": len(tree),
+            "ready_s": ready_s,
+            "idle_s_before_reading": settle,
+            "checkpoints": os.environ.get("POLYGLOT_CHECKPOINTS", str(ROOT / "checkpoints")),
+        }
     finally:
         if process.poll() is None:
             process.terminate()
@@ -211,15 +252,24 @@ def argparse_hidden() -> str:
 def table(out: dict) -> str:
     rows = []
     for name, r in out["training"].items():
-        rows.append([f"train {name} ({r['parameters'] / 1e6:.1f}M params, {r['tokens_per_batch']} tok/batch)",
-                     r["peak_rss_mb"], r["after_imports_mb"], r["after_data_mb"], r["after_model_mb"], r["after_steps_mb"]])
+        rows.append(
+            [
+                f"train {name} ({r['parameters'] / 1e6:.1f}M params, {r['tokens_per_batch']} tok/batch)",
+                r["peak_rss_mb"],
+                r["after_imports_mb"],
+                r["after_data_mb"],
+                r["after_model_mb"],
+                r["after_steps_mb"],
+            ]
+        )
     app = out.get("app_at_rest", {})
     if "rss_mb" in app:
         rows.append(["app.py at rest", app["rss_mb"], None, None, None, None])
     elif app:
         rows.append(["app.py at rest", app.get("error") or app.get("skipped"), None, None, None, None])
     return "### Memory (MB)\n\n" + common.markdown_table(
-        ["process", "peak RSS", "after imports", "after data", "after model", "after steps"], rows)
+        ["process", "peak RSS", "after imports", "after data", "after model", "after steps"], rows
+    )
 
 
 if __name__ == "__main__":

@@ -60,22 +60,30 @@ def main(argv: list[str] | None = None) -> dict:
     run: RunConfig = preset(size)
     run.model.vocab_size = len(tokenizer)
     # Short budgets want a short warm-up; the shapes keep their presets' dropout.
-    run.train = TrainConfig(tokens_per_batch=4096, lr=3e-3 if size == "tiny" else 1.5e-3,
-                            warmup_steps=100 if size == "tiny" else 400, schedule="inverse_sqrt",
-                            label_smoothing=0.1, clip_norm=1.0, seed=1)
-    stream = common.training_stream(tokenizer, [args.direction], run.train.tokens_per_batch, temperature=1.0,
-                                    seed=run.train.seed)
+    run.train = TrainConfig(
+        tokens_per_batch=4096,
+        lr=3e-3 if size == "tiny" else 1.5e-3,
+        warmup_steps=100 if size == "tiny" else 400,
+        schedule="inverse_sqrt",
+        label_smoothing=0.1,
+        clip_norm=1.0,
+        seed=1,
+    )
+    stream = common.training_stream(tokenizer, [args.direction], run.train.tokens_per_batch, temperature=1.0, seed=run.train.seed)
     folder = common.multi30k_folder()
     valid_src = common.read_lines(folder / f"val.{src}.gz")[:n_valid]
     valid_ref = common.read_lines(folder / f"val.{tgt}.gz")[:n_valid]
 
     torch.manual_seed(run.train.seed)
     core_model = Transformer(run.model)
-    hf_model = to_m2m100(core_model, dropout=run.model.dropout, attention_dropout=run.model.attention_dropout,
-                         activation_dropout=run.model.dropout)
+    hf_model = to_m2m100(
+        core_model, dropout=run.model.dropout, attention_dropout=run.model.attention_dropout, activation_dropout=run.model.dropout
+    )
     translator = Translator(core_model, tokenizer, {"languages": config["languages"]})
-    runners = {"core": Runner("core", core_model, core_loss(core_model, run.train.label_smoothing), run),
-               "hf": Runner("hf", hf_model, hf_loss(hf_model, run.train.label_smoothing), run)}
+    runners = {
+        "core": Runner("core", core_model, core_loss(core_model, run.train.label_smoothing), run),
+        "hf": Runner("hf", hf_model, hf_loss(hf_model, run.train.label_smoothing), run),
+    }
     bleu = BLEU()
 
     def score(name: str) -> float:
@@ -97,11 +105,13 @@ def main(argv: list[str] | None = None) -> dict:
 
     state = {name: {"clock": 0.0, "steps": 0, "tokens": 0, "losses": [], "curve": []} for name in runners}
     budget = minutes * 60
-    log(f"quality: {size} shape ({core_model.num_parameters() / 1e6:.1f}M params), {args.direction}, "
-        f"{minutes:g} min each in {points} slices, {n_valid} validation sentences, {n_threads} threads")
+    log(
+        f"quality: {size} shape ({core_model.num_parameters() / 1e6:.1f}M params), {args.direction}, "
+        f"{minutes:g} min each in {points} slices, {n_valid} validation sentences, {n_threads} threads"
+    )
     for point in range(1, points + 1):
         mark = budget * point / points
-        for name in (runners if point % 2 else dict(reversed(list(runners.items())))):
+        for name in runners if point % 2 else dict(reversed(list(runners.items()))):
             runner, s = runners[name], state[name]
             while s["clock"] < mark:
                 b = batch(s["steps"])
@@ -112,23 +122,45 @@ def main(argv: list[str] | None = None) -> dict:
                 s["tokens"] += b.tokens
             value, eval_s = common.timed(lambda name=name: score(name))
             recent = s["losses"][-20:]
-            s["curve"].append({"train_minutes": s["clock"] / 60, "steps": s["steps"], "tokens": s["tokens"],
-                               "train_loss": sum(recent) / len(recent), "valid_bleu": value, "eval_s": eval_s})
-            log(f"  {name:4s} {s['clock'] / 60:5.2f} min {s['steps']:5d} steps loss {s['curve'][-1]['train_loss']:.3f} "
-                f"BLEU {value:.2f}")
+            s["curve"].append(
+                {
+                    "train_minutes": s["clock"] / 60,
+                    "steps": s["steps"],
+                    "tokens": s["tokens"],
+                    "train_loss": sum(recent) / len(recent),
+                    "valid_bleu": value,
+                    "eval_s": eval_s,
+                }
+            )
+            log(f"  {name:4s} {s['clock'] / 60:5.2f} min {s['steps']:5d} steps loss {s['curve'][-1]['train_loss']:.3f} BLEU {value:.2f}")
 
     out = {
-        "benchmark": "quality_at_equal_time", "quick": args.quick, "machine": common.machine_info(n_threads),
-        "setup": {"size": size, "parameters": core_model.num_parameters(),
-                  "model": {k: getattr(run.model, k) for k in ("vocab_size", "d_model", "n_heads", "d_ff",
-                                                              "n_encoder_layers", "n_decoder_layers", "dropout")},
-                  "direction": args.direction, "minutes_each": minutes, "validations": points,
-                  "valid_sentences": n_valid, "tokens_per_batch": run.train.tokens_per_batch, "lr": run.train.lr,
-                  "warmup_steps": run.train.warmup_steps, "schedule": run.train.schedule,
-                  "search": "greedy", "bleu_signature": str(bleu.get_signature())},
+        "benchmark": "quality_at_equal_time",
+        "quick": args.quick,
+        "machine": common.machine_info(n_threads),
+        "setup": {
+            "size": size,
+            "parameters": core_model.num_parameters(),
+            "model": {
+                k: getattr(run.model, k)
+                for k in ("vocab_size", "d_model", "n_heads", "d_ff", "n_encoder_layers", "n_decoder_layers", "dropout")
+            },
+            "direction": args.direction,
+            "minutes_each": minutes,
+            "validations": points,
+            "valid_sentences": n_valid,
+            "tokens_per_batch": run.train.tokens_per_batch,
+            "lr": run.train.lr,
+            "warmup_steps": run.train.warmup_steps,
+            "schedule": run.train.schedule,
+            "search": "greedy",
+            "bleu_signature": str(bleu.get_signature()),
+        },
         "curves": {name: s["curve"] for name, s in state.items()},
-        "final": {name: {"valid_bleu": s["curve"][-1]["valid_bleu"], "steps": s["steps"],
-                         "tokens_per_s": s["tokens"] / s["clock"]} for name, s in state.items()},
+        "final": {
+            name: {"valid_bleu": s["curve"][-1]["valid_bleu"], "steps": s["steps"], "tokens_per_s": s["tokens"] / s["clock"]}
+            for name, s in state.items()
+        },
     }
     print(table(out))
     path = common.write_json(common.result_path("quality", args.json), out)
@@ -142,9 +174,11 @@ def table(out: dict) -> str:
     for c, h in zip(curves["core"], curves["hf"]):
         rows.append([f"{c['train_minutes']:.2f}", c["steps"], f"{c['valid_bleu']:.2f}", h["steps"], f"{h['valid_bleu']:.2f}"])
     s = out["setup"]
-    return (f"### Quality at equal time ({s['size']} shape, {s['direction']}, {s['minutes_each']:g} min each, "
-            f"greedy BLEU on {s['valid_sentences']} valid sentences)\n\n"
-            + common.markdown_table(["minutes", "core steps", "core BLEU", "HF steps", "HF BLEU"], rows))
+    return (
+        f"### Quality at equal time ({s['size']} shape, {s['direction']}, {s['minutes_each']:g} min each, "
+        f"greedy BLEU on {s['valid_sentences']} valid sentences)\n\n"
+        + common.markdown_table(["minutes", "core steps", "core BLEU", "HF steps", "HF BLEU"], rows)
+    )
 
 
 if __name__ == "__main__":

@@ -72,8 +72,7 @@ def _attempt(name: str, args: argparse.Namespace, path: Path) -> tuple[dict, flo
     contention = {"wall_s": round(seconds, 1)}
     if busy_before is not None:  # CPU time other processes took while this benchmark ran
         foreign = max(0.0, common.cpu_busy_seconds() - busy_before - (_children_cpu() - own_before))
-        contention.update(other_processes_cpu_s=round(foreign, 1),
-                          share_of_machine=round(foreign / (seconds * (os.cpu_count() or 1)), 3))
+        contention.update(other_processes_cpu_s=round(foreign, 1), share_of_machine=round(foreign / (seconds * (os.cpu_count() or 1)), 3))
     if process.returncode != 0 or not path.exists():
         return {}, seconds, f"{name} exited with code {process.returncode}", contention
     return json.loads(path.read_text(encoding="utf-8")), seconds, None, contention
@@ -123,17 +122,17 @@ def summarise(results: dict[str, dict]) -> dict:
         if "train_tokens_per_s_bf16" in train:
             out["train_tokens_per_s_bf16"] = train["train_tokens_per_s_bf16"]
             bf16 = train["by_precision"]["bf16"]
-            out["mfu_bf16"] = {name: {"vs_fp32_matmul": bf16[name]["mfu_vs_fp32_matmul"],
-                                      "vs_bf16_matmul": bf16[name]["mfu_vs_bf16_matmul"]} for name in ("core", "hf")}
+            out["mfu_bf16"] = {
+                name: {"vs_fp32_matmul": bf16[name]["mfu_vs_fp32_matmul"], "vs_bf16_matmul": bf16[name]["mfu_vs_bf16_matmul"]}
+                for name in ("core", "hf")
+            }
         out["matmul_gflops"] = train["matmul_gflops"]
     decode = results.get("decode_speed")
     if decode:
         for key in ("decode_greedy", "decode_beam4"):
             block = decode[key]
-            fields = ("sentences_per_s", "sentences_per_s_min", "sentences_per_s_max", "tokens_per_s", "bleu",
-                      "identical_to_core")
-            out[key] = {name: {f: block[name][f] for f in fields if f in block[name]}
-                        for name in decode_speed.SYSTEMS if name in block}
+            fields = ("sentences_per_s", "sentences_per_s_min", "sentences_per_s_max", "tokens_per_s", "bleu", "identical_to_core")
+            out[key] = {name: {f: block[name][f] for f in fields if f in block[name]} for name in decode_speed.SYSTEMS if name in block}
             out[key]["float32_bleu_within_0.1"] = block["float32_bleu_within_0.1"]
             out[key]["bleu_signature"] = block["bleu_signature"]
             if "ratios" in block:  # core over HF and CT2: best layouts, and like for like
@@ -155,12 +154,13 @@ def summarise(results: dict[str, dict]) -> dict:
         out["classroom"] = {k: classroom[k] for k in ("command", "wall_seconds", "mean_valid_bleu", "bleu_floor")}
     quality = results.get("quality")
     if quality:
-        out["quality_at_equal_time"] = {"setup": quality["setup"], "final": quality["final"],
-                                        "curves": quality["curves"]}
+        out["quality_at_equal_time"] = {"setup": quality["setup"], "final": quality["final"], "curves": quality["curves"]}
     targets = {}
     if train:
-        targets["train_core_over_hf"] = {"target": common.TARGETS["train_ratio_core_over_hf"],
-                                         "measured": train["train_tokens_per_s"]["ratio"]}
+        targets["train_core_over_hf"] = {
+            "target": common.TARGETS["train_ratio_core_over_hf"],
+            "measured": train["train_tokens_per_s"]["ratio"],
+        }
     if decode:
         targets.update(decode["targets"])
     for value in targets.values():  # decoding targets: `measured` is the like-for-like ratio (decode_speed.targets)
@@ -176,11 +176,20 @@ def summary_table(summary: dict) -> str:
         rows = [["fp32", t["core"], t["hf"], f"{t['ratio']:.2f}x", f"{100 * m['core']:.0f}%", f"{100 * m['hf']:.0f}%"]]
         if "train_tokens_per_s_bf16" in summary:
             b, mb = summary["train_tokens_per_s_bf16"], summary["mfu_bf16"]
-            rows.append(["bf16 autocast", b["core"], b["hf"], f"{b['ratio']:.2f}x",
-                         f"{100 * mb['core']['vs_fp32_matmul']:.0f}% ({100 * mb['core']['vs_bf16_matmul']:.0f}% of bf16)",
-                         f"{100 * mb['hf']['vs_fp32_matmul']:.0f}% ({100 * mb['hf']['vs_bf16_matmul']:.0f}% of bf16)"])
-        parts.append("#### Training tokens/s (small shape, Multi30K batches)\n\n" + common.markdown_table(
-            ["precision", "core", "HF M2M100", "core/HF", "MFU core (fp32 peak)", "MFU HF (fp32 peak)"], rows))
+            rows.append(
+                [
+                    "bf16 autocast",
+                    b["core"],
+                    b["hf"],
+                    f"{b['ratio']:.2f}x",
+                    f"{100 * mb['core']['vs_fp32_matmul']:.0f}% ({100 * mb['core']['vs_bf16_matmul']:.0f}% of bf16)",
+                    f"{100 * mb['hf']['vs_fp32_matmul']:.0f}% ({100 * mb['hf']['vs_bf16_matmul']:.0f}% of bf16)",
+                ]
+            )
+        parts.append(
+            "#### Training tokens/s (small shape, Multi30K batches)\n\n"
+            + common.markdown_table(["precision", "core", "HF M2M100", "core/HF", "MFU core (fp32 peak)", "MFU HF (fp32 peak)"], rows)
+        )
     if "decode_greedy" in summary:
         rows = []
 
@@ -196,30 +205,47 @@ def summary_table(summary: dict) -> str:
                 continue
             rows.append([label, *speed(summary["decode_greedy"], name), *speed(summary["decode_beam4"], name)])
         setup = summary.get("decode_setup", {})
-        parts.append(f"#### Decoding en→de, {setup.get('sentences', '?')} sentences, batch {setup.get('batch_size', '?')} "
-                     "(sent/s: median, min-max of the alternating rounds)\n\n"
-                     + common.markdown_table(["system", "greedy sent/s", "greedy BLEU", "beam-4 sent/s", "beam-4 BLEU"], rows))
+        parts.append(
+            f"#### Decoding en→de, {setup.get('sentences', '?')} sentences, batch {setup.get('batch_size', '?')} "
+            "(sent/s: median, min-max of the alternating rounds)\n\n"
+            + common.markdown_table(["system", "greedy sent/s", "greedy BLEU", "beam-4 sent/s", "beam-4 BLEU"], rows)
+        )
         rows = []
         for key, search in (("decode_greedy", "greedy"), ("decode_beam4", "beam 4")):
             for layout, r in summary[key].get("ratios", {}).items():
-                rows.append([search, layout.replace("_", " "), r.get("core_over_hf"), r.get("core_over_ct2_float32"),
-                             ", ".join(f"{k}: {v}" for k, v in r["systems"].items())])
+                rows.append(
+                    [
+                        search,
+                        layout.replace("_", " "),
+                        r.get("core_over_hf"),
+                        r.get("core_over_ct2_float32"),
+                        ", ".join(f"{k}: {v}" for k, v in r["systems"].items()),
+                    ]
+                )
         if rows:
-            parts.append("#### Core's speed over HF and CTranslate2 float32 (same BLEU): best layouts, and like for like\n\n"
-                         + common.markdown_table(["search", "layout", "core/HF", "core/CT2 fp32", "systems compared"], rows))
+            parts.append(
+                "#### Core's speed over HF and CTranslate2 float32 (same BLEU): best layouts, and like for like\n\n"
+                + common.markdown_table(["search", "layout", "core/HF", "core/CT2 fp32", "systems compared"], rows)
+            )
     if "peak_rss_mb" in summary:
         rows = [[k, v] for k, v in summary["peak_rss_mb"].items()]
         parts.append("#### Peak RSS (MB)\n\n" + common.markdown_table(["process", "MB"], rows))
     if "quality_at_equal_time" in summary:
         q = summary["quality_at_equal_time"]
         rows = [[name, f"{f['valid_bleu']:.2f}", f["steps"], f["tokens_per_s"]] for name, f in q["final"].items()]
-        parts.append(f"#### Quality after {q['setup']['minutes_each']:g} min each ({q['setup']['size']} shape, "
-                     f"{q['setup']['direction']})\n\n" + common.markdown_table(["system", "valid BLEU", "steps", "tokens/s"], rows))
+        parts.append(
+            f"#### Quality after {q['setup']['minutes_each']:g} min each ({q['setup']['size']} shape, "
+            f"{q['setup']['direction']})\n\n" + common.markdown_table(["system", "valid BLEU", "steps", "tokens/s"], rows)
+        )
     if summary.get("targets"):
-        rows = [[k, v["target"], f"{v['measured']:.2f}", v.get("judged_on", "same setup"), "yes" if v["met"] else "no"]
-                for k, v in summary["targets"].items()]
-        parts.append("#### Targets (reported, not asserted)\n\n"
-                     + common.markdown_table(["target", "wanted ≥", "measured", "judged on", "met"], rows))
+        rows = [
+            [k, v["target"], f"{v['measured']:.2f}", v.get("judged_on", "same setup"), "yes" if v["met"] else "no"]
+            for k, v in summary["targets"].items()
+        ]
+        parts.append(
+            "#### Targets (reported, not asserted)\n\n"
+            + common.markdown_table(["target", "wanted ≥", "measured", "judged on", "met"], rows)
+        )
     return "\n\n".join(parts)
 
 
@@ -232,12 +258,17 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--checkpoint", type=Path, default=common.DEFAULT_CHECKPOINT)
     parser.add_argument("--quality-minutes", type=float, default=None, help="override the quality budget per system")
     parser.add_argument("--out", type=Path, default=BENCH_DIR / "results.json")
-    parser.add_argument("--max-contention", type=float, default=0.15,
-                        help="rerun a benchmark if other processes used more than this share of the CPU meanwhile")
+    parser.add_argument(
+        "--max-contention",
+        type=float,
+        default=0.15,
+        help="rerun a benchmark if other processes used more than this share of the CPU meanwhile",
+    )
     parser.add_argument("--retries", type=int, default=1, help="reruns allowed per benchmark for --max-contention")
     parser.add_argument("--results-dir", type=Path, default=common.RESULTS_DIR, help="where each benchmark's JSON goes")
-    parser.add_argument("--smoke", action="store_true",
-                        help="each benchmark's smallest path (implies --quick; pair with --results-dir and --out)")
+    parser.add_argument(
+        "--smoke", action="store_true", help="each benchmark's smallest path (implies --quick; pair with --results-dir and --out)"
+    )
     args = parser.parse_args(argv)
     args.quick = args.quick or args.smoke
     if args.smoke and args.results_dir.resolve() == common.RESULTS_DIR.resolve():
@@ -288,8 +319,9 @@ def main(argv: list[str] | None = None) -> dict:
     args.out.with_suffix(".md").write_text(
         f"# Benchmark results ({'quick' if args.quick else 'full'} run, {out['machine']['date']})\n\n"
         f"{out['machine']['gpu'] or out['machine']['cpu']}, {n_threads} threads, torch {out['machine']['torch']}, "
-        f"transformers {out['machine']['transformers']}, ctranslate2 {out['machine']['ctranslate2']}\n\n"
-        + table + "\n", encoding="utf-8")
+        f"transformers {out['machine']['transformers']}, ctranslate2 {out['machine']['ctranslate2']}\n\n" + table + "\n",
+        encoding="utf-8",
+    )
     log(f"wrote {args.out} and {args.out.with_suffix('.md')} in {out['durations_s']['total']:.0f} s")
     return out
 

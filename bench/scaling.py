@@ -75,8 +75,14 @@ def time_steps(config: ModelConfig, batch: Batch, repeats: int, peak: float) -> 
         times.append(time.perf_counter() - start)
     seconds = common.median(times)
     flops = common.training_flops(config, batch)
-    return {"step_s": seconds, "tokens_per_s": batch.tokens / seconds, "mfu": flops / seconds / peak,
-            "batch_sentences": batch.source.shape[0], "tokens": batch.tokens, "parameters": model.num_parameters()}
+    return {
+        "step_s": seconds,
+        "tokens_per_s": batch.tokens / seconds,
+        "mfu": flops / seconds / peak,
+        "batch_sentences": batch.source.shape[0],
+        "tokens": batch.tokens,
+        "parameters": model.num_parameters(),
+    }
 
 
 def batch_for(config: ModelConfig, tokens: int, length: int) -> Batch:
@@ -94,8 +100,30 @@ CATEGORIES = (  # first match wins
     ("optimizer+clip", ("optimizer", "adam", "_foreach", "addcdiv", "addcmul", "lerp", "sqrt", "norm", "clip")),
     ("reductions (bias grads)", ("aten::sum", "aten::mean")),
     ("embedding+indexing", ("embedding", "index", "gather", "scatter", "masked", "nonzero")),
-    ("elementwise", ("add", "mul", "relu", "threshold", "clamp", "div", "copy_", "aten::to", "fill", "zero", "where",
-                     "sub", "empty", "clone", "cat", "view", "reshape", "transpose", "contiguous")),
+    (
+        "elementwise",
+        (
+            "add",
+            "mul",
+            "relu",
+            "threshold",
+            "clamp",
+            "div",
+            "copy_",
+            "aten::to",
+            "fill",
+            "zero",
+            "where",
+            "sub",
+            "empty",
+            "clone",
+            "cat",
+            "view",
+            "reshape",
+            "transpose",
+            "contiguous",
+        ),
+    ),
 )
 
 
@@ -114,8 +142,9 @@ def profile_step(checkpoint: Path, peak: float) -> dict:
     from bench.train_speed import load_shape
 
     run, tokenizer, directions = load_shape(checkpoint)
-    stream = common.training_stream(tokenizer, directions, run.train.tokens_per_batch, temperature=run.train.direction_temperature,
-                                    seed=run.train.seed)
+    stream = common.training_stream(
+        tokenizer, directions, run.train.tokens_per_batch, temperature=run.train.direction_temperature, seed=run.train.seed
+    )
     batches = common.take(iter(stream), 3)
     torch.manual_seed(0)
     model = Transformer(run.model).train()
@@ -147,13 +176,18 @@ def profile_step(checkpoint: Path, peak: float) -> dict:
     top = sorted(ops, key=lambda e: -e.self_cpu_time_total)[:20]
     batch = batches[2]
     return {
-        "batch": {"sentences": batch.source.shape[0], "source_len": batch.source.shape[1],
-                  "target_len": batch.target_in.shape[1], "real_tokens": batch.tokens},
+        "batch": {
+            "sentences": batch.source.shape[0],
+            "source_len": batch.source.shape[1],
+            "target_len": batch.target_in.shape[1],
+            "real_tokens": batch.tokens,
+        },
         "wall_s_with_profiler": wall,
         "phases_s": phases,
         "categories_share": {k: v / total for k, v in sorted(categories.items(), key=lambda kv: -kv[1])},
-        "top_ops": [{"op": e.key, "calls": e.count, "self_ms": e.self_cpu_time_total / 1000,
-                     "share": e.self_cpu_time_total / total} for e in top],
+        "top_ops": [
+            {"op": e.key, "calls": e.count, "self_ms": e.self_cpu_time_total / 1000, "share": e.self_cpu_time_total / total} for e in top
+        ],
         "model_gflops_per_step": common.training_flops(run.model, batch) / 1e9,
         "mfu_under_profiler": common.training_flops(run.model, batch) / wall / peak,
     }
@@ -167,9 +201,16 @@ def main(argv: list[str] | None = None) -> dict:
     repeats = 2 if args.quick else 5
     peak = common.matmul_rate(torch.float32)
     log(f"scaling: fp32 matmul {peak / 1e9:.1f} GFLOP/s, {n_threads} threads, {repeats} timed steps per point")
-    out = {"benchmark": "scaling", "quick": args.quick, "machine": common.machine_info(n_threads),
-           "matmul_gflops_fp32": peak / 1e9, "timed_steps_per_point": repeats,
-           "model_size": {}, "batch_tokens": {}, "sentence_length": {}}
+    out = {
+        "benchmark": "scaling",
+        "quick": args.quick,
+        "machine": common.machine_info(n_threads),
+        "matmul_gflops_fp32": peak / 1e9,
+        "timed_steps_per_point": repeats,
+        "model_size": {},
+        "batch_tokens": {},
+        "sentence_length": {},
+    }
 
     for name in ("tiny", "small", "base"):
         cfg = shape(name)
@@ -200,8 +241,10 @@ def main(argv: list[str] | None = None) -> dict:
 
 def table(out: dict) -> str:
     parts = ["### Scaling (median s per training step, synthetic batches)"]
-    rows = [[k, r["shape"], f"{r['parameters'] / 1e6:.1f}M", r["step_s"], r["tokens_per_s"], f"{100 * r['mfu']:.0f}%"]
-            for k, r in out["model_size"].items()]
+    rows = [
+        [k, r["shape"], f"{r['parameters'] / 1e6:.1f}M", r["step_s"], r["tokens_per_s"], f"{100 * r['mfu']:.0f}%"]
+        for k, r in out["model_size"].items()
+    ]
     parts.append(common.markdown_table(["preset shape", "dims", "params", "s/step (4096 tok)", "tokens/s", "MFU"], rows))
     rows = [[k, r["batch_sentences"], r["step_s"], r["tokens_per_s"], f"{100 * r['mfu']:.0f}%"] for k, r in out["batch_tokens"].items()]
     parts.append(common.markdown_table(["batch tokens (small)", "sentences", "s/step", "tokens/s", "MFU"], rows))
@@ -209,9 +252,11 @@ def table(out: dict) -> str:
     parts.append(common.markdown_table(["sentence length (small, 4096 tok)", "sentences", "s/step", "tokens/s", "MFU"], rows))
     p = out["profile_small_step"]
     rows = [[k, f"{100 * v:.1f}%"] for k, v in p["categories_share"].items()]
-    parts.append("Profile of one small-preset step on a Multi30K batch "
-                 f"({p['batch']['sentences']}×{p['batch']['source_len']}/{p['batch']['target_len']}): "
-                 + ", ".join(f"{k} {v:.2f} s" for k, v in p["phases_s"].items()))
+    parts.append(
+        "Profile of one small-preset step on a Multi30K batch "
+        f"({p['batch']['sentences']}×{p['batch']['source_len']}/{p['batch']['target_len']}): "
+        + ", ".join(f"{k} {v:.2f} s" for k, v in p["phases_s"].items())
+    )
     parts.append(common.markdown_table(["category", "share of self CPU"], rows))
     rows = [[e["op"], e["calls"], e["self_ms"], f"{100 * e['share']:.1f}%"] for e in p["top_ops"][:12]]
     parts.append(common.markdown_table(["op", "calls", "self ms", "share"], rows))

@@ -49,17 +49,20 @@ def load_shape(checkpoint: Path) -> tuple[RunConfig, Tokenizer, list[str]]:
 def core_loss(model: Transformer, label_smoothing: float):
     def loss(batch):
         return model.loss(batch.source, batch.target_in, batch.target_out, label_smoothing)[0]
+
     return loss
 
 
 def hf_loss(model, label_smoothing: float):
     """The ordinary way to train an HF seq2seq model: logits at every target position, padding
     ignored by the loss (`ignore_index`), label smoothing as in Seq2SeqTrainer."""
+
     def loss(batch):
-        logits = model(input_ids=batch.source, attention_mask=(batch.source != PAD_ID).long(),
-                       decoder_input_ids=batch.target_in).logits
-        return F.cross_entropy(logits.float().view(-1, logits.shape[-1]), batch.target_out.view(-1),
-                               ignore_index=PAD_ID, label_smoothing=label_smoothing)
+        logits = model(input_ids=batch.source, attention_mask=(batch.source != PAD_ID).long(), decoder_input_ids=batch.target_in).logits
+        return F.cross_entropy(
+            logits.float().view(-1, logits.shape[-1]), batch.target_out.view(-1), ignore_index=PAD_ID, label_smoothing=label_smoothing
+        )
+
     return loss
 
 
@@ -69,8 +72,7 @@ class Runner:
     def __init__(self, name: str, model: torch.nn.Module, loss_fn, run: RunConfig) -> None:
         self.name, self.model, self.loss_fn, self.cfg = name, model, loss_fn, run.train
         self.device = next(model.parameters()).device
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=self.cfg.lr, betas=self.cfg.betas,
-                                           weight_decay=self.cfg.weight_decay)
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=self.cfg.lr, betas=self.cfg.betas, weight_decay=self.cfg.weight_decay)
         self.step_no = 0
 
     def step(self, batch, bf16: bool) -> float:
@@ -89,8 +91,7 @@ class Runner:
         return value
 
 
-def measure(runners: list[Runner], batches, warmup: int, rounds: int, steps: int, bf16: bool,
-            model_config: ModelConfig) -> dict[str, dict]:
+def measure(runners: list[Runner], batches, warmup: int, rounds: int, steps: int, bf16: bool, model_config: ModelConfig) -> dict[str, dict]:
     """Alternate the runners: each round, each runner does `steps` steps on the same batches."""
     stats = {r.name: {"time": 0.0, "tokens": 0, "flops": 0.0, "step_times": [], "losses": []} for r in runners}
     for runner in runners:
@@ -98,9 +99,9 @@ def measure(runners: list[Runner], batches, warmup: int, rounds: int, steps: int
             runner.step(batch, bf16)
     position = warmup
     for round_no in range(rounds):
-        chunk = batches[position:position + steps]
+        chunk = batches[position : position + steps]
         position += steps
-        for runner in (runners if round_no % 2 == 0 else runners[::-1]):
+        for runner in runners if round_no % 2 == 0 else runners[::-1]:
             s = stats[runner.name]
             for batch in chunk:
                 start = time.perf_counter()
@@ -134,15 +135,25 @@ def main(argv: list[str] | None = None) -> dict:
     run, tokenizer, directions = load_shape(args.checkpoint)
     run.train.tokens_per_batch = args.tokens_per_batch or run.train.tokens_per_batch
     cfg = run.model
-    log(f"train_speed: {cfg.d_model}d {cfg.n_encoder_layers}+{cfg.n_decoder_layers} layers, vocab {cfg.vocab_size}, "
-        f"{run.train.tokens_per_batch} tokens/batch, {n_threads} threads, {device}")
-    stream = common.training_stream(tokenizer, directions, run.train.tokens_per_batch, temperature=run.train.direction_temperature,
-                                    seed=run.train.seed, max_tokens=run.data.max_tokens_per_sentence)
+    log(
+        f"train_speed: {cfg.d_model}d {cfg.n_encoder_layers}+{cfg.n_decoder_layers} layers, vocab {cfg.vocab_size}, "
+        f"{run.train.tokens_per_batch} tokens/batch, {n_threads} threads, {device}"
+    )
+    stream = common.training_stream(
+        tokenizer,
+        directions,
+        run.train.tokens_per_batch,
+        temperature=run.train.direction_temperature,
+        seed=run.train.seed,
+        max_tokens=run.data.max_tokens_per_sentence,
+    )
     batches = [b.to(device) for b in common.take(iter(stream), warmup + rounds * steps)]
 
     def peaks() -> dict[str, float]:
-        return {"fp32": common.matmul_rate(torch.float32, device=args.device),
-                "bf16": common.matmul_rate(torch.bfloat16, device=args.device)}
+        return {
+            "fp32": common.matmul_rate(torch.float32, device=args.device),
+            "bf16": common.matmul_rate(torch.bfloat16, device=args.device),
+        }
 
     peak = peaks()
     log(f"  matmul: fp32 {peak['fp32'] / 1e9:.1f} GFLOP/s, bf16 {peak['bf16'] / 1e9:.1f} GFLOP/s")
@@ -154,8 +165,9 @@ def main(argv: list[str] | None = None) -> dict:
         label = "bf16" if bf16 else "fp32"
         torch.manual_seed(run.train.seed)
         core_model = Transformer(cfg)
-        hf_model = to_m2m100(core_model, dropout=cfg.dropout, attention_dropout=cfg.attention_dropout,
-                             activation_dropout=cfg.dropout).to(device)
+        hf_model = to_m2m100(core_model, dropout=cfg.dropout, attention_dropout=cfg.attention_dropout, activation_dropout=cfg.dropout).to(
+            device
+        )
         core_model.to(device)
         if not bf16:  # same weights, same batch, no dropout: the two losses must agree
             core_model.eval()
@@ -165,8 +177,10 @@ def main(argv: list[str] | None = None) -> dict:
                 b = hf_loss(hf_model, run.train.label_smoothing)(batches[0]).item()
             check = {"core_loss": a, "hf_loss": b, "abs_diff": abs(a - b)}
             log(f"  initial loss (eval mode, same weights): core {a:.6f}  hf {b:.6f}")
-        runners = [Runner("core", core_model, core_loss(core_model, run.train.label_smoothing), run),
-                   Runner("hf", hf_model, hf_loss(hf_model, run.train.label_smoothing), run)]
+        runners = [
+            Runner("core", core_model, core_loss(core_model, run.train.label_smoothing), run),
+            Runner("hf", hf_model, hf_loss(hf_model, run.train.label_smoothing), run),
+        ]
         log(f"  {label}: {warmup} warm-up steps, then {rounds} rounds × {steps} steps each")
         stats = measure(runners, batches, warmup, rounds, steps, bf16, cfg)
         block = {}
@@ -199,12 +213,21 @@ def main(argv: list[str] | None = None) -> dict:
         "quick": args.quick,
         "machine": common.machine_info(n_threads, args.device),
         "setup": {
-            "model": {k: getattr(cfg, k) for k in ("vocab_size", "d_model", "n_heads", "d_ff", "n_encoder_layers",
-                                                    "n_decoder_layers", "dropout", "max_positions")},
-            "tokens_per_batch": run.train.tokens_per_batch, "directions": len(directions), "optimizer": "AdamW",
-            "lr": run.train.lr, "betas": run.train.betas, "weight_decay": run.train.weight_decay,
-            "label_smoothing": run.train.label_smoothing, "clip_norm": run.train.clip_norm,
-            "warmup_steps_untimed": warmup, "rounds": rounds, "steps_per_round": steps,
+            "model": {
+                k: getattr(cfg, k)
+                for k in ("vocab_size", "d_model", "n_heads", "d_ff", "n_encoder_layers", "n_decoder_layers", "dropout", "max_positions")
+            },
+            "tokens_per_batch": run.train.tokens_per_batch,
+            "directions": len(directions),
+            "optimizer": "AdamW",
+            "lr": run.train.lr,
+            "betas": run.train.betas,
+            "weight_decay": run.train.weight_decay,
+            "label_smoothing": run.train.label_smoothing,
+            "clip_norm": run.train.clip_norm,
+            "warmup_steps_untimed": warmup,
+            "rounds": rounds,
+            "steps_per_round": steps,
             "mean_real_tokens_per_batch": sum(b.tokens for b in batches) / len(batches),
             "flops": "3 × forward model FLOPs on real tokens (see bench/common.py forward_flops)",
             "hf_model": "transformers M2M100ForConditionalGeneration, sdpa attention, same initial weights",
@@ -216,8 +239,11 @@ def main(argv: list[str] | None = None) -> dict:
         "by_precision": results,
     }
     if "bf16" in results:
-        out["train_tokens_per_s_bf16"] = {"core": results["bf16"]["core"]["tokens_per_s"],
-                                          "hf": results["bf16"]["hf"]["tokens_per_s"], "ratio": results["bf16"]["ratio"]}
+        out["train_tokens_per_s_bf16"] = {
+            "core": results["bf16"]["core"]["tokens_per_s"],
+            "hf": results["bf16"]["hf"]["tokens_per_s"],
+            "ratio": results["bf16"]["ratio"],
+        }
     print(table(out))
     path = common.write_json(common.result_path("train_speed", args.json), out)
     log(f"wrote {path}")
@@ -229,15 +255,25 @@ def table(out: dict) -> str:
     for label, block in out["by_precision"].items():
         for name in ("core", "hf"):
             b = block[name]
-            rows.append([label, name, b["tokens_per_s"], b["median_step_s"], b["model_tflops_per_s"] * 1000,
-                         f"{100 * b['mfu_vs_fp32_matmul']:.1f}%",
-                         f"{100 * b['mfu_vs_bf16_matmul']:.1f}%" if b["mfu_vs_bf16_matmul"] else "",
-                         f"{block['ratio']:.2f}x" if name == "core" else ""])
-    head = ("### Training throughput (same batches, alternating)\n\n"
-            f"matmul rate: fp32 {out['matmul_gflops']['fp32']:.1f} GFLOP/s, bf16 {out['matmul_gflops']['bf16']:.1f} GFLOP/s\n\n")
+            rows.append(
+                [
+                    label,
+                    name,
+                    b["tokens_per_s"],
+                    b["median_step_s"],
+                    b["model_tflops_per_s"] * 1000,
+                    f"{100 * b['mfu_vs_fp32_matmul']:.1f}%",
+                    f"{100 * b['mfu_vs_bf16_matmul']:.1f}%" if b["mfu_vs_bf16_matmul"] else "",
+                    f"{block['ratio']:.2f}x" if name == "core" else "",
+                ]
+            )
+    head = (
+        "### Training throughput (same batches, alternating)\n\n"
+        f"matmul rate: fp32 {out['matmul_gflops']['fp32']:.1f} GFLOP/s, bf16 {out['matmul_gflops']['bf16']:.1f} GFLOP/s\n\n"
+    )
     return head + common.markdown_table(
-        ["precision", "system", "tokens/s", "median step s", "model GFLOP/s", "MFU (fp32 peak)", "MFU (bf16 peak)",
-         "core/HF"], rows)
+        ["precision", "system", "tokens/s", "median step s", "model GFLOP/s", "MFU (fp32 peak)", "MFU (bf16 peak)", "core/HF"], rows
+    )
 
 
 if __name__ == "__main__":

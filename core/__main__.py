@@ -48,9 +48,16 @@ def main(argv: list[str] | None = None) -> int:
     download.add_argument("--url", default=None, help="mirror base URL")
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # as typed, for the artifacts that record it
-    handlers = {"train": run_train, "translate": run_translate, "evaluate": run_evaluate,
-                "transfer": run_transfer, "info": run_info, "half": run_half, "export": run_export,
-                "download": run_download}
+    handlers = {
+        "train": run_train,
+        "translate": run_translate,
+        "evaluate": run_evaluate,
+        "transfer": run_transfer,
+        "info": run_info,
+        "half": run_half,
+        "export": run_export,
+        "download": run_download,
+    }
     try:
         return handlers[args.command](args)
     except (CorpusError, CheckpointError, ValueError, OSError) as error:
@@ -59,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # --- train ---------------------------------------------------------------------------------
+
 
 def _train_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default="tiny", choices=list(PRESETS))
@@ -76,19 +84,29 @@ TRAIN_FLAGS: list[tuple[tuple[str, ...], type, str, str | None]] = [
     (("--languages",), str, "languages", "comma-separated subset, e.g. en,de,fr"),
     (("--directions",), str, "directions", "all, en-centric, or en-de,de-en,..."),
     (("--steps",), int, "steps", "training steps (the warm-up shrinks to a fifth of them unless --warmup-steps is given)"),
-    (("--tokens-per-batch",), int, "tokens_per_batch", None), (("--lr",), float, "lr", None),
-    (("--warmup-steps",), int, "warmup_steps", None), (("--schedule",), str, "schedule", "inverse_sqrt or cosine"),
-    (("--direction-temperature", "--temperature"), float, "direction_temperature",
-     "how evenly directions are sampled: 1 in proportion to their data, higher more even (--temperature: old name)"),
-    (("--seed",), int, "seed", None), (("--eval-every",), int, "eval_every", None),
-    (("--max-minutes",), float, "max_minutes", None), (("--threads",), int, "threads", None),
-    (("--accumulation",), int, "accumulation", None), (("--device",), str, "device", None),
+    (("--tokens-per-batch",), int, "tokens_per_batch", None),
+    (("--lr",), float, "lr", None),
+    (("--warmup-steps",), int, "warmup_steps", None),
+    (("--schedule",), str, "schedule", "inverse_sqrt or cosine"),
+    (
+        ("--direction-temperature", "--temperature"),
+        float,
+        "direction_temperature",
+        "how evenly directions are sampled: 1 in proportion to their data, higher more even (--temperature: old name)",
+    ),
+    (("--seed",), int, "seed", None),
+    (("--eval-every",), int, "eval_every", None),
+    (("--max-minutes",), float, "max_minutes", None),
+    (("--threads",), int, "threads", None),
+    (("--accumulation",), int, "accumulation", None),
+    (("--device",), str, "device", None),
     (("--vocab-size",), int, "vocab_size", "pieces asked of the tokenizer (the model gets what it gives)"),
     (("--d-model",), int, "d_model", "model width (d_ff follows, 4x, unless --d-ff is given)"),
-    (("--layers",), int, "layers", "encoder and decoder layers"), (("--heads",), int, "n_heads", None),
-    (("--d-ff",), int, "d_ff", None), (("--dropout",), float, "dropout", None),
-    (("--init-from",), str, "init_from",
-     "fine-tune: start from this run folder's weights and tokenizer (its config is the default base)"),
+    (("--layers",), int, "layers", "encoder and decoder layers"),
+    (("--heads",), int, "n_heads", None),
+    (("--d-ff",), int, "d_ff", None),
+    (("--dropout",), float, "dropout", None),
+    (("--init-from",), str, "init_from", "fine-tune: start from this run folder's weights and tokenizer (its config is the default base)"),
     (("--freeze",), str, "freeze", "fine-tuning: keep these at the starting weights: embeddings, encoder"),
     (("--replay",), float, "replay", "fine-tuning: share of batches from the starting model's own directions"),
 ]
@@ -96,8 +114,9 @@ TRAIN_FLAGS: list[tuple[tuple[str, ...], type, str, str | None]] = [
 
 def build_config(args: argparse.Namespace) -> RunConfig:
     """The --config file or --preset, with the flags given applied (`RunConfig.with_overrides`)."""
-    overrides = {dest.removeprefix(OVERRIDE): value for dest, value in vars(args).items()
-                 if dest.startswith(OVERRIDE) and value is not None}
+    overrides = {
+        dest.removeprefix(OVERRIDE): value for dest, value in vars(args).items() if dest.startswith(OVERRIDE) and value is not None
+    }
     if args.config:
         return RunConfig.load(args.config).with_overrides(**overrides)
     if "init_from" in overrides:  # a fine-tuning run keeps its starting model's shape and settings
@@ -140,12 +159,15 @@ def run_train(args: argparse.Namespace) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: trainer.cancel())
     result = trainer.run()
-    print(f"{result.status} at step {result.step}; best mean valid BLEU "
-          f"{'—' if result.best_bleu is None else f'{result.best_bleu:.1f}'}; model in {result.folder}")
+    print(
+        f"{result.status} at step {result.step}; best mean valid BLEU "
+        f"{'—' if result.best_bleu is None else f'{result.best_bleu:.1f}'}; model in {result.folder}"
+    )
     return 0 if result.status != Event.CANCELLED else 130
 
 
 # --- translate -----------------------------------------------------------------------------
+
 
 def _translate_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True)
@@ -156,23 +178,35 @@ def _translate_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-best", type=int, default=1, help="print n hypotheses per line, tab-separated with scores")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--prefix", default="", help="start every translation with these words; the model completes it")
-    p.add_argument("--scores", action="store_true",
-                   help="one JSON object per line: translation, sentence confidence, each piece's probability")
-    p.add_argument("--alignments", action="store_true",
-                   help="word alignments from cross-attention after a tab, Pharaoh format: source-target word "
-                        "indices from 0 (with --scores, an \"alignments\" key)")
+    p.add_argument(
+        "--scores", action="store_true", help="one JSON object per line: translation, sentence confidence, each piece's probability"
+    )
+    p.add_argument(
+        "--alignments",
+        action="store_true",
+        help="word alignments from cross-attention after a tab, Pharaoh format: source-target word "
+        'indices from 0 (with --scores, an "alignments" key)',
+    )
     _decoding_flags(p)
     p.add_argument("--input", help="file to translate (default: stdin)")
     p.add_argument("--output", help="file to write (default: stdout)")
 
 
 def _decoding_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--workers", type=int, default=None,
-                   help="batches decoded at once, one per core (default: one per CPU thread torch uses; 1 on a GPU)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="batches decoded at once, one per core (default: one per CPU thread torch uses; 1 on a GPU)",
+    )
     p.add_argument("--int8", action="store_true", help="int8 dynamic quantization of the linear layers (CPU)")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (fast where the CPU or GPU has bf16 matmuls)")
-    p.add_argument("--engine", default="torch", choices=["torch", "ctranslate2"],
-                   help="ctranslate2: decode with CTranslate2 (pip install ctranslate2==4.8.5); with --int8, its own int8")
+    p.add_argument(
+        "--engine",
+        default="torch",
+        choices=["torch", "ctranslate2"],
+        help="ctranslate2: decode with CTranslate2 (pip install ctranslate2==4.8.5); with --int8, its own int8",
+    )
 
 
 def load_translator(args: argparse.Namespace) -> Translator:
@@ -200,10 +234,19 @@ def run_translate(args: argparse.Namespace) -> int:
         lines = Path(args.input).read_text(encoding="utf-8").splitlines()
     else:
         lines = sys.stdin.read().splitlines()
-    translations = translator.translate(lines, args.src, args.tgt, beam_size=args.beam,
-                                        length_penalty=args.length_penalty, n_best=args.n_best,
-                                        batch_size=args.batch_size, workers=args.workers, scores=args.scores,
-                                        prefix=args.prefix, engine=engine_name(args))
+    translations = translator.translate(
+        lines,
+        args.src,
+        args.tgt,
+        beam_size=args.beam,
+        length_penalty=args.length_penalty,
+        n_best=args.n_best,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        scores=args.scores,
+        prefix=args.prefix,
+        engine=engine_name(args),
+    )
     aligned = [aligned_words(translator, t, args) for t in translations] if args.alignments else None
     if args.scores:
         records = [scored_record(t) for t in translations]
@@ -236,15 +279,18 @@ def scored_record(translation) -> dict:
     """`translate --scores`: the translation, its confidence and each piece with its probability
     (the last piece is </s>); the n-best list too when there is one."""
     pieces = [*translation.pieces, "</s>"] if translation.piece_probs else []
-    record = {"translation": translation.text,
-              "confidence": None if translation.confidence is None else round(translation.confidence, 4),
-              "pieces": [[piece, round(p, 4)] for piece, p in zip(pieces, translation.piece_probs)]}
+    record = {
+        "translation": translation.text,
+        "confidence": None if translation.confidence is None else round(translation.confidence, 4),
+        "pieces": [[piece, round(p, 4)] for piece, p in zip(pieces, translation.piece_probs)],
+    }
     if len(translation.n_best) > 1:
         record["n_best"] = [[text, round(score, 4)] for text, score in translation.n_best]
     return record
 
 
 # --- evaluate ------------------------------------------------------------------------------
+
 
 def _evaluate_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True)
@@ -272,13 +318,24 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if not args.directions and translator.config.get("engine"):  # a pretrained model (core.hf): only its pairs
         directions = [d for d in directions if d in translator.directions]
     with tqdm(total=len(directions), unit="direction") as bar:
+
         def progress(fraction: float, message: str) -> None:
             bar.set_description(message)
             bar.update(round(fraction * len(directions)) - bar.n)
 
-        report = evaluate(translator, corpus.split(args.split), directions, split=args.split, beam_size=args.beam,
-                          length_penalty=args.length_penalty, max_sentences=args.max_sentences, progress=progress,
-                          workers=args.workers, off_target=True, engine=engine_name(args))
+        report = evaluate(
+            translator,
+            corpus.split(args.split),
+            directions,
+            split=args.split,
+            beam_size=args.beam,
+            length_penalty=args.length_penalty,
+            max_sentences=args.max_sentences,
+            progress=progress,
+            workers=args.workers,
+            off_target=True,
+            engine=engine_name(args),
+        )
     print(report.table())
     print(f"BLEU signature: {report.bleu_signature}\nchrF signature: {report.chrf_signature}")
     if args.json:
@@ -292,10 +349,15 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 # --- transfer ------------------------------------------------------------------------------
 
+
 def _transfer_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="multi30k", help="multi30k (default), multi30k:DIR, builtin, or your files")
-    p.add_argument("--setup", default="multi30k", choices=["multi30k", "small"],
-                   help="multi30k: the stored experiment (hours on 2 CPU cores); small: the app's 5-10 minute version")
+    p.add_argument(
+        "--setup",
+        default="multi30k",
+        choices=["multi30k", "small"],
+        help="multi30k: the stored experiment (hours on 2 CPU cores); small: the app's 5-10 minute version",
+    )
     p.add_argument("--low", default=None, help="the low-resource language (default cs)")
     p.add_argument("--helpers", default=None, help="comma-separated helper languages (default de,fr)")
     p.add_argument("--sizes", default=None, help="comma-separated training pairs of en→LOW, e.g. 1000,4000")
@@ -303,10 +365,12 @@ def _transfer_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scratch-steps", type=int, default=None, help="the step cap of (a) and (b), from scratch")
     p.add_argument("--finetune-steps", type=int, default=None, help="the step cap of (c)'s fine-tuning")
     p.add_argument("--test-sentences", type=int, default=None, help="default: the whole test split")
-    p.add_argument("--out", help="the experiment's folder of runs (default: runs/transfer-<data>-<setup>); "
-                                 "run the same command again to resume")
-    p.add_argument("--json", help="also write the result here (e.g. bench/results/transfer_multi30k.json), "
-                                  "with the plot next to it as .html")
+    p.add_argument(
+        "--out", help="the experiment's folder of runs (default: runs/transfer-<data>-<setup>); run the same command again to resume"
+    )
+    p.add_argument(
+        "--json", help="also write the result here (e.g. bench/results/transfer_multi30k.json), with the plot next to it as .html"
+    )
 
 
 def run_transfer(args: argparse.Namespace) -> int:
@@ -315,12 +379,18 @@ def run_transfer(args: argparse.Namespace) -> int:
     from core import plots
     from core.transfer import MULTI30K, SMALL, run_experiment, transfer_table
 
-    changes = {"low_resource": args.low, "pretrain_steps": args.pretrain_steps, "scratch_steps": args.scratch_steps,
-               "finetune_steps": args.finetune_steps, "test_sentences": args.test_sentences,
-               "helpers": args.helpers and tuple(code.strip() for code in args.helpers.split(",") if code.strip()),
-               "sizes": args.sizes and tuple(int(n) for n in args.sizes.split(","))}
-    setup = dataclasses.replace({"multi30k": MULTI30K, "small": SMALL}[args.setup],
-                                **{key: value for key, value in changes.items() if value is not None})
+    changes = {
+        "low_resource": args.low,
+        "pretrain_steps": args.pretrain_steps,
+        "scratch_steps": args.scratch_steps,
+        "finetune_steps": args.finetune_steps,
+        "test_sentences": args.test_sentences,
+        "helpers": args.helpers and tuple(code.strip() for code in args.helpers.split(",") if code.strip()),
+        "sizes": args.sizes and tuple(int(n) for n in args.sizes.split(",")),
+    }
+    setup = dataclasses.replace(
+        {"multi30k": MULTI30K, "small": SMALL}[args.setup], **{key: value for key, value in changes.items() if value is not None}
+    )
     corpus = load_corpus(args.data)
     out = Path(args.out) if args.out else PROJECT_ROOT / "runs" / f"transfer-{corpus.name}-{args.setup}"
     result = run_experiment(corpus, setup, out, listeners=[ProgressPrinter()])
@@ -329,8 +399,7 @@ def run_transfer(args: argparse.Namespace) -> int:
     reports = [out / "transfer.json", *([Path(args.json)] if args.json else [])]
     for report in reports:
         checkpoint.write_json(report, result)
-        checkpoint.write_text(report.with_suffix(".html"),
-                              plots.transfer_curve(result).to_html(include_plotlyjs="cdn", full_html=True))
+        checkpoint.write_text(report.with_suffix(".html"), plots.transfer_curve(result).to_html(include_plotlyjs="cdn", full_html=True))
     print(transfer_table(result))
     print(f"chrF signature: {result['chrf_signature']}\nwrote {', '.join(str(r) for r in reports)}")
     return 0
@@ -341,8 +410,8 @@ def git_commit() -> str | None:
     import subprocess
 
     def git(*arguments: str) -> str:
-        return subprocess.run(["git", *arguments], cwd=PROJECT_ROOT, capture_output=True, text=True,
-                              check=True, timeout=10).stdout.strip()
+        return subprocess.run(["git", *arguments], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True, timeout=10).stdout.strip()
+
     try:
         commit = git("rev-parse", "HEAD")
         return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
@@ -352,14 +421,17 @@ def git_commit() -> str | None:
 
 # --- info, download ------------------------------------------------------------------------
 
+
 def run_info(args: argparse.Namespace) -> int:
     config = checkpoint.read_config(Path(args.checkpoint))
     model = config["run"]["model"]
     print(f"checkpoint: {args.checkpoint}")
     print(f"languages:  {', '.join(config['languages'])}")
     print(f"directions: {', '.join(config['directions'])}")
-    print(f"model:      {model['n_encoder_layers']}+{model['n_decoder_layers']} layers, d_model {model['d_model']}, "
-          f"{model['n_heads']} heads, vocab {model['vocab_size']}, {config.get('parameters', 0):,} parameters")
+    print(
+        f"model:      {model['n_encoder_layers']}+{model['n_decoder_layers']} layers, d_model {model['d_model']}, "
+        f"{model['n_heads']} heads, vocab {model['vocab_size']}, {config.get('parameters', 0):,} parameters"
+    )
     print(f"training:   {config.get('training') or 'in progress'}")
     return 0
 

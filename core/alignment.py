@@ -91,8 +91,7 @@ def word_matrix(weights: np.ndarray, source_pieces: list[str], target_pieces: li
     return np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals > 0)
 
 
-def align(weights: np.ndarray, source_pieces: list[str], target_pieces: list[str],
-          threshold: float | None = None) -> list[tuple[int, int]]:
+def align(weights: np.ndarray, source_pieces: list[str], target_pieces: list[str], threshold: float | None = None) -> list[tuple[int, int]]:
     """(source word, target word) pairs: each target word to its most attended source word, or
     with `threshold` to every source word with at least that share of its attention."""
     matrix = word_matrix(weights, source_pieces, target_pieces)
@@ -118,7 +117,7 @@ def layer_weights(cross: np.ndarray, layer: int = DEFAULT_LAYER, head: int | Non
 
 
 def pharaoh(pairs: list[tuple[int, int]]) -> str:
-    """"0-0 1-2 …": source word - target word, from 0."""
+    """ "0-0 1-2 …": source word - target word, from 0."""
     return " ".join(f"{i}-{j}" for i, j in pairs)
 
 
@@ -155,6 +154,11 @@ def of_attention(view, layer: int = DEFAULT_LAYER, threshold: float | None = Non
     """Word alignments of an `AttentionView` (core's or the Hugging Face engine's), heads averaged."""
     weights = layer_weights(view.cross, layer)
     shown = layer_index(view.cross.shape[0], layer) + 1
-    return AlignmentView(view.translation, words(view.source_pieces), words(view.target_pieces),
-                         align(weights, view.source_pieces, view.target_pieces, threshold),
-                         word_matrix(weights, view.source_pieces, view.target_pieces), shown)
+    return AlignmentView(
+        view.translation,
+        words(view.source_pieces),
+        words(view.target_pieces),
+        align(weights, view.source_pieces, view.target_pieces, threshold),
+        word_matrix(weights, view.source_pieces, view.target_pieces),
+        shown,
+    )

@@ -47,6 +47,7 @@ def to_series(nested: Mapping[Any, Mapping[str, float]]) -> tuple[list[Any], dic
 
 # --- 1. zero-shot directions ---------------------------------------------------------------
 
+
 def zero_shot_report(
     translator: Translator,
     split_lines: dict[str, list[str]],
@@ -67,8 +68,10 @@ def zero_shot_report(
     languages = list(languages) if languages else [lang for lang in translator.languages if lang in split_lines]
     for lang in languages:
         if lang not in translator.languages or lang not in split_lines:
-            raise ValueError(f"{lang!r} must be known to the model ({', '.join(translator.languages)}) "
-                             f"and present in the test data ({', '.join(split_lines)})")
+            raise ValueError(
+                f"{lang!r} must be known to the model ({', '.join(translator.languages)}) "
+                f"and present in the test data ({', '.join(split_lines)})"
+            )
     if len(languages) < 2:
         raise ValueError("A zero-shot report needs at least two languages")
     directions = parse_directions("all", languages)
@@ -81,13 +84,26 @@ def zero_shot_report(
     def direct_progress(fraction: float, message: str) -> None:
         progress(fraction * len(directions) / total, message)
 
-    report = evaluate(translator, split_lines, directions, beam_size=beam_size, max_sentences=max_sentences,
-                      progress=direct_progress if progress else None, off_target=True)
+    report = evaluate(
+        translator,
+        split_lines,
+        directions,
+        beam_size=beam_size,
+        max_sentences=max_sentences,
+        progress=direct_progress if progress else None,
+        off_target=True,
+    )
     rows: dict[str, dict[str, Any]] = {}
     for name, score in report.scores.items():
-        rows[name] = {"kind": "zero-shot" if name in zero_shot else "supervised", "bleu": score.bleu,
-                      "chrf": score.chrf, "off_target": score.off_target, "pivot_bleu": None, "pivot_chrf": None,
-                      "sentences": score.sentences}
+        rows[name] = {
+            "kind": "zero-shot" if name in zero_shot else "supervised",
+            "bleu": score.bleu,
+            "chrf": score.chrf,
+            "off_target": score.off_target,
+            "pivot_bleu": None,
+            "pivot_chrf": None,
+            "sentences": score.sentences,
+        }
     for index, name in enumerate(pivotable):
         src, tgt = split_direction(name)
         if progress:
@@ -114,10 +130,8 @@ def zero_shot_report(
             "mean_supervised_bleu": _mean(rows[d]["bleu"] for d in supervised),
             "mean_zero_shot_bleu": _mean(rows[d]["bleu"] for d in zero_shot),
             "mean_pivot_bleu": _mean(rows[d]["pivot_bleu"] for d in pivotable),
-            "mean_supervised_off_target": _mean(rows[d]["off_target"] for d in supervised
-                                                if rows[d]["off_target"] is not None),
-            "mean_zero_shot_off_target": _mean(rows[d]["off_target"] for d in zero_shot
-                                               if rows[d]["off_target"] is not None),
+            "mean_supervised_off_target": _mean(rows[d]["off_target"] for d in supervised if rows[d]["off_target"] is not None),
+            "mean_zero_shot_off_target": _mean(rows[d]["off_target"] for d in zero_shot if rows[d]["off_target"] is not None),
         },
         "bleu_signature": report.bleu_signature,
         "chrf_signature": report.chrf_signature,
@@ -134,40 +148,43 @@ def _share(value: float | None) -> str:
 
 def zero_shot_table(report: dict[str, Any]) -> str:
     """`zero_shot_report` as a Markdown table (CLI, UI)."""
-    lines = [f"| direction | kind | BLEU | off-target | pivot via {report['via']} BLEU |",
-             "| --- | --- | ---: | ---: | ---: |"]
+    lines = [f"| direction | kind | BLEU | off-target | pivot via {report['via']} BLEU |", "| --- | --- | ---: | ---: | ---: |"]
     for name, row in report["directions"].items():
-        lines.append(f"| {name} | {row['kind']} | {_score(row['bleu'])} | {_share(row['off_target'])} "
-                     f"| {_score(row['pivot_bleu'])} |")
+        lines.append(f"| {name} | {row['kind']} | {_score(row['bleu'])} | {_share(row['off_target'])} | {_score(row['pivot_bleu'])} |")
     summary = report["summary"]
-    lines.append(f"| **mean supervised** | | **{_score(summary['mean_supervised_bleu'])}** "
-                 f"| **{_share(summary['mean_supervised_off_target'])}** | |")
-    lines.append(f"| **mean zero-shot** | | **{_score(summary['mean_zero_shot_bleu'])}** "
-                 f"| **{_share(summary['mean_zero_shot_off_target'])}** | **{_score(summary['mean_pivot_bleu'])}** |")
-    lines.append("\nOff-target: the share of outputs in another of the model's languages (language identification "
-                 "by py3langid among the model's languages).")
+    lines.append(
+        f"| **mean supervised** | | **{_score(summary['mean_supervised_bleu'])}** | **{_share(summary['mean_supervised_off_target'])}** | |"
+    )
+    lines.append(
+        f"| **mean zero-shot** | | **{_score(summary['mean_zero_shot_bleu'])}** "
+        f"| **{_share(summary['mean_zero_shot_off_target'])}** | **{_score(summary['mean_pivot_bleu'])}** |"
+    )
+    lines.append(
+        "\nOff-target: the share of outputs in another of the model's languages (language identification "
+        "by py3langid among the model's languages)."
+    )
     return "\n".join(lines)
 
 
 # --- 3. the shared sentence space ----------------------------------------------------------
+
 
 def shared_languages(languages: Sequence[str], split_lines: Mapping[str, Sequence[str]]) -> list[str]:
     """The languages of `languages` (a model's) that the test data `split_lines` has, in that order;
     ValueError when there are fewer than two."""
     shared = [lang for lang in languages if lang in split_lines]
     if len(shared) < 2:
-        raise ValueError(f"The test set ({', '.join(split_lines)}) shares fewer than two languages with the model "
-                         f"({', '.join(languages)})")
+        raise ValueError(f"The test set ({', '.join(split_lines)}) shares fewer than two languages with the model ({', '.join(languages)})")
     return shared
 
 
-def parallel_sentences(languages: Sequence[str], split_lines: Mapping[str, Sequence[str]],
-                       max_sentences: int | None = None) -> dict[str, list[str]]:
+def parallel_sentences(
+    languages: Sequence[str], split_lines: Mapping[str, Sequence[str]], max_sentences: int | None = None
+) -> dict[str, list[str]]:
     """{lang: lines} of the `shared_languages`: the first `max_sentences` rows (all when None) where
     none of them is blank, so line i of each translates line i of the others."""
     shared = shared_languages(languages, split_lines)
-    rows = [i for i in range(min(len(split_lines[lang]) for lang in shared))
-            if all(split_lines[lang][i].strip() for lang in shared)]
+    rows = [i for i in range(min(len(split_lines[lang]) for lang in shared)) if all(split_lines[lang][i].strip() for lang in shared)]
     return {lang: [split_lines[lang][i] for i in rows[:max_sentences]] for lang in shared}
 
 
@@ -183,8 +200,7 @@ def _check_parallel(sentences: Mapping[str, Sequence[str]]) -> int:
     return next(iter(counts.values()))
 
 
-def _embeddings(translator: Translator, sentences: Mapping[str, Sequence[str]],
-                remove_language_mean: bool) -> dict[str, np.ndarray]:
+def _embeddings(translator: Translator, sentences: Mapping[str, Sequence[str]], remove_language_mean: bool) -> dict[str, np.ndarray]:
     """{lang: [layers + 1, N, d_model]}. Subtracting each language's mean vector removes what all
     sentences of a language share (mostly "this is German"), leaving what they mean."""
     _check_parallel(sentences)
@@ -322,6 +338,7 @@ def sentence_space(
 
 # --- 4. tokenization across languages ------------------------------------------------------
 
+
 def _tokenizer(model: Translator | Tokenizer) -> Tokenizer:
     """Accept a Translator or a bare Tokenizer."""
     return model.tokenizer if isinstance(model, Translator) else model
@@ -358,8 +375,7 @@ def vocabulary_usage(model: Translator | Tokenizer, lines_by_lang: Mapping[str, 
     """
     tokenizer = _tokenizer(model)
     processor, tags = tokenizer.processor, set(tokenizer.tag_ids.values())
-    ordinary = [i for i in range(len(tokenizer))
-                if not (processor.is_control(i) or processor.is_unknown(i) or i in tags)]
+    ordinary = [i for i in range(len(tokenizer)) if not (processor.is_control(i) or processor.is_unknown(i) or i in tags)]
     used = {lang: {i for ids in tokenizer.encode_batch(lines) for i in ids} for lang, lines in lines_by_lang.items()}
     pairs = [split_direction(name) for name in parse_directions("all", list(used))] if len(used) > 1 else []
     union = {(a, b): len(used[a] | used[b]) for a, b in pairs}
@@ -373,8 +389,9 @@ def vocabulary_usage(model: Translator | Tokenizer, lines_by_lang: Mapping[str, 
     }
 
 
-def tokenization_report(translator: Translator, split_lines: Mapping[str, Sequence[str]], number: int = 1,
-                        max_sentences: int = 500) -> dict[str, Any]:
+def tokenization_report(
+    translator: Translator, split_lines: Mapping[str, Sequence[str]], number: int = 1, max_sentences: int = 500
+) -> dict[str, Any]:
     """How the shared vocabulary treats each of the model's languages in a test set: sentence
     `number` (1-based) of the parallel lines cut into pieces, and `fertility` and
     `vocabulary_usage` over the first `max_sentences` of them.
@@ -387,8 +404,14 @@ def tokenization_report(translator: Translator, split_lines: Mapping[str, Sequen
     if not 1 <= number <= count:
         raise ValueError(f"Pick a sentence number between 1 and {count}")
     chosen = {lang: lines[lang][number - 1] for lang in lines}
-    return {"languages": list(lines), "sentences": chosen, "pieces": tokenization_view(translator, chosen),
-            "fertility": fertility(translator, lines), "usage": vocabulary_usage(translator, lines), "count": count}
+    return {
+        "languages": list(lines),
+        "sentences": chosen,
+        "pieces": tokenization_view(translator, chosen),
+        "fertility": fertility(translator, lines),
+        "usage": vocabulary_usage(translator, lines),
+        "count": count,
+    }
 
 
 def vocab_size_sweep(
@@ -406,8 +429,7 @@ def vocab_size_sweep(
     result = {}
     for size in sizes:
         try:
-            tokenizer = Tokenizer.train({lang: list(lines) for lang, lines in lines_by_lang.items()}, size,
-                                        model_type, seed=seed)
+            tokenizer = Tokenizer.train({lang: list(lines) for lang, lines in lines_by_lang.items()}, size, model_type, seed=seed)
         except RuntimeError as error:  # e.g. fewer pieces allowed than the corpus has characters
             raise ValueError(f"Cannot train a {size}-piece {model_type} vocabulary on these lines: {error}") from None
         result[size] = fertility(tokenizer, lines_by_lang)
@@ -416,8 +438,10 @@ def vocab_size_sweep(
 
 # --- 5. side by side ---------------------------------------------------------------------
 
-def compare_translations(translators: Sequence[Translator], text: str, src: str, tgt: str,
-                         beam_size: int = 4, attention: bool = False) -> list[dict[str, Any]]:
+
+def compare_translations(
+    translators: Sequence[Translator], text: str, src: str, tgt: str, beam_size: int = 4, attention: bool = False
+) -> list[dict[str, Any]]:
     """The same sentence through several models, one dict per model in the given order.
 
     A model that cannot translate src→tgt gets an "error" message instead of stopping the others.
@@ -427,8 +451,16 @@ def compare_translations(translators: Sequence[Translator], text: str, src: str,
     """
     rows = []
     for translator in translators:
-        row: dict[str, Any] = {"model": translator.name, "text": "", "pieces": [], "score": None, "log_prob": None,
-                               "zero_shot": None, "seconds": None, "error": None}
+        row: dict[str, Any] = {
+            "model": translator.name,
+            "text": "",
+            "pieces": [],
+            "score": None,
+            "log_prob": None,
+            "zero_shot": None,
+            "seconds": None,
+            "error": None,
+        }
         if attention:
             row.update(_last_cross_attention(translator, text, src, tgt, beam_size))
         try:
@@ -437,9 +469,14 @@ def compare_translations(translators: Sequence[Translator], text: str, src: str,
         except ValueError as error:
             row["error"] = str(error)
         else:
-            row.update(text=translation.text, pieces=translation.pieces, score=translation.score,
-                       log_prob=translation.log_prob, seconds=time.perf_counter() - start,
-                       zero_shot=bool(translator.directions) and direction(src, tgt) not in translator.directions)
+            row.update(
+                text=translation.text,
+                pieces=translation.pieces,
+                score=translation.score,
+                log_prob=translation.log_prob,
+                seconds=time.perf_counter() - start,
+                zero_shot=bool(translator.directions) and direction(src, tgt) not in translator.directions,
+            )
         rows.append(row)
     return rows
 
@@ -449,5 +486,4 @@ def _last_cross_attention(translator: Translator, text: str, src: str, tgt: str,
         view = translator.attention(text, src, tgt, beam_size=beam_size)
     except ValueError:
         return {"attention": np.zeros((0, 0)), "source_pieces": [], "target_pieces": []}
-    return {"attention": view.cross[-1].mean(axis=0), "source_pieces": view.source_pieces,
-            "target_pieces": view.target_pieces}
+    return {"attention": view.cross[-1].mean(axis=0), "source_pieces": view.source_pieces, "target_pieces": view.target_pieces}

@@ -51,8 +51,9 @@ class Attribution:
         return float((self.scores.sum(dim=1) - self.difference).abs().max()) if len(self.difference) else 0.0
 
 
-def integrated_gradients(f: Callable[[Tensor], Tensor], inputs: Tensor, baseline: Tensor,
-                         steps: int = DEFAULT_STEPS, batch: int = 32) -> Attribution:
+def integrated_gradients(
+    f: Callable[[Tensor], Tensor], inputs: Tensor, baseline: Tensor, steps: int = DEFAULT_STEPS, batch: int = 32
+) -> Attribution:
     """Integrated gradients of each output of `f` with respect to each input position.
 
     `f` maps embeddings [N, S, d] to outputs [N, T]; `inputs` and `baseline` are [S, d].
@@ -70,7 +71,7 @@ def integrated_gradients(f: Callable[[Tensor], Tensor], inputs: Tensor, baseline
     gradient_sum = torch.zeros(outputs, *inputs.shape, device=inputs.device)  # [T, S, d]
     with torch.enable_grad():
         for start in range(0, steps, batch):
-            alpha = alphas[start:start + batch, None, None]
+            alpha = alphas[start : start + batch, None, None]
             path = (baseline + alpha * delta).requires_grad_(True)  # [n, S, d]
             values = f(path).float()  # [n, T]
             for t in range(outputs):
@@ -80,8 +81,9 @@ def integrated_gradients(f: Callable[[Tensor], Tensor], inputs: Tensor, baseline
     return Attribution(scores.detach(), (ends[0] - ends[1]).detach(), ends[0].detach())
 
 
-def piece_probabilities(model: Transformer, source_ids: Tensor, target_ids: list[int],
-                        mask: Tensor | None = None) -> Callable[[Tensor], Tensor]:
+def piece_probabilities(
+    model: Transformer, source_ids: Tensor, target_ids: list[int], mask: Tensor | None = None
+) -> Callable[[Tensor], Tensor]:
     """f for `integrated_gradients` on core's model: embedded sources [N, S, d_model] -> the
     probability of each piece of `target_ids` (the produced pieces and </s>) [N, T], teacher-forced.
 
@@ -102,8 +104,9 @@ def piece_probabilities(model: Transformer, source_ids: Tensor, target_ids: list
     return f
 
 
-def attribute(model: Transformer, source_ids: Tensor, target_ids: list[int], steps: int = DEFAULT_STEPS,
-              mask: Tensor | None = None) -> Attribution:
+def attribute(
+    model: Transformer, source_ids: Tensor, target_ids: list[int], steps: int = DEFAULT_STEPS, mask: Tensor | None = None
+) -> Attribution:
     """Integrated gradients of each piece of `target_ids` over the embedded `source_ids` [1, S],
     from a baseline of padding pieces at the same positions (`Transformer.embed` of PAD)."""
     with torch.no_grad():

@@ -91,8 +91,7 @@ def direction_probabilities(sizes: dict[str, int], temperature: float) -> dict[s
     return {d: w / total for d, w in weights.items()}
 
 
-def replay_probabilities(sizes: dict[str, int], temperature: float, replayed: set[str], share: float
-                         ) -> dict[str, float]:
+def replay_probabilities(sizes: dict[str, int], temperature: float, replayed: set[str], share: float) -> dict[str, float]:
     """Like `direction_probabilities`, but the `replayed` directions (a fine-tuned model's old ones,
     mixed back in against forgetting) get `share` of the batches together, the others the rest."""
     if not replayed or not share:
@@ -126,11 +125,11 @@ class BatchStream:
         for name in directions:
             src, tgt = split_direction(name)
             self.usable[name] = [
-                i for i, (s, t) in enumerate(zip(encoded[src], encoded[tgt]))
+                i
+                for i, (s, t) in enumerate(zip(encoded[src], encoded[tgt]))
                 if 0 < len(s) <= max_tokens_per_sentence and 0 < len(t) <= max_tokens_per_sentence
             ]
-        self.probabilities = replay_probabilities({d: len(i) for d, i in self.usable.items()}, temperature,
-                                                  set(replayed), replay)
+        self.probabilities = replay_probabilities({d: len(i) for d, i in self.usable.items()}, temperature, set(replayed), replay)
         if not self.probabilities:
             raise ValueError("No usable training pairs for the chosen directions")
         self.directions = list(self.probabilities)

@@ -40,105 +40,227 @@ BUILTIN_LANGUAGES: tuple[str, ...] = ("en", "de", "fr", "cs", "es")
 # silly, so "read" only takes a "person" subject and a "readable" object).
 NOUN_TAGS: dict[str, str] = {
     # people
-    "man": "person adult", "woman": "person adult", "boy": "person", "girl": "person",
-    "teacher": "person adult", "doctor": "person adult", "student": "person adult",
-    "farmer": "person adult", "king": "person adult", "queen": "person adult",
-    "sister": "person", "brother": "person", "friend": "person adult",
+    "man": "person adult",
+    "woman": "person adult",
+    "boy": "person",
+    "girl": "person",
+    "teacher": "person adult",
+    "doctor": "person adult",
+    "student": "person adult",
+    "farmer": "person adult",
+    "king": "person adult",
+    "queen": "person adult",
+    "sister": "person",
+    "brother": "person",
+    "friend": "person adult",
     # animals ("bird" = may fly)
-    "dog": "animal", "cat": "animal", "horse": "animal", "bird": "animal bird",
-    "cow": "animal", "mouse": "animal", "elephant": "animal", "lion": "animal",
-    "bear": "animal", "duck": "animal bird", "monkey": "animal", "rabbit": "animal",
+    "dog": "animal",
+    "cat": "animal",
+    "horse": "animal",
+    "bird": "animal bird",
+    "cow": "animal",
+    "mouse": "animal",
+    "elephant": "animal",
+    "lion": "animal",
+    "bear": "animal",
+    "duck": "animal bird",
+    "monkey": "animal",
+    "rabbit": "animal",
     # food
-    "apple": "food portable throwable", "cake": "food portable",
-    "egg": "food portable", "orange": "food portable throwable",
+    "apple": "food portable throwable",
+    "cake": "food portable",
+    "egg": "food portable",
+    "orange": "food portable throwable",
     # things
-    "book": "thing portable readable openable", "letter": "thing portable readable openable",
-    "ball": "thing portable throwable", "car": "thing vehicle washable",
-    "flower": "thing portable", "house": "thing", "bicycle": "thing vehicle washable",
-    "hat": "thing portable throwable", "key": "thing portable throwable",
-    "cup": "thing portable washable", "box": "thing portable openable",
+    "book": "thing portable readable openable",
+    "letter": "thing portable readable openable",
+    "ball": "thing portable throwable",
+    "car": "thing vehicle washable",
+    "flower": "thing portable",
+    "house": "thing",
+    "bicycle": "thing vehicle washable",
+    "hat": "thing portable throwable",
+    "key": "thing portable throwable",
+    "cup": "thing portable washable",
+    "box": "thing portable openable",
 }
 
 # English: "singular plural".
 EN_NOUNS: dict[str, str] = {
-    "man": "man men", "woman": "woman women", "boy": "boy boys", "girl": "girl girls",
-    "teacher": "teacher teachers", "doctor": "doctor doctors", "student": "student students",
-    "farmer": "farmer farmers", "king": "king kings", "queen": "queen queens",
-    "sister": "sister sisters", "brother": "brother brothers", "friend": "friend friends",
-    "dog": "dog dogs", "cat": "cat cats", "horse": "horse horses", "bird": "bird birds",
-    "cow": "cow cows", "mouse": "mouse mice", "elephant": "elephant elephants",
-    "lion": "lion lions", "bear": "bear bears", "duck": "duck ducks",
-    "monkey": "monkey monkeys", "rabbit": "rabbit rabbits",
-    "apple": "apple apples", "cake": "cake cakes", "egg": "egg eggs", "orange": "orange oranges",
-    "book": "book books", "letter": "letter letters", "ball": "ball balls", "car": "car cars",
-    "flower": "flower flowers", "house": "house houses", "bicycle": "bicycle bicycles",
-    "hat": "hat hats", "key": "key keys", "cup": "cup cups", "box": "box boxes",
+    "man": "man men",
+    "woman": "woman women",
+    "boy": "boy boys",
+    "girl": "girl girls",
+    "teacher": "teacher teachers",
+    "doctor": "doctor doctors",
+    "student": "student students",
+    "farmer": "farmer farmers",
+    "king": "king kings",
+    "queen": "queen queens",
+    "sister": "sister sisters",
+    "brother": "brother brothers",
+    "friend": "friend friends",
+    "dog": "dog dogs",
+    "cat": "cat cats",
+    "horse": "horse horses",
+    "bird": "bird birds",
+    "cow": "cow cows",
+    "mouse": "mouse mice",
+    "elephant": "elephant elephants",
+    "lion": "lion lions",
+    "bear": "bear bears",
+    "duck": "duck ducks",
+    "monkey": "monkey monkeys",
+    "rabbit": "rabbit rabbits",
+    "apple": "apple apples",
+    "cake": "cake cakes",
+    "egg": "egg eggs",
+    "orange": "orange oranges",
+    "book": "book books",
+    "letter": "letter letters",
+    "ball": "ball balls",
+    "car": "car cars",
+    "flower": "flower flowers",
+    "house": "house houses",
+    "bicycle": "bicycle bicycles",
+    "hat": "hat hats",
+    "key": "key keys",
+    "cup": "cup cups",
+    "box": "box boxes",
 }
 
 # German: "gender nominative-sg oblique-sg nominative-pl dative-pl".
 # The oblique singular (accusative = dative here) differs only for weak nouns: den Jungen.
 DE_NOUNS: dict[str, str] = {
-    "man": "m Mann Mann Männer Männern", "woman": "f Frau Frau Frauen Frauen",
-    "boy": "m Junge Jungen Jungen Jungen", "girl": "n Mädchen Mädchen Mädchen Mädchen",
-    "teacher": "m Lehrer Lehrer Lehrer Lehrern", "doctor": "m Arzt Arzt Ärzte Ärzten",
+    "man": "m Mann Mann Männer Männern",
+    "woman": "f Frau Frau Frauen Frauen",
+    "boy": "m Junge Jungen Jungen Jungen",
+    "girl": "n Mädchen Mädchen Mädchen Mädchen",
+    "teacher": "m Lehrer Lehrer Lehrer Lehrern",
+    "doctor": "m Arzt Arzt Ärzte Ärzten",
     "student": "m Student Studenten Studenten Studenten",
-    "farmer": "m Bauer Bauern Bauern Bauern", "king": "m König König Könige Königen",
+    "farmer": "m Bauer Bauern Bauern Bauern",
+    "king": "m König König Könige Königen",
     "queen": "f Königin Königin Königinnen Königinnen",
     "sister": "f Schwester Schwester Schwestern Schwestern",
-    "brother": "m Bruder Bruder Brüder Brüdern", "friend": "m Freund Freund Freunde Freunden",
-    "dog": "m Hund Hund Hunde Hunden", "cat": "f Katze Katze Katzen Katzen",
-    "horse": "n Pferd Pferd Pferde Pferden", "bird": "m Vogel Vogel Vögel Vögeln",
-    "cow": "f Kuh Kuh Kühe Kühen", "mouse": "f Maus Maus Mäuse Mäusen",
-    "elephant": "m Elefant Elefanten Elefanten Elefanten", "lion": "m Löwe Löwen Löwen Löwen",
-    "bear": "m Bär Bären Bären Bären", "duck": "f Ente Ente Enten Enten",
+    "brother": "m Bruder Bruder Brüder Brüdern",
+    "friend": "m Freund Freund Freunde Freunden",
+    "dog": "m Hund Hund Hunde Hunden",
+    "cat": "f Katze Katze Katzen Katzen",
+    "horse": "n Pferd Pferd Pferde Pferden",
+    "bird": "m Vogel Vogel Vögel Vögeln",
+    "cow": "f Kuh Kuh Kühe Kühen",
+    "mouse": "f Maus Maus Mäuse Mäusen",
+    "elephant": "m Elefant Elefanten Elefanten Elefanten",
+    "lion": "m Löwe Löwen Löwen Löwen",
+    "bear": "m Bär Bären Bären Bären",
+    "duck": "f Ente Ente Enten Enten",
     "monkey": "m Affe Affen Affen Affen",
     "rabbit": "n Kaninchen Kaninchen Kaninchen Kaninchen",
-    "apple": "m Apfel Apfel Äpfel Äpfeln", "cake": "m Kuchen Kuchen Kuchen Kuchen",
-    "egg": "n Ei Ei Eier Eiern", "orange": "f Orange Orange Orangen Orangen",
-    "book": "n Buch Buch Bücher Büchern", "letter": "m Brief Brief Briefe Briefen",
-    "ball": "m Ball Ball Bälle Bällen", "car": "n Auto Auto Autos Autos",
-    "flower": "f Blume Blume Blumen Blumen", "house": "n Haus Haus Häuser Häusern",
-    "bicycle": "n Fahrrad Fahrrad Fahrräder Fahrrädern", "hat": "m Hut Hut Hüte Hüten",
-    "key": "m Schlüssel Schlüssel Schlüssel Schlüsseln", "cup": "f Tasse Tasse Tassen Tassen",
+    "apple": "m Apfel Apfel Äpfel Äpfeln",
+    "cake": "m Kuchen Kuchen Kuchen Kuchen",
+    "egg": "n Ei Ei Eier Eiern",
+    "orange": "f Orange Orange Orangen Orangen",
+    "book": "n Buch Buch Bücher Büchern",
+    "letter": "m Brief Brief Briefe Briefen",
+    "ball": "m Ball Ball Bälle Bällen",
+    "car": "n Auto Auto Autos Autos",
+    "flower": "f Blume Blume Blumen Blumen",
+    "house": "n Haus Haus Häuser Häusern",
+    "bicycle": "n Fahrrad Fahrrad Fahrräder Fahrrädern",
+    "hat": "m Hut Hut Hüte Hüten",
+    "key": "m Schlüssel Schlüssel Schlüssel Schlüsseln",
+    "cup": "f Tasse Tasse Tassen Tassen",
     "box": "f Kiste Kiste Kisten Kisten",
 }
 
 # French: "gender singular plural".
 FR_NOUNS: dict[str, str] = {
-    "man": "m homme hommes", "woman": "f femme femmes", "boy": "m garçon garçons",
-    "girl": "f fille filles", "teacher": "m professeur professeurs",
-    "doctor": "m médecin médecins", "student": "m étudiant étudiants",
-    "farmer": "m fermier fermiers", "king": "m roi rois", "queen": "f reine reines",
-    "sister": "f sœur sœurs", "brother": "m frère frères", "friend": "m ami amis",
-    "dog": "m chien chiens", "cat": "m chat chats", "horse": "m cheval chevaux",
-    "bird": "m oiseau oiseaux", "cow": "f vache vaches", "mouse": "f souris souris",
-    "elephant": "m éléphant éléphants", "lion": "m lion lions", "bear": "m ours ours",
-    "duck": "m canard canards", "monkey": "m singe singes", "rabbit": "m lapin lapins",
-    "apple": "f pomme pommes", "cake": "m gâteau gâteaux", "egg": "m œuf œufs",
-    "orange": "f orange oranges", "book": "m livre livres", "letter": "f lettre lettres",
-    "ball": "m ballon ballons", "car": "f voiture voitures", "flower": "f fleur fleurs",
-    "house": "f maison maisons", "bicycle": "m vélo vélos", "hat": "m chapeau chapeaux",
-    "key": "f clé clés", "cup": "f tasse tasses", "box": "f boîte boîtes",
+    "man": "m homme hommes",
+    "woman": "f femme femmes",
+    "boy": "m garçon garçons",
+    "girl": "f fille filles",
+    "teacher": "m professeur professeurs",
+    "doctor": "m médecin médecins",
+    "student": "m étudiant étudiants",
+    "farmer": "m fermier fermiers",
+    "king": "m roi rois",
+    "queen": "f reine reines",
+    "sister": "f sœur sœurs",
+    "brother": "m frère frères",
+    "friend": "m ami amis",
+    "dog": "m chien chiens",
+    "cat": "m chat chats",
+    "horse": "m cheval chevaux",
+    "bird": "m oiseau oiseaux",
+    "cow": "f vache vaches",
+    "mouse": "f souris souris",
+    "elephant": "m éléphant éléphants",
+    "lion": "m lion lions",
+    "bear": "m ours ours",
+    "duck": "m canard canards",
+    "monkey": "m singe singes",
+    "rabbit": "m lapin lapins",
+    "apple": "f pomme pommes",
+    "cake": "m gâteau gâteaux",
+    "egg": "m œuf œufs",
+    "orange": "f orange oranges",
+    "book": "m livre livres",
+    "letter": "f lettre lettres",
+    "ball": "m ballon ballons",
+    "car": "f voiture voitures",
+    "flower": "f fleur fleurs",
+    "house": "f maison maisons",
+    "bicycle": "m vélo vélos",
+    "hat": "m chapeau chapeaux",
+    "key": "f clé clés",
+    "cup": "f tasse tasses",
+    "box": "f boîte boîtes",
 }
 # Words starting with a mute h behave like vowel-initial words (l'homme, le vieil homme).
 FR_MUTE_H: frozenset[str] = frozenset({"homme", "hommes"})
 
 # Spanish: "gender singular plural".
 ES_NOUNS: dict[str, str] = {
-    "man": "m hombre hombres", "woman": "f mujer mujeres", "boy": "m niño niños",
-    "girl": "f niña niñas", "teacher": "m profesor profesores", "doctor": "m médico médicos",
-    "student": "m estudiante estudiantes", "farmer": "m granjero granjeros",
-    "king": "m rey reyes", "queen": "f reina reinas", "sister": "f hermana hermanas",
-    "brother": "m hermano hermanos", "friend": "m amigo amigos",
-    "dog": "m perro perros", "cat": "m gato gatos", "horse": "m caballo caballos",
-    "bird": "m pájaro pájaros", "cow": "f vaca vacas", "mouse": "m ratón ratones",
-    "elephant": "m elefante elefantes", "lion": "m león leones", "bear": "m oso osos",
-    "duck": "m pato patos", "monkey": "m mono monos", "rabbit": "m conejo conejos",
-    "apple": "f manzana manzanas", "cake": "m pastel pasteles", "egg": "m huevo huevos",
-    "orange": "f naranja naranjas", "book": "m libro libros", "letter": "f carta cartas",
-    "ball": "f pelota pelotas", "car": "m coche coches", "flower": "f flor flores",
-    "house": "f casa casas", "bicycle": "f bicicleta bicicletas",
-    "hat": "m sombrero sombreros", "key": "f llave llaves", "cup": "f taza tazas",
+    "man": "m hombre hombres",
+    "woman": "f mujer mujeres",
+    "boy": "m niño niños",
+    "girl": "f niña niñas",
+    "teacher": "m profesor profesores",
+    "doctor": "m médico médicos",
+    "student": "m estudiante estudiantes",
+    "farmer": "m granjero granjeros",
+    "king": "m rey reyes",
+    "queen": "f reina reinas",
+    "sister": "f hermana hermanas",
+    "brother": "m hermano hermanos",
+    "friend": "m amigo amigos",
+    "dog": "m perro perros",
+    "cat": "m gato gatos",
+    "horse": "m caballo caballos",
+    "bird": "m pájaro pájaros",
+    "cow": "f vaca vacas",
+    "mouse": "m ratón ratones",
+    "elephant": "m elefante elefantes",
+    "lion": "m león leones",
+    "bear": "m oso osos",
+    "duck": "m pato patos",
+    "monkey": "m mono monos",
+    "rabbit": "m conejo conejos",
+    "apple": "f manzana manzanas",
+    "cake": "m pastel pasteles",
+    "egg": "m huevo huevos",
+    "orange": "f naranja naranjas",
+    "book": "m libro libros",
+    "letter": "f carta cartas",
+    "ball": "f pelota pelotas",
+    "car": "m coche coches",
+    "flower": "f flor flores",
+    "house": "f casa casas",
+    "bicycle": "f bicicleta bicicletas",
+    "hat": "m sombrero sombreros",
+    "key": "f llave llaves",
+    "cup": "f taza tazas",
     "box": "f caja cajas",
 }
 
@@ -195,15 +317,23 @@ CS_CASES: tuple[str, ...] = ("nom", "gen", "dat", "acc", "ins")
 # Which nouns an adjective may describe, and its "group": a sentence never pairs two adjectives
 # of one group ("the black dog is white").
 ADJ_TAGS: dict[str, tuple[str, str]] = {
-    "big": ("size", "person animal thing food"), "small": ("size", "person animal thing food"),
-    "old": ("age", "adult animal thing"), "young": ("age", "person animal"),
-    "new": ("age", "thing"), "beautiful": ("beauty", "animal thing"),
-    "black": ("colour", "animal thing"), "white": ("colour", "animal thing"),
-    "red": ("colour", "thing bird"), "green": ("colour", "thing bird"),
-    "blue": ("colour", "thing bird"), "yellow": ("colour", "thing bird"),
-    "grey": ("colour", "animal"), "brown": ("colour", "animal"),
+    "big": ("size", "person animal thing food"),
+    "small": ("size", "person animal thing food"),
+    "old": ("age", "adult animal thing"),
+    "young": ("age", "person animal"),
+    "new": ("age", "thing"),
+    "beautiful": ("beauty", "animal thing"),
+    "black": ("colour", "animal thing"),
+    "white": ("colour", "animal thing"),
+    "red": ("colour", "thing bird"),
+    "green": ("colour", "thing bird"),
+    "blue": ("colour", "thing bird"),
+    "yellow": ("colour", "thing bird"),
+    "grey": ("colour", "animal"),
+    "brown": ("colour", "animal"),
     "fast": ("speed", "animal vehicle"),
-    "tired": ("state", "person animal"), "hungry": ("state", "person animal"),
+    "tired": ("state", "person animal"),
+    "hungry": ("state", "person animal"),
     "happy": ("state", "person animal"),
 }
 
@@ -211,23 +341,43 @@ EN_ADJ: dict[str, str] = {a: a for a in ADJ_TAGS}
 
 # German: the stem; endings are added by the declension tables below.
 DE_ADJ: dict[str, str] = {
-    "big": "groß", "small": "klein", "old": "alt", "young": "jung", "new": "neu",
-    "beautiful": "schön", "black": "schwarz", "white": "weiß", "red": "rot", "green": "grün",
-    "blue": "blau", "yellow": "gelb", "grey": "grau", "brown": "braun", "fast": "schnell",
-    "tired": "müde", "hungry": "hungrig", "happy": "glücklich",
+    "big": "groß",
+    "small": "klein",
+    "old": "alt",
+    "young": "jung",
+    "new": "neu",
+    "beautiful": "schön",
+    "black": "schwarz",
+    "white": "weiß",
+    "red": "rot",
+    "green": "grün",
+    "blue": "blau",
+    "yellow": "gelb",
+    "grey": "grau",
+    "brown": "braun",
+    "fast": "schnell",
+    "tired": "müde",
+    "hungry": "hungrig",
+    "happy": "glücklich",
 }
 
 # French: "position masc-sg fem-sg masc-pl fem-pl [masc-sg before a vowel]".
 # Most French adjectives follow the noun; a few common ones (BAGS) precede it.
 FR_ADJ: dict[str, str] = {
-    "big": "pre grand grande grands grandes", "small": "pre petit petite petits petites",
-    "old": "pre vieux vieille vieux vieilles vieil", "young": "pre jeune jeune jeunes jeunes",
+    "big": "pre grand grande grands grandes",
+    "small": "pre petit petite petits petites",
+    "old": "pre vieux vieille vieux vieilles vieil",
+    "young": "pre jeune jeune jeunes jeunes",
     "new": "pre nouveau nouvelle nouveaux nouvelles nouvel",
     "beautiful": "pre beau belle beaux belles bel",
-    "black": "post noir noire noirs noires", "white": "post blanc blanche blancs blanches",
-    "red": "post rouge rouge rouges rouges", "green": "post vert verte verts vertes",
-    "blue": "post bleu bleue bleus bleues", "yellow": "post jaune jaune jaunes jaunes",
-    "grey": "post gris grise gris grises", "brown": "post brun brune bruns brunes",
+    "black": "post noir noire noirs noires",
+    "white": "post blanc blanche blancs blanches",
+    "red": "post rouge rouge rouges rouges",
+    "green": "post vert verte verts vertes",
+    "blue": "post bleu bleue bleus bleues",
+    "yellow": "post jaune jaune jaunes jaunes",
+    "grey": "post gris grise gris grises",
+    "brown": "post brun brune bruns brunes",
     "fast": "post rapide rapide rapides rapides",
     "tired": "post fatigué fatiguée fatigués fatiguées",
     "hungry": "post affamé affamée affamés affamées",
@@ -236,15 +386,24 @@ FR_ADJ: dict[str, str] = {
 
 # Spanish: "masc-sg fem-sg masc-pl fem-pl"; all of these follow the noun.
 ES_ADJ: dict[str, str] = {
-    "big": "grande grande grandes grandes", "small": "pequeño pequeña pequeños pequeñas",
-    "old": "viejo vieja viejos viejas", "young": "joven joven jóvenes jóvenes",
-    "new": "nuevo nueva nuevos nuevas", "beautiful": "bonito bonita bonitos bonitas",
-    "black": "negro negra negros negras", "white": "blanco blanca blancos blancas",
-    "red": "rojo roja rojos rojas", "green": "verde verde verdes verdes",
-    "blue": "azul azul azules azules", "yellow": "amarillo amarilla amarillos amarillas",
-    "grey": "gris gris grises grises", "brown": "marrón marrón marrones marrones",
-    "fast": "rápido rápida rápidos rápidas", "tired": "cansado cansada cansados cansadas",
-    "hungry": "hambriento hambrienta hambrientos hambrientas", "happy": "feliz feliz felices felices",
+    "big": "grande grande grandes grandes",
+    "small": "pequeño pequeña pequeños pequeñas",
+    "old": "viejo vieja viejos viejas",
+    "young": "joven joven jóvenes jóvenes",
+    "new": "nuevo nueva nuevos nuevas",
+    "beautiful": "bonito bonita bonitos bonitas",
+    "black": "negro negra negros negras",
+    "white": "blanco blanca blancos blancas",
+    "red": "rojo roja rojos rojas",
+    "green": "verde verde verdes verdes",
+    "blue": "azul azul azules azules",
+    "yellow": "amarillo amarilla amarillos amarillas",
+    "grey": "gris gris grises grises",
+    "brown": "marrón marrón marrones marrones",
+    "fast": "rápido rápida rápidos rápidas",
+    "tired": "cansado cansada cansados cansadas",
+    "hungry": "hambriento hambrienta hambrientos hambrientas",
+    "happy": "feliz feliz felices felices",
 }
 # Spanish uses "estar" for temporary states and "ser" for lasting properties.
 ES_STATE_ADJ: frozenset[str] = frozenset({"tired", "hungry", "happy"})
@@ -253,60 +412,106 @@ ES_STATE_ADJ: frozenset[str] = frozenset({"tired", "hungry", "happy"})
 # adjectives (-ý); the other endings are regular, but the animate plural changes the stem
 # consonant (velký -> velcí, modrý -> modří), so it is stored.
 CS_ADJ: dict[str, str] = {
-    "big": "velký velcí", "small": "malý malí", "old": "starý staří", "young": "mladý mladí",
-    "new": "nový noví", "beautiful": "krásný krásní", "black": "černý černí",
-    "white": "bílý bílí", "red": "červený červení", "green": "zelený zelení",
-    "blue": "modrý modří", "yellow": "žlutý žlutí", "grey": "šedý šedí",
-    "brown": "hnědý hnědí", "fast": "rychlý rychlí", "tired": "unavený unavení",
-    "hungry": "hladový hladoví", "happy": "šťastný šťastní",
+    "big": "velký velcí",
+    "small": "malý malí",
+    "old": "starý staří",
+    "young": "mladý mladí",
+    "new": "nový noví",
+    "beautiful": "krásný krásní",
+    "black": "černý černí",
+    "white": "bílý bílí",
+    "red": "červený červení",
+    "green": "zelený zelení",
+    "blue": "modrý modří",
+    "yellow": "žlutý žlutí",
+    "grey": "šedý šedí",
+    "brown": "hnědý hnědí",
+    "fast": "rychlý rychlí",
+    "tired": "unavený unavení",
+    "hungry": "hladový hladoví",
+    "happy": "šťastný šťastní",
 }
 
 # --- places: whole phrases, "location | direction" ------------------------------------------
 # Stored as phrases because prepositions differ idiomatically (at school / in der Schule /
 # à l'école / ve škole; to the beach / an den Strand / na pláž).
 PLACE_TAGS: dict[str, str] = {
-    "park": "person animal", "garden": "person animal", "forest": "person animal",
-    "river": "person animal", "beach": "person animal", "zoo": "person animal",
-    "school": "person", "city": "person", "kitchen": "person", "market": "person",
+    "park": "person animal",
+    "garden": "person animal",
+    "forest": "person animal",
+    "river": "person animal",
+    "beach": "person animal",
+    "zoo": "person animal",
+    "school": "person",
+    "city": "person",
+    "kitchen": "person",
+    "market": "person",
     "home": "person",
 }
 EN_PLACES: dict[str, str] = {
-    "park": "in the park | to the park", "garden": "in the garden | to the garden",
-    "forest": "in the forest | to the forest", "river": "by the river | to the river",
-    "beach": "on the beach | to the beach", "zoo": "at the zoo | to the zoo",
-    "school": "at school | to school", "city": "in the city | to the city",
-    "kitchen": "in the kitchen | to the kitchen", "market": "at the market | to the market",
+    "park": "in the park | to the park",
+    "garden": "in the garden | to the garden",
+    "forest": "in the forest | to the forest",
+    "river": "by the river | to the river",
+    "beach": "on the beach | to the beach",
+    "zoo": "at the zoo | to the zoo",
+    "school": "at school | to school",
+    "city": "in the city | to the city",
+    "kitchen": "in the kitchen | to the kitchen",
+    "market": "at the market | to the market",
     "home": "at home | home",
 }
 DE_PLACES: dict[str, str] = {
-    "park": "im Park | in den Park", "garden": "im Garten | in den Garten",
-    "forest": "im Wald | in den Wald", "river": "am Fluss | zum Fluss",
-    "beach": "am Strand | an den Strand", "zoo": "im Zoo | in den Zoo",
-    "school": "in der Schule | in die Schule", "city": "in der Stadt | in die Stadt",
-    "kitchen": "in der Küche | in die Küche", "market": "auf dem Markt | auf den Markt",
+    "park": "im Park | in den Park",
+    "garden": "im Garten | in den Garten",
+    "forest": "im Wald | in den Wald",
+    "river": "am Fluss | zum Fluss",
+    "beach": "am Strand | an den Strand",
+    "zoo": "im Zoo | in den Zoo",
+    "school": "in der Schule | in die Schule",
+    "city": "in der Stadt | in die Stadt",
+    "kitchen": "in der Küche | in die Küche",
+    "market": "auf dem Markt | auf den Markt",
     "home": "zu Hause | nach Hause",
 }
 FR_PLACES: dict[str, str] = {
-    "park": "dans le parc | au parc", "garden": "dans le jardin | au jardin",
-    "forest": "dans la forêt | dans la forêt", "river": "au bord de la rivière | à la rivière",
-    "beach": "sur la plage | à la plage", "zoo": "au zoo | au zoo",
-    "school": "à l'école | à l'école", "city": "dans la ville | en ville",
-    "kitchen": "dans la cuisine | dans la cuisine", "market": "au marché | au marché",
+    "park": "dans le parc | au parc",
+    "garden": "dans le jardin | au jardin",
+    "forest": "dans la forêt | dans la forêt",
+    "river": "au bord de la rivière | à la rivière",
+    "beach": "sur la plage | à la plage",
+    "zoo": "au zoo | au zoo",
+    "school": "à l'école | à l'école",
+    "city": "dans la ville | en ville",
+    "kitchen": "dans la cuisine | dans la cuisine",
+    "market": "au marché | au marché",
     "home": "à la maison | à la maison",
 }
 ES_PLACES: dict[str, str] = {
-    "park": "en el parque | al parque", "garden": "en el jardín | al jardín",
-    "forest": "en el bosque | al bosque", "river": "junto al río | al río",
-    "beach": "en la playa | a la playa", "zoo": "en el zoo | al zoo",
-    "school": "en la escuela | a la escuela", "city": "en la ciudad | a la ciudad",
-    "kitchen": "en la cocina | a la cocina", "market": "en el mercado | al mercado",
+    "park": "en el parque | al parque",
+    "garden": "en el jardín | al jardín",
+    "forest": "en el bosque | al bosque",
+    "river": "junto al río | al río",
+    "beach": "en la playa | a la playa",
+    "zoo": "en el zoo | al zoo",
+    "school": "en la escuela | a la escuela",
+    "city": "en la ciudad | a la ciudad",
+    "kitchen": "en la cocina | a la cocina",
+    "market": "en el mercado | al mercado",
     "home": "en casa | a casa",
 }
 CS_PLACES: dict[str, str] = {
-    "park": "v parku | do parku", "garden": "na zahradě | na zahradu",
-    "forest": "v lese | do lesa", "river": "u řeky | k řece", "beach": "na pláži | na pláž",
-    "zoo": "v zoo | do zoo", "school": "ve škole | do školy", "city": "ve městě | do města",
-    "kitchen": "v kuchyni | do kuchyně", "market": "na trhu | na trh", "home": "doma | domů",
+    "park": "v parku | do parku",
+    "garden": "na zahradě | na zahradu",
+    "forest": "v lese | do lesa",
+    "river": "u řeky | k řece",
+    "beach": "na pláži | na pláž",
+    "zoo": "v zoo | do zoo",
+    "school": "ve škole | do školy",
+    "city": "ve městě | do města",
+    "kitchen": "v kuchyni | do kuchyně",
+    "market": "na trhu | na trh",
+    "home": "doma | domů",
 }
 
 # --- verbs ----------------------------------------------------------------------------------
@@ -315,11 +520,11 @@ CS_PLACES: dict[str, str] = {
 class Verb(NamedTuple):
     """How a verb may be used. Tags are space-separated; a noun fits if it shares one."""
 
-    frame: str            # "loc": + place, "dir": + destination, "obj": + object
-    subjects: str         # tags of possible subjects
-    objects: str = ""     # tags of possible objects ("obj" verbs only)
+    frame: str  # "loc": + place, "dir": + destination, "obj": + object
+    subjects: str  # tags of possible subjects
+    objects: str = ""  # tags of possible objects ("obj" verbs only)
     object_dets: str = "the the_pl a num"  # which determiners the object may take
-    with_ok: bool = False   # may take a companion: "with the dog"
+    with_ok: bool = False  # may take a companion: "with the dog"
     place_ok: bool = False  # an "obj" verb may add a location: "... in the park"
 
 
@@ -353,13 +558,29 @@ VERBS: dict[str, Verb] = {
 # Verb forms, in the person order: I, you (singular), he/she/it, we, they.
 # English lists only "base, third-person" when the other forms equal the base.
 EN_VERBS: dict[str, str] = {
-    "sleep": "sleep, sleeps", "play": "play, plays", "sing": "sing, sings",
-    "wait": "wait, waits", "work": "work, works", "go": "go, goes", "run": "run, runs",
-    "come": "come, comes", "fly": "fly, flies", "see": "see, sees", "eat": "eat, eats",
-    "read": "read, reads", "write": "write, writes", "buy": "buy, buys",
-    "carry": "carry, carries", "have": "have, has", "help": "help, helps",
-    "wash": "wash, washes", "throw": "throw, throws", "open": "open, opens",
-    "look for": "look for, looks for", "love": "love, loves", "talk": "talk to, talks to",
+    "sleep": "sleep, sleeps",
+    "play": "play, plays",
+    "sing": "sing, sings",
+    "wait": "wait, waits",
+    "work": "work, works",
+    "go": "go, goes",
+    "run": "run, runs",
+    "come": "come, comes",
+    "fly": "fly, flies",
+    "see": "see, sees",
+    "eat": "eat, eats",
+    "read": "read, reads",
+    "write": "write, writes",
+    "buy": "buy, buys",
+    "carry": "carry, carries",
+    "have": "have, has",
+    "help": "help, helps",
+    "wash": "wash, washes",
+    "throw": "throw, throws",
+    "open": "open, opens",
+    "look for": "look for, looks for",
+    "love": "love, loves",
+    "talk": "talk to, talks to",
     "afraid": "am afraid of, are afraid of, is afraid of, are afraid of, are afraid of",
 }
 DE_VERBS: dict[str, str] = {
@@ -472,13 +693,17 @@ CS_VERBS: dict[str, str] = {
 
 # How each language marks the object of a verb (default: plain accusative / direct object).
 DE_OBJECT: dict[str, tuple[str, str]] = {  # verb -> (preposition, case)
-    "help": ("", "dat"), "talk": ("mit", "dat"), "afraid": ("vor", "dat"),
+    "help": ("", "dat"),
+    "talk": ("mit", "dat"),
+    "afraid": ("vor", "dat"),
 }
 FR_OBJECT: dict[str, str] = {"talk": "à", "afraid": "de"}  # verb -> preposition
 ES_OBJECT: dict[str, str] = {"talk": "con", "afraid": "de", "help": "a", "love": "a"}
 ES_NO_PERSONAL_A: frozenset[str] = frozenset({"have"})  # "tener" never takes personal "a"
 CS_OBJECT: dict[str, tuple[str, str]] = {  # verb -> (preposition, case)
-    "help": ("", "dat"), "talk": ("s", "ins"), "afraid": ("", "gen"),
+    "help": ("", "dat"),
+    "talk": ("s", "ins"),
+    "afraid": ("", "gen"),
 }
 # Czech reflexive clitics: "hrát si" (to play), "bát se" (to be afraid).
 CS_CLITIC: dict[str, str] = {"play": "si", "afraid": "se"}
@@ -523,16 +748,16 @@ class NP(NamedTuple):
     """A noun phrase: "the dog", "a small cat", "three red balls"."""
 
     noun: str
-    det: str                # "the" | "a" | "num"
+    det: str  # "the" | "a" | "num"
     plural: bool
-    count: int = 0          # 2..5 when det == "num"
+    count: int = 0  # 2..5 when det == "num"
     adj: str | None = None
 
 
 class Clause(NamedTuple):
     """One sentence meaning. `subject` is an NP or a pronoun's person index (0, 1, 3)."""
 
-    frame: str              # "loc" | "dir" | "obj" | "obj_loc" | "with" | "pred"
+    frame: str  # "loc" | "dir" | "obj" | "obj_loc" | "with" | "pred"
     subject: NP | int
     verb: str = ""
     obj: NP | None = None
@@ -575,6 +800,7 @@ def _sentence(parts: list[str]) -> str:
 # ============================================================================================
 
 # --- English --------------------------------------------------------------------------------
+
 
 def _en_np(np: NP) -> str:
     singular, plural = EN_NOUNS[np.noun].split()
@@ -669,7 +895,10 @@ def _realize_de(c: Clause) -> str:
 # --- French ---------------------------------------------------------------------------------
 
 FR_CONTRACTIONS: dict[tuple[str, str], str] = {
-    ("à", "le"): "au", ("à", "les"): "aux", ("de", "le"): "du", ("de", "les"): "des",
+    ("à", "le"): "au",
+    ("à", "les"): "aux",
+    ("de", "le"): "du",
+    ("de", "les"): "des",
 }
 
 
@@ -741,6 +970,7 @@ def _realize_fr(c: Clause) -> str:
 
 
 # --- Spanish --------------------------------------------------------------------------------
+
 
 def _es_np(np: NP, prep: str = "") -> str:
     gender, singular, plural = ES_NOUNS[np.noun].split()
@@ -882,7 +1112,11 @@ def _realize_cs(c: Clause) -> str:
 
 
 REALIZERS = {
-    "en": _realize_en, "de": _realize_de, "fr": _realize_fr, "cs": _realize_cs, "es": _realize_es,
+    "en": _realize_en,
+    "de": _realize_de,
+    "fr": _realize_fr,
+    "cs": _realize_cs,
+    "es": _realize_es,
 }
 
 
@@ -907,7 +1141,12 @@ DET_CHOICES: tuple[tuple[str, str, bool, int, float], ...] = (
     ("num", "num", True, 5, 0.6),
 )
 FRAME_WEIGHTS: dict[str, float] = {
-    "loc": 0.17, "dir": 0.14, "obj": 0.27, "obj_loc": 0.15, "with": 0.14, "pred": 0.13,
+    "loc": 0.17,
+    "dir": 0.14,
+    "obj": 0.27,
+    "obj_loc": 0.15,
+    "with": 0.14,
+    "pred": 0.13,
 }
 FRAMES, FRAME_CUM_WEIGHTS = list(FRAME_WEIGHTS), list(accumulate(FRAME_WEIGHTS.values()))
 ADJ_PROBABILITY = 0.35
@@ -928,8 +1167,7 @@ def _nouns_fitting(tags: str, exclude: str) -> tuple[str, ...]:
 
 @cache
 def _adjs_fitting(noun: str, avoid_group: str) -> tuple[str, ...]:
-    return tuple(a for a, (group, tags) in ADJ_TAGS.items()
-                 if group != avoid_group and _fits(NOUN_TAGS[noun], tags))
+    return tuple(a for a, (group, tags) in ADJ_TAGS.items() if group != avoid_group and _fits(NOUN_TAGS[noun], tags))
 
 
 @cache
@@ -943,8 +1181,9 @@ def _sample_adj(rng: random.Random, noun: str, avoid_group: str = "") -> str | N
     return rng.choice(options) if options else None
 
 
-def _sample_np(rng: random.Random, tags: str, dets: str = "the the_pl a num",
-               exclude: str = "", adj_probability: float = ADJ_PROBABILITY) -> NP:
+def _sample_np(
+    rng: random.Random, tags: str, dets: str = "the the_pl a num", exclude: str = "", adj_probability: float = ADJ_PROBABILITY
+) -> NP:
     noun = rng.choice(_nouns_fitting(tags, exclude))
     choices, cum_weights = _dets_allowed(dets)
     _, det, plural, count, _ = rng.choices(choices, cum_weights=cum_weights)[0]
@@ -998,8 +1237,7 @@ def _sample_clause(rng: random.Random) -> Clause:
     if info.frame == "obj":
         obj = _sample_np(rng, info.objects, info.object_dets, exclude=subject_noun)
     if frame == "with":
-        companion = _sample_np(rng, "person animal", "the the_pl a", exclude=subject_noun,
-                               adj_probability=0.25)
+        companion = _sample_np(rng, "person animal", "the the_pl a", exclude=subject_noun, adj_probability=0.25)
     if frame != "obj":
         place = _sample_place(rng, subject)
     return Clause(frame, subject, verb, obj, companion, place)

@@ -60,8 +60,9 @@ def render_card(folder: Path) -> str:
     ]
     starts = [r for r in checkpoint.read_metrics(folder) if r.get("event") == Event.START]
     if len(starts) > 1:
-        lines.append(f"- Trained in {len(starts)} sittings: stopped and resumed exactly at steps "
-                     f"{', '.join(str(r['step']) for r in starts[1:])}")
+        lines.append(
+            f"- Trained in {len(starts)} sittings: stopped and resumed exactly at steps {', '.join(str(r['step']) for r in starts[1:])}"
+        )
     lines += _progress_table(checkpoint.read_metrics(folder))
     for report_file in sorted(folder.glob("eval_*.json")):
         report = json.loads(report_file.read_text(encoding="utf-8"))
@@ -87,8 +88,7 @@ def _started_from(record: dict | None) -> list[str]:
     if not record:
         return []
     added = record.get("added_languages") or []
-    grown = (f"; added {', '.join(language_name(code) for code in added)} with {record['added_pieces']} new pieces"
-             if added else "")
+    grown = f"; added {', '.join(language_name(code) for code in added)} with {record['added_pieces']} new pieces" if added else ""
     return [f"- Fine-tuned from `{record['path']}` (weights SHA-256 `{record['weights_sha256'][:16]}…`){grown}"]
 
 
@@ -108,8 +108,7 @@ def _progress_table(records: list[dict]) -> list[str]:
     valid = [r for r in records if r.get("event") == Event.VALID]
     if not valid:
         return []
-    lines = ["", "### Validation during training", "", "| step | minutes | valid loss | mean BLEU |",
-             "| ---: | ---: | ---: | ---: |"]
+    lines = ["", "### Validation during training", "", "| step | minutes | valid loss | mean BLEU |", "| ---: | ---: | ---: | ---: |"]
     for r in valid:
         label = f"{r['step']} (avg of {r['averaged']})" if r.get("averaged") else str(r["step"])
         lines.append(f"| {label} | {r.get('elapsed_s', 0) / 60:.1f} | {r['valid_loss']:.3f} | {r['mean_bleu']:.1f} |")
@@ -125,8 +124,9 @@ def write_eval_figures(folder: Path, report: EvalReport) -> None:
     languages = list(dict.fromkeys(lang for d in report.scores for lang in split_direction(d)))
     figures = {
         "bleu": plots.bleu_bars({report.model: report.metric("bleu")}),
-        "matrix": plots.direction_matrix(report.metric("bleu"), languages, zero_shot=report.zero_shot,
-                                         title=f"BLEU on {report.split}, beam {report.beam_size}"),
+        "matrix": plots.direction_matrix(
+            report.metric("bleu"), languages, zero_shot=report.zero_shot, title=f"BLEU on {report.split}, beam {report.beam_size}"
+        ),
     }
     for kind, figure in figures.items():
         checkpoint.write_text(folder / f"{stem}_{kind}.html", figure.to_html(include_plotlyjs="cdn"))

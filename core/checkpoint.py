@@ -72,8 +72,7 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def save_weights(state: dict[str, torch.Tensor], path: Path, dtype: torch.dtype | None = None) -> None:
-    tensors = {name: (t.to(dtype) if dtype and t.is_floating_point() else t).detach().cpu().contiguous()
-               for name, t in state.items()}
+    tensors = {name: (t.to(dtype) if dtype and t.is_floating_point() else t).detach().cpu().contiguous() for name, t in state.items()}
     _atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata={"format_version": str(FORMAT_VERSION)}))
 
 
@@ -113,8 +112,9 @@ def read_config(folder: Path) -> dict[str, Any]:
         raise CheckpointError(f"{folder / CONFIG}: unreadable ({error})") from error
     version = config.get("format_version") if isinstance(config, dict) else None
     if version != FORMAT_VERSION:
-        raise CheckpointError(f"{folder / CONFIG}: format version {version!r}, this code reads version "
-                              f"{FORMAT_VERSION}; retrain or convert the checkpoint")
+        raise CheckpointError(
+            f"{folder / CONFIG}: format version {version!r}, this code reads version {FORMAT_VERSION}; retrain or convert the checkpoint"
+        )
     return config
 
 
@@ -149,8 +149,7 @@ def check_run_name(name: str) -> str:
     stripped = name.strip()
     allowed = stripped and len(stripped) <= 64 and all(ch.isascii() and (ch.isalnum() or ch in "._-") for ch in stripped)
     if not allowed or stripped.startswith(".") or ".." in stripped or stripped.lower().split(".")[0] in RESERVED_NAMES:
-        raise ValueError(f"Invalid run name {name!r}: use up to 64 letters, digits, '.', '_' or '-' "
-                         "(no paths, no leading dot)")
+        raise ValueError(f"Invalid run name {name!r}: use up to 64 letters, digits, '.', '_' or '-' (no paths, no leading dot)")
     return stripped
 
 

@@ -43,5 +43,4 @@ def domain_hint(confidence: float | None, corpus: str | None, threshold: float =
     if confidence is None or confidence >= threshold:
         return None
     known = DOMAINS.get(corpus or "", "the sentences this model was trained on")
-    return (f"The model is unsure of this translation ({confidence:.0%}): the sentence looks unlike {known}, "
-            "so expect mistakes.")
+    return f"The model is unsure of this translation ({confidence:.0%}): the sentence looks unlike {known}, so expect mistakes."

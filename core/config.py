@@ -64,8 +64,7 @@ class DataConfig:
     new_language_pieces: int = 2000  # fine-tuning into a new language: size of the vocabulary learned for it
 
     def __post_init__(self) -> None:
-        _at_least(self, 1, "vocab_size", "max_tokens_per_sentence", "tokenizer_sentences_per_language",
-                  "new_language_pieces")
+        _at_least(self, 1, "vocab_size", "max_tokens_per_sentence", "tokenizer_sentences_per_language", "new_language_pieces")
         _one_of(self, "tokenizer_type", TOKENIZER_TYPES)
 
 
@@ -108,10 +107,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)  # JSON gives a list
-        _at_least(self, 1, "steps", "tokens_per_batch", "accumulation", "eval_every", "eval_sentences", "save_every",
-                  "log_every")
-        _at_least(self, 0, "warmup_steps", "patience", "average_last", "max_minutes", "threads", "weight_decay",
-                  "clip_norm")
+        _at_least(self, 1, "steps", "tokens_per_batch", "accumulation", "eval_every", "eval_sentences", "save_every", "log_every")
+        _at_least(self, 0, "warmup_steps", "patience", "average_last", "max_minutes", "threads", "weight_decay", "clip_norm")
         for name in ("lr", "direction_temperature"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"train.{name} must be positive, not {getattr(self, name)!r}")
@@ -293,26 +290,34 @@ def _one_of(config: Any, name: str, choices: tuple[str, ...]) -> None:
 PRESETS: dict[str, RunConfig] = {
     "tiny": RunConfig(
         preset="tiny",
-        model=ModelConfig(d_model=128, n_heads=4, d_ff=512, n_encoder_layers=2, n_decoder_layers=2, dropout=0.0,
-                          max_positions=128),
+        model=ModelConfig(d_model=128, n_heads=4, d_ff=512, n_encoder_layers=2, n_decoder_layers=2, dropout=0.0, max_positions=128),
         data=DataConfig(vocab_size=1000),
-        train=TrainConfig(steps=600, tokens_per_batch=4000, lr=4e-3, warmup_steps=100,
-                          schedule="cosine", label_smoothing=0.1, eval_every=300,
-                          eval_sentences=40, save_every=300, direction_temperature=1.0),
+        train=TrainConfig(
+            steps=600,
+            tokens_per_batch=4000,
+            lr=4e-3,
+            warmup_steps=100,
+            schedule="cosine",
+            label_smoothing=0.1,
+            eval_every=300,
+            eval_sentences=40,
+            save_every=300,
+            direction_temperature=1.0,
+        ),
     ),
     "small": RunConfig(
         preset="small",
         model=ModelConfig(d_model=256, n_heads=4, d_ff=1024, n_encoder_layers=3, n_decoder_layers=3, dropout=0.1),
         data=DataConfig(vocab_size=8000),
-        train=TrainConfig(steps=20000, tokens_per_batch=6000, lr=1.5e-3, warmup_steps=800,
-                          eval_every=1000, save_every=500, eval_sentences=100),
+        train=TrainConfig(
+            steps=20000, tokens_per_batch=6000, lr=1.5e-3, warmup_steps=800, eval_every=1000, save_every=500, eval_sentences=100
+        ),
     ),
     "base": RunConfig(
         preset="base",
         model=ModelConfig(d_model=512, n_heads=8, d_ff=2048, n_encoder_layers=6, n_decoder_layers=6, dropout=0.1),
         data=DataConfig(vocab_size=16000),
-        train=TrainConfig(steps=100000, tokens_per_batch=16000, lr=7e-4, warmup_steps=4000,
-                          eval_every=2000, save_every=1000),
+        train=TrainConfig(steps=100000, tokens_per_batch=16000, lr=7e-4, warmup_steps=4000, eval_every=2000, save_every=1000),
     ),
 }
 

@@ -63,8 +63,7 @@ class Corpus:
         for split in (s for s in self.splits if s in other.splits):
             parts = [corpus.splits[split] for corpus in (self, other)]
             sizes = [len(next(iter(lines.values()))) for lines in parts]
-            splits[split] = {lang: [line for lines, n in zip(parts, sizes) for line in lines.get(lang, [""] * n)]
-                             for lang in languages}
+            splits[split] = {lang: [line for lines, n in zip(parts, sizes) for line in lines.get(lang, [""] * n)] for lang in languages}
         return Corpus(f"{self.name}+{other.name}", splits)
 
     def pairs(self, split: str, src: str, tgt: str) -> tuple[list[str], list[str]]:
@@ -81,6 +80,7 @@ def non_empty_pairs(sources: list[str], targets: list[str]) -> tuple[list[str], 
 
 
 # --- built-in -------------------------------------------------------------------------------
+
 
 def load_builtin(n_sentences: int = 8000, seed: int = 0, held_out: int = 500) -> Corpus:
     """The project's own generated corpus: grammatical, deterministic, offline."""
@@ -142,8 +142,10 @@ def load_multi30k(folder: str | Path | None = None, languages: tuple[str, ...] =
         folder = find_multi30k()
         if folder is None:
             looked = ", ".join(str(p) for p in multi30k_candidates())
-            raise CorpusError(f"Multi30K not found (looked in {looked}). Run `python -m core download` "
-                              "or set POLYGLOT_MULTI30K to a folder holding train.en.gz etc.")
+            raise CorpusError(
+                f"Multi30K not found (looked in {looked}). Run `python -m core download` "
+                "or set POLYGLOT_MULTI30K to a folder holding train.en.gz etc."
+            )
     folder = Path(folder)
     splits = {}
     for split, stem in MULTI30K_FILES.items():
@@ -183,8 +185,7 @@ def download_multi30k(
         try:
             with urllib.request.urlopen(base_url + name, timeout=60) as response:
                 total = int(response.headers.get("Content-Length") or 0) or None
-                with open(partial, "wb") as out, tqdm(total=total, unit="B", unit_scale=True,
-                                                      desc=name, disable=not progress) as bar:
+                with open(partial, "wb") as out, tqdm(total=total, unit="B", unit_scale=True, desc=name, disable=not progress) as bar:
                     while chunk := response.read(1 << 16):
                         out.write(chunk)
                         bar.update(len(chunk))
@@ -210,20 +211,19 @@ def _sha256(path: Path) -> str:
 
 # --- user files ------------------------------------------------------------------------------
 
+
 def read_text_pair(path_a: str | Path, path_b: str | Path, lang_a: str, lang_b: str) -> dict[str, list[str]]:
     """Two line-aligned plain-text files, one sentence per line, as {lang: lines} (not split)."""
     check_language_code(lang_a)
     check_language_code(lang_b)
     if lang_a == lang_b:
         raise CorpusError(f"Both files are marked as {lang_a!r}: give two different languages")
-    lines = {lang_a: [s.strip() for s in _read_user_lines(Path(path_a))],
-             lang_b: [s.strip() for s in _read_user_lines(Path(path_b))]}
+    lines = {lang_a: [s.strip() for s in _read_user_lines(Path(path_a))], lang_b: [s.strip() for s in _read_user_lines(Path(path_b))]}
     _check_aligned({Path(path_a): lines[lang_a], Path(path_b): lines[lang_b]})
     return lines
 
 
-def load_text_pair(path_a: str | Path, path_b: str | Path, lang_a: str, lang_b: str,
-                   held_out: int | None = None, seed: int = 1) -> Corpus:
+def load_text_pair(path_a: str | Path, path_b: str | Path, lang_a: str, lang_b: str, held_out: int | None = None, seed: int = 1) -> Corpus:
     """Two aligned files as a corpus, with valid/test lines held out."""
     return _user_corpus(Path(path_a).stem, read_text_pair(path_a, path_b, lang_a, lang_b), held_out, seed)
 
@@ -303,6 +303,7 @@ def _user_corpus(name: str, lines: dict[str, list[str]], held_out: int | None, s
 
 
 # --- one entry point for every kind of source ------------------------------------------------
+
 
 def load_corpus(source: str, languages: list[str] | None = None) -> Corpus:
     """`source` is "builtin", "multi30k", "multi30k:DIR", "FILE.tsv" or "A.en.txt,B.de.txt".

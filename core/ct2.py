@@ -75,8 +75,9 @@ def require():
     try:
         import ctranslate2
     except ImportError as error:
-        raise ImportError(f"The ctranslate2 engine needs CTranslate2, which is not installed: {INSTALL} "
-                          "(or pip install -r requirements-ct2.txt)") from error
+        raise ImportError(
+            f"The ctranslate2 engine needs CTranslate2, which is not installed: {INSTALL} (or pip install -r requirements-ct2.txt)"
+        ) from error
     return ctranslate2
 
 
@@ -92,11 +93,13 @@ def check_options(translator: Translator, scores: bool, prefix: str) -> None:
     if prefix:
         raise ValueError("A translation prefix needs the torch engine: drop engine='ctranslate2' or the prefix")
     if translator.bf16:
-        raise ValueError("bfloat16 is a torch-engine precision: the ctranslate2 engine runs float32, or int8 "
-                         "with engine='ctranslate2-int8'")
+        raise ValueError(
+            "bfloat16 is a torch-engine precision: the ctranslate2 engine runs float32, or int8 with engine='ctranslate2-int8'"
+        )
     if any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in translator.model.modules()):
-        raise ValueError("This translator holds torch int8 weights: use the float32 translator with "
-                         "engine='ctranslate2-int8' for CTranslate2's own int8")
+        raise ValueError(
+            "This translator holds torch int8 weights: use the float32 translator with engine='ctranslate2-int8' for CTranslate2's own int8"
+        )
 
 
 # --- the cached export -------------------------------------------------------------------------
@@ -142,8 +145,7 @@ def exported(translator: Translator, int8: bool = False) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:
         model = translator.model if translator.device.type == "cpu" else _cpu_copy(translator.model)
-        export.to_ctranslate2(model, export.vocabulary_of(translator.tokenizer), staging / "model",
-                              quantization="int8" if int8 else None)
+        export.to_ctranslate2(model, export.vocabulary_of(translator.tokenizer), staging / "model", quantization="int8" if int8 else None)
         try:
             os.rename(staging / "model", folder)
         except OSError:  # another process finished the same export first: keep theirs
@@ -188,9 +190,19 @@ def forget_loaded() -> None:
 # --- translation -------------------------------------------------------------------------------
 
 
-def translate(translator: Translator, texts: str | Sequence[str], src: str, tgt: str, engine: str = "ctranslate2",
-              beam_size: int = 1, length_penalty: float = 1.0, n_best: int = 1, batch_size: int = 64,
-              limits: SearchLimits | None = None, workers: int | None = None) -> list[Translation]:
+def translate(
+    translator: Translator,
+    texts: str | Sequence[str],
+    src: str,
+    tgt: str,
+    engine: str = "ctranslate2",
+    beam_size: int = 1,
+    length_penalty: float = 1.0,
+    n_best: int = 1,
+    batch_size: int = 64,
+    limits: SearchLimits | None = None,
+    workers: int | None = None,
+) -> list[Translation]:
     """`Translator.translate` on CTranslate2: same arguments, same translations (module docstring)."""
     from core.decoding import DEFAULT_LIMITS
     from core.translator import Translation, batched_lines, pad
@@ -218,8 +230,7 @@ def translate(translator: Translator, texts: str | Sequence[str], src: str, tgt:
         found: list[list[tuple[list[int], float]] | None] = [None] * len(chunk)
         for cap in sorted(set(caps)):
             rows = [r for r, c in enumerate(caps) if c == cap]
-            for r, hyps in zip(rows, _beam(model, [tokens[r] for r in rows], cap, beam_size, length_penalty,
-                                           n_best, piece_id)):
+            for r, hyps in zip(rows, _beam(model, [tokens[r] for r in rows], cap, beam_size, length_penalty, n_best, piece_id)):
                 found[r] = hyps
         return found
 
@@ -232,13 +243,26 @@ def translate(translator: Translator, texts: str | Sequence[str], src: str, tgt:
             best = hyps[0][0]
             log_prob = hyps[0][1] * (len(best) + 1) ** length_penalty if beam_size > 1 else hyps[0][1]
             results[i] = Translation(
-                source=lines[i], text=translator.tokenizer.decode(best), pieces=translator.tokenizer.pieces(best),
-                log_prob=log_prob, score=hyps[0][1],
-                n_best=[(translator.tokenizer.decode(h), s) for h, s in hyps], truncated=encoded[i][1])
+                source=lines[i],
+                text=translator.tokenizer.decode(best),
+                pieces=translator.tokenizer.pieces(best),
+                log_prob=log_prob,
+                score=hyps[0][1],
+                n_best=[(translator.tokenizer.decode(h), s) for h, s in hyps],
+                truncated=encoded[i][1],
+            )
     if redo:  # sentences whose CT2 beam search reached its length limit: core's search decides
-        again = translator.translate([lines[i] for i in redo], src, tgt, beam_size=beam_size, n_best=n_best,
-                                     length_penalty=length_penalty, batch_size=batch_size, limits=limits,
-                                     workers=workers)
+        again = translator.translate(
+            [lines[i] for i in redo],
+            src,
+            tgt,
+            beam_size=beam_size,
+            n_best=n_best,
+            length_penalty=length_penalty,
+            batch_size=batch_size,
+            limits=limits,
+            workers=workers,
+        )
         for i, translation in zip(redo, again):
             results[i] = translation
     stats["ct2"] += len(encoded) - len(redo)
@@ -256,28 +280,46 @@ def _greedy(model, tokens: list[list[str]], caps: list[int], piece_id) -> list[l
     def stop_at_limit(step) -> bool:
         return step.step + 2 >= caps[step.batch_id]
 
-    results = model.translate_batch(tokens, beam_size=1, num_hypotheses=1, length_penalty=0.0, return_scores=True,
-                                    min_decoding_length=0, max_input_length=0, max_decoding_length=max(max(caps) - 1, 1),
-                                    callback=stop_at_limit)
+    results = model.translate_batch(
+        tokens,
+        beam_size=1,
+        num_hypotheses=1,
+        length_penalty=0.0,
+        return_scores=True,
+        min_decoding_length=0,
+        max_input_length=0,
+        max_decoding_length=max(max(caps) - 1, 1),
+        callback=stop_at_limit,
+    )
     return [[(_ids(result.hypotheses[0], piece_id), result.scores[0])] for result in results]
 
 
-def _beam(model, tokens: list[list[str]], cap: int, beam_size: int, length_penalty: float, n_best: int,
-          piece_id) -> list[list[tuple[list[int], float]] | None]:
+def _beam(
+    model, tokens: list[list[str]], cap: int, beam_size: int, length_penalty: float, n_best: int, piece_id
+) -> list[list[tuple[list[int], float]] | None]:
     """Beam search on sentences sharing one length limit `cap`; None for those whose search reached
     CT2's last step (`cap - 1` tokens), where CT2 and core part ways."""
     if cap < 2:
         return [None] * len(tokens)
     wanted = round(beam_size * PATIENCE)  # all CT2 keeps, so a hypothesis cut at the limit is seen
-    results = model.translate_batch(tokens, beam_size=beam_size, patience=PATIENCE, num_hypotheses=wanted,
-                                    length_penalty=length_penalty, return_end_token=True, return_scores=True,
-                                    min_decoding_length=0, max_input_length=0, max_decoding_length=cap - 1)
+    results = model.translate_batch(
+        tokens,
+        beam_size=beam_size,
+        patience=PATIENCE,
+        num_hypotheses=wanted,
+        length_penalty=length_penalty,
+        return_end_token=True,
+        return_scores=True,
+        min_decoding_length=0,
+        max_input_length=0,
+        max_decoding_length=cap - 1,
+    )
     found: list[list[tuple[list[int], float]] | None] = []
     for result in results:
         if any(len(h) >= cap - 1 for h in result.hypotheses):
             found.append(None)
         else:
-            found.append([(_ids(h, piece_id), s) for h, s in zip(result.hypotheses, result.scores)][:min(n_best, beam_size)])
+            found.append([(_ids(h, piece_id), s) for h, s in zip(result.hypotheses, result.scores)][: min(n_best, beam_size)])
     return found
 
 

@@ -101,8 +101,9 @@ class _Rows:
         return _Rows(reorder_caches(self.caches, rows), self.mask.index_select(0, rows), self.max_tokens.index_select(0, rows))
 
 
-def _extend(model: Transformer, source: Tensor, limits: SearchLimits, choose: Callable[[Tensor], Tensor],
-            prefix: Prefix = None) -> list[Hypothesis]:
+def _extend(
+    model: Transformer, source: Tensor, limits: SearchLimits, choose: Callable[[Tensor], Tensor], prefix: Prefix = None
+) -> list[Hypothesis]:
     """Left to right, one continuation per row: `choose` picks each next token from the [rows, V]
     log-probabilities (argmax for greedy search, a random draw for sampling)."""
     batch = source.shape[0]
@@ -130,8 +131,7 @@ def _extend(model: Transformer, source: Tensor, limits: SearchLimits, choose: Ca
 
 
 @torch.inference_mode()
-def greedy(model: Transformer, source: Tensor, limits: SearchLimits = DEFAULT_LIMITS,
-           prefix: Prefix = None) -> list[Hypothesis]:
+def greedy(model: Transformer, source: Tensor, limits: SearchLimits = DEFAULT_LIMITS, prefix: Prefix = None) -> list[Hypothesis]:
     """The most probable next piece at every step (after the `prefix`, if one is given)."""
     return _extend(model, source, limits, lambda log_probs: log_probs.argmax(dim=-1), prefix)
 
@@ -194,7 +194,7 @@ def beam_search(
             raw = float(top_scores[g, k])
             if raw > -torch.inf:
                 row = g * beams + int(origin[g, k])
-                finished[int(ids[g])].append(Hypothesis(tokens[row, 1:].tolist(), raw, raw / length ** length_penalty))
+                finished[int(ids[g])].append(Hypothesis(tokens[row, 1:].tolist(), raw, raw / length**length_penalty))
 
         # The best `width` candidates that do not end continue as the beams of the next step
         # (at most `width` of the 2·width candidates can end, so there are always enough).
@@ -224,8 +224,11 @@ def beam_search(
     # Sentences that hit the step limit without finishing keep their live beams as hypotheses.
     for g, sentence in enumerate(ids.tolist()):
         if not finished[sentence] and not done[g]:
-            finished[sentence] = [Hypothesis(tokens[g * beams + k, 1:].tolist(), float(scores[g, k]), float(scores[g, k]))
-                                  for k in range(beams) if scores[g, k] > -torch.inf]  # -inf: beams a prefix ruled out
+            finished[sentence] = [
+                Hypothesis(tokens[g * beams + k, 1:].tolist(), float(scores[g, k]), float(scores[g, k]))
+                for k in range(beams)
+                if scores[g, k] > -torch.inf
+            ]  # -inf: beams a prefix ruled out
     results = []
     for hypotheses in finished:
         hypotheses.sort(key=lambda h: h.score, reverse=True)
@@ -305,7 +308,7 @@ def _beams_done(finished: list[list[Hypothesis]], scores: Tensor, length: int, w
             flags.append(False)
             continue
         worst = sorted(h.score for h in hypotheses)[-width]
-        best_live = float(scores[b].max()) / length ** alpha
+        best_live = float(scores[b].max()) / length**alpha
         flags.append(best_live <= worst)
     return torch.tensor(flags, device=scores.device)
 
@@ -340,7 +343,7 @@ def sample(
         return torch.multinomial(_filtered(log_probs, temperature, top_k, top_p), 1, generator=generator).squeeze(1)
 
     rows = _extend(model, source.index_select(0, expand), limits, draw, prefix)
-    return [rows[b * n:(b + 1) * n] for b in range(batch)]
+    return [rows[b * n : (b + 1) * n] for b in range(batch)]
 
 
 def _filtered(log_probs: Tensor, temperature: float, top_k: int, top_p: float) -> Tensor:
@@ -398,8 +401,8 @@ def score_tokens(model: Transformer, source: Tensor, targets: list[list[int]]) -
     target_in = torch.full((len(targets), width), PAD_ID, dtype=torch.long, device=source.device)
     target_out = target_in.clone()
     for row, ids in enumerate(targets):
-        target_in[row, :len(ids) + 1] = torch.tensor([BOS_ID, *ids])
-        target_out[row, :len(ids) + 1] = torch.tensor([*ids, EOS_ID])
+        target_in[row, : len(ids) + 1] = torch.tensor([BOS_ID, *ids])
+        target_out[row, : len(ids) + 1] = torch.tensor([*ids, EOS_ID])
     log_probs = model.logits(model(source, target_in)).float().log_softmax(dim=-1)
     chosen = log_probs.gather(2, target_out[:, :, None]).squeeze(2)  # [B, T]
-    return [chosen[row, :len(ids) + 1].tolist() for row, ids in enumerate(targets)]
+    return [chosen[row, : len(ids) + 1].tolist() for row, ids in enumerate(targets)]

@@ -10,7 +10,7 @@ import torch
 
 
 def pick_device(name: str = "auto") -> torch.device:
-    """"auto" takes a CUDA GPU, else Apple's MPS, else the CPU; any other name is used as given."""
+    """ "auto" takes a CUDA GPU, else Apple's MPS, else the CPU; any other name is used as given."""
     if name == "auto":
         if torch.cuda.is_available():
             name = "cuda"

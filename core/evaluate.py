@@ -73,10 +73,8 @@ class EvalReport:
         """A report saved by `save` (e.g. a run folder's eval_test.json from `python -m core evaluate --card`)."""
         try:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
-            scores = {d: DirectionScore(**{k: v for k, v in s.items() if k in DIRECTION_FIELDS})
-                      for d, s in data["scores"].items()}
-            return cls(data["model"], data["split"], int(data["beam_size"]), scores,
-                       data["bleu_signature"], data["chrf_signature"])
+            scores = {d: DirectionScore(**{k: v for k, v in s.items() if k in DIRECTION_FIELDS}) for d, s in data["scores"].items()}
+            return cls(data["model"], data["split"], int(data["beam_size"]), scores, data["bleu_signature"], data["chrf_signature"])
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise ValueError(f"{path}: not a readable evaluation report ({error})") from error
 
@@ -126,8 +124,9 @@ def evaluate(
             progress(index / len(directions), f"Translating {name}")
         sources, references = non_empty_pairs(split_lines[src], split_lines[tgt])
         sources, references = sources[:max_sentences], references[:max_sentences]
-        translations = translator.translate(sources, src, tgt, beam_size=beam_size, length_penalty=length_penalty,
-                                            workers=workers, engine=engine)
+        translations = translator.translate(
+            sources, src, tgt, beam_size=beam_size, length_penalty=length_penalty, workers=workers, engine=engine
+        )
         hypotheses = [t.text for t in translations]
         bleu, chrf, bleu_signature, chrf_signature = corpus_scores(hypotheses, references)
         zero_shot = bool(translator.directions) and name not in translator.directions

@@ -85,7 +85,7 @@ def set_hf_positions(hf_model, table: torch.Tensor) -> None:
     """Write core's position table into both HF position buffers at HF's offset (padding_idx + 1)."""
     for module in (hf_model.model.encoder.embed_positions, hf_model.model.decoder.embed_positions):
         weights = torch.zeros(table.shape[0] + module.offset, table.shape[1], dtype=module.weights.dtype)
-        weights[PAD_ID + 1: PAD_ID + 1 + table.shape[0]] = table
+        weights[PAD_ID + 1 : PAD_ID + 1 + table.shape[0]] = table
         module.weights = weights  # a plain (non-persistent) buffer, re-registered by nn.Module.__setattr__
 
 
@@ -140,9 +140,17 @@ def to_m2m100(model: Transformer, dropout: float = 0.0, attention_dropout: float
     _copy_norm(hf.model.decoder.layer_norm, model.decoder_norm)
 
     hf.generation_config = GenerationConfig(
-        pad_token_id=PAD_ID, bos_token_id=BOS_ID, eos_token_id=EOS_ID, decoder_start_token_id=BOS_ID,
-        num_beams=1, do_sample=False, length_penalty=1.0, early_stopping=False,
-        max_length=cfg.max_positions, forced_bos_token_id=None, forced_eos_token_id=None,
+        pad_token_id=PAD_ID,
+        bos_token_id=BOS_ID,
+        eos_token_id=EOS_ID,
+        decoder_start_token_id=BOS_ID,
+        num_beams=1,
+        do_sample=False,
+        length_penalty=1.0,
+        early_stopping=False,
+        max_length=cfg.max_positions,
+        forced_bos_token_id=None,
+        forced_eos_token_id=None,
     )
     hf.train(dropout > 0 or attention_dropout > 0 or activation_dropout > 0)
     return hf
@@ -154,7 +162,7 @@ def save_hf(hf_model, folder: str | Path, model: Transformer | None = None) -> P
 
     folder = Path(folder)
     hf_model.save_pretrained(folder)
-    table = hf_model.model.encoder.embed_positions.weights[PAD_ID + 1: PAD_ID + 1 + hf_model.config.max_position_embeddings]
+    table = hf_model.model.encoder.embed_positions.weights[PAD_ID + 1 : PAD_ID + 1 + hf_model.config.max_position_embeddings]
     save_file({"positions": table.contiguous()}, str(folder / "core_positions.safetensors"))
     return folder
 
@@ -186,7 +194,9 @@ def ctranslate2_spec(model: Transformer, vocabulary: list[str]):
     if len(vocabulary) != cfg.vocab_size:
         raise ValueError(f"vocabulary has {len(vocabulary)} pieces, the model {cfg.vocab_size}")
     spec = transformer_spec.TransformerSpec.from_config(
-        (cfg.n_encoder_layers, cfg.n_decoder_layers), cfg.n_heads, pre_norm=True,
+        (cfg.n_encoder_layers, cfg.n_decoder_layers),
+        cfg.n_heads,
+        pre_norm=True,
         activation=common_spec.Activation.RELU,
     )
     spec.config.layer_norm_epsilon = LAYER_NORM_EPS
@@ -243,8 +253,9 @@ def ctranslate2_spec(model: Transformer, vocabulary: list[str]):
     return spec
 
 
-def to_ctranslate2(model: Transformer, vocabulary: list[str], output_dir: str | Path,
-                   quantization: str | None = None, force: bool = True) -> Path:
+def to_ctranslate2(
+    model: Transformer, vocabulary: list[str], output_dir: str | Path, quantization: str | None = None, force: bool = True
+) -> Path:
     """Write a CTranslate2 model folder. `quantization` is applied to the saved weights
     (None keeps float32; a float32 folder can still be loaded with compute_type="int8")."""
     from ctranslate2.converters.converter import Converter

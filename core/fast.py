@@ -41,7 +41,7 @@ class Dropout(nn.Module):
         if x.device.type != "cpu":
             return F.dropout(x, self.p, training=True)
         n = x.numel()
-        bits = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-2**63, None)  # 64 random bits each
+        bits = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-(2**63), None)  # 64 random bits each
         keep = bits.view(torch.int16)[:n].view(x.shape) >= self.threshold
         return x * keep.to(x.dtype).mul_(1.0 / (1.0 - self.p))
 

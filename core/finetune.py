@@ -84,12 +84,17 @@ def open_start(folder: str | Path) -> Start:
 def check_shape(start: Start, model: ModelConfig) -> None:
     """Refuse a model config whose shape differs from the starting model's, naming the differences."""
     theirs = start.model_config
-    different = [f"{name} {getattr(model, name)} (the starting model has {getattr(theirs, name)})"
-                 for name in SHAPE if getattr(model, name) != getattr(theirs, name)]
+    different = [
+        f"{name} {getattr(model, name)} (the starting model has {getattr(theirs, name)})"
+        for name in SHAPE
+        if getattr(model, name) != getattr(theirs, name)
+    ]
     if different:
-        raise FineTuneError(f"A fine-tuning run keeps the shape of the model it starts from ({start.folder}); "
-                            f"this config asks for {', '.join(different)}. Leave the shape options out, or "
-                            f"start from `core.finetune.starting_config('{start.folder}')`.")
+        raise FineTuneError(
+            f"A fine-tuning run keeps the shape of the model it starts from ({start.folder}); "
+            f"this config asks for {', '.join(different)}. Leave the shape options out, or "
+            f"start from `core.finetune.starting_config('{start.folder}')`."
+        )
 
 
 def starting_config(folder: str | Path, **overrides: Any) -> RunConfig:
@@ -104,13 +109,14 @@ def starting_config(folder: str | Path, **overrides: Any) -> RunConfig:
 def _check_folder(folder: str | Path) -> Path:
     folder = Path(folder)
     if not checkpoint.is_checkpoint(folder):
-        raise FineTuneError(f"Cannot start from {folder}: it is not a trained run folder "
-                            f"(it needs {checkpoint.CONFIG}, {checkpoint.WEIGHTS} and {checkpoint.TOKENIZER})")
+        raise FineTuneError(
+            f"Cannot start from {folder}: it is not a trained run folder "
+            f"(it needs {checkpoint.CONFIG}, {checkpoint.WEIGHTS} and {checkpoint.TOKENIZER})"
+        )
     return folder
 
 
-def grow(start: Start, texts: dict[str, list[str]], pieces_per_language: int, seed: int
-         ) -> tuple[Tokenizer, dict[str, Tensor]]:
+def grow(start: Start, texts: dict[str, list[str]], pieces_per_language: int, seed: int) -> tuple[Tokenizer, dict[str, Tensor]]:
     """The starting tokenizer and weights, grown for the languages of `texts` it does not know."""
     tokenizer = start.tokenizer.extend(texts, pieces_per_language, seed)
     weights = dict(start.weights)
@@ -136,6 +142,7 @@ def grown_embedding(embedding: Tensor, old: Tokenizer, new: Tokenizer) -> Tensor
 
 
 # --- freezing ----------------------------------------------------------------------------------
+
 
 def freeze(model: nn.Module, parts: list[str], first_new_id: int) -> None:
     """Keep `parts` of `model` at their current weights: no gradient reaches them.
@@ -171,6 +178,7 @@ def parameter_groups(model: nn.Module, weight_decay: float, parts: list[str]) ->
 
 
 # --- replay ------------------------------------------------------------------------------------
+
 
 def replay_corpus(started_from: dict[str, Any], corpus: Corpus) -> Corpus:
     """`corpus` together with the data the starting model was trained on (`started_from`: the record

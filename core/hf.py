@@ -70,10 +70,30 @@ HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 # NLLB's codes (ISO 639-3 + script) for the languages the Lab names with ISO 639-1 codes.
 NLLB_CODES = {
-    "en": "eng_Latn", "de": "deu_Latn", "fr": "fra_Latn", "cs": "ces_Latn", "es": "spa_Latn", "it": "ita_Latn",
-    "pt": "por_Latn", "nl": "nld_Latn", "pl": "pol_Latn", "ru": "rus_Cyrl", "uk": "ukr_Cyrl", "sv": "swe_Latn",
-    "da": "dan_Latn", "fi": "fin_Latn", "tr": "tur_Latn", "ar": "arb_Arab", "he": "heb_Hebr", "zh": "zho_Hans",
-    "ja": "jpn_Jpan", "ko": "kor_Hang", "hi": "hin_Deva", "el": "ell_Grek", "hu": "hun_Latn", "ro": "ron_Latn",
+    "en": "eng_Latn",
+    "de": "deu_Latn",
+    "fr": "fra_Latn",
+    "cs": "ces_Latn",
+    "es": "spa_Latn",
+    "it": "ita_Latn",
+    "pt": "por_Latn",
+    "nl": "nld_Latn",
+    "pl": "pol_Latn",
+    "ru": "rus_Cyrl",
+    "uk": "ukr_Cyrl",
+    "sv": "swe_Latn",
+    "da": "dan_Latn",
+    "fi": "fin_Latn",
+    "tr": "tur_Latn",
+    "ar": "arb_Arab",
+    "he": "heb_Hebr",
+    "zh": "zho_Hans",
+    "ja": "jpn_Jpan",
+    "ko": "kor_Hang",
+    "hi": "hin_Deva",
+    "el": "ell_Grek",
+    "hu": "hun_Latn",
+    "ro": "ron_Latn",
     "sk": "slk_Latn",
 }
 NLLB_CODE = re.compile(r"^[a-z]{3}_[A-Z][a-z]{3}$")
@@ -117,8 +137,9 @@ def hf_folders(root: str | Path) -> list[Path]:
     root = Path(root)
     if not root.is_dir():
         return []
-    return sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and is_hf_folder(p)),
-                  key=lambda p: p.name.lower())
+    return sorted(
+        (p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and is_hf_folder(p)), key=lambda p: p.name.lower()
+    )
 
 
 def allowed_ids() -> list[str]:
@@ -132,8 +153,10 @@ def check_allowed(spec: str) -> str:
         raise HFModelError(f"{spec!r} is not a Hugging Face model id: write hf:owner/name, e.g. hf:Helsinki-NLP/opus-mt-en-de")
     if current_limits().hosted and model_id not in allowed_ids():
         allowed = ", ".join(f"hf:{m}" for m in allowed_ids()) or "none"
-        raise HFModelError(f"This hosted app only opens the Hugging Face models its owner allowed ({allowed}); "
-                           f"{model_id} is not one of them. The owner lists them in {ALLOW_ENV}.")
+        raise HFModelError(
+            f"This hosted app only opens the Hugging Face models its owner allowed ({allowed}); "
+            f"{model_id} is not one of them. The owner lists them in {ALLOW_ENV}."
+        )
     return model_id
 
 
@@ -172,9 +195,11 @@ def available_bytes(device: torch.device) -> int:
 def check_memory(name: str, parameters: int, device: torch.device) -> None:
     needed, free = parameters * 4 * LOAD_OVERHEAD, available_bytes(device)
     if needed > free:
-        raise HFModelError(f"{name} does not fit: {memory_line(parameters)} (about {needed / 1e9:.1f} GB to load), "
-                           f"and this machine has {free / 1e9:.1f} GB free on {device.type}. "
-                           "Pick a smaller model, or close other programs.")
+        raise HFModelError(
+            f"{name} does not fit: {memory_line(parameters)} (about {needed / 1e9:.1f} GB to load), "
+            f"and this machine has {free / 1e9:.1f} GB free on {device.type}. "
+            "Pick a smaller model, or close other programs."
+        )
 
 
 # --- opening ---------------------------------------------------------------------------------
@@ -198,13 +223,17 @@ def _fetch(what, source: str, label: str, **kwargs):
         if Path(source).is_dir():
             raise HFModelError(f"{label}: cannot read this Hugging Face model folder ({first})") from None
         if offline:
-            raise HFModelError(f"{label} is not in the Hugging Face cache, and downloads are off (HF_HUB_OFFLINE=1). "
-                               "Download it once with a network connection, or open a local model folder.") from None
+            raise HFModelError(
+                f"{label} is not in the Hugging Face cache, and downloads are off (HF_HUB_OFFLINE=1). "
+                "Download it once with a network connection, or open a local model folder."
+            ) from None
         kind = type(error).__name__
         if "RepositoryNotFound" in kind or "GatedRepo" in kind:
             raise HFModelError(f"{label}: no such public model on the Hugging Face Hub (check the id)") from None
-        raise HFModelError(f"{label}: could not get it from the Hugging Face Hub ({first}). Without a network "
-                           "connection only models already in the Hugging Face cache open.") from None
+        raise HFModelError(
+            f"{label}: could not get it from the Hugging Face Hub ({first}). Without a network "
+            "connection only models already in the Hugging Face cache open."
+        ) from None
 
 
 def load(spec: str | Path, device: str = "auto") -> HFTranslator:
@@ -219,8 +248,7 @@ def load(spec: str | Path, device: str = "auto") -> HFTranslator:
     else:
         folder = Path(spec)
         if not is_hf_folder(folder):
-            raise HFModelError(f"{folder}: not a Hugging Face model folder (config.json with model_type "
-                               f"{' or '.join(FAMILIES)})")
+            raise HFModelError(f"{folder}: not a Hugging Face model folder (config.json with model_type {' or '.join(FAMILIES)})")
         source, name, label = str(folder), folder.name, str(folder)
     try:
         import transformers
@@ -353,16 +381,17 @@ class Marian(Languages):
         super().__init__(tokenizer, model)
         named = re.search(r"opus-mt-([^-/]+)-([^-/]+)$", name)
         source = getattr(tokenizer, "source_lang", None) or (named.group(1) if named else None)
-        self.target_tokens = {m.group(1): token for token in tokenizer.get_vocab()
-                              if (m := re.fullmatch(r">>(.+)<<", token))}
+        self.target_tokens = {m.group(1): token for token in tokenizer.get_vocab() if (m := re.fullmatch(r">>(.+)<<", token))}
         if self.target_tokens:
             self.family, targets = "Marian, several targets", sorted(self.target_tokens)
         else:
             target = getattr(tokenizer, "target_lang", None) or (named.group(2) if named else None)
             self.family, targets = "Marian", [target] if target else []
         if not source or not targets:
-            raise HFModelError(f"{name}: cannot tell this Marian model's languages (no source_lang/target_lang "
-                               "in tokenizer_config.json, and the name is not opus-mt-SRC-TGT)")
+            raise HFModelError(
+                f"{name}: cannot tell this Marian model's languages (no source_lang/target_lang "
+                "in tokenizer_config.json, and the name is not opus-mt-SRC-TGT)"
+            )
         self.languages = list(dict.fromkeys([source, *targets]))
         self.directions = _all_pairs([source], targets)
 
@@ -423,8 +452,9 @@ class LabExport(Languages):
 class HFTranslator:
     """A Transformers encoder-decoder behind the `core.translator.Translator` interface."""
 
-    def __init__(self, model, languages: Languages, name: str, source: str, parameters: int,
-                 load_seconds: float = 0.0, bf16: bool = False) -> None:
+    def __init__(
+        self, model, languages: Languages, name: str, source: str, parameters: int, load_seconds: float = 0.0, bf16: bool = False
+    ) -> None:
         self.model = model
         # The Inside tab sizes its layer slider from `model.config.n_encoder_layers` (core's name).
         model.config.n_encoder_layers = model.config.encoder_layers
@@ -445,12 +475,23 @@ class HFTranslator:
         """What a Lab run's config.json would say, for the parts of the app that read one."""
         cfg = self.model.config
         return {
-            "languages": self.languages, "directions": self.directions, "parameters": self.parameters,
-            "engine": "transformers", "family": self.tokenizer.family, "source": self.source,
-            "run": {"model": {"n_encoder_layers": cfg.encoder_layers, "n_decoder_layers": cfg.decoder_layers,
-                              "d_model": cfg.d_model, "n_heads": cfg.encoder_attention_heads,
-                              "vocab_size": cfg.vocab_size, "max_positions": cfg.max_position_embeddings},
-                    "data": {"source": "builtin"}},
+            "languages": self.languages,
+            "directions": self.directions,
+            "parameters": self.parameters,
+            "engine": "transformers",
+            "family": self.tokenizer.family,
+            "source": self.source,
+            "run": {
+                "model": {
+                    "n_encoder_layers": cfg.encoder_layers,
+                    "n_decoder_layers": cfg.decoder_layers,
+                    "d_model": cfg.d_model,
+                    "n_heads": cfg.encoder_attention_heads,
+                    "vocab_size": cfg.vocab_size,
+                    "max_positions": cfg.max_position_embeddings,
+                },
+                "data": {"source": "builtin"},
+            },
             "training": {"status": "pretrained", "steps": None},
             "corpus": "",  # trained on the maker's data, none of the Lab's corpora (no domain hint)
         }
@@ -460,9 +501,11 @@ class HFTranslator:
         shown = ", ".join(language_name(code) for code in self.languages[:8])
         more = f" and {len(self.languages) - 8} more" if len(self.languages) > 8 else ""
         cfg = self.model.config
-        return (f"**{self.name}** · Hugging Face {self.tokenizer.family} ({self.source}) · {shown}{more} · "
-                f"{len(self.directions)} directions · {cfg.encoder_layers}+{cfg.decoder_layers} layers, "
-                f"d_model {cfg.d_model} · {memory_line(self.parameters)} · loaded in {self.load_seconds:.1f} s")
+        return (
+            f"**{self.name}** · Hugging Face {self.tokenizer.family} ({self.source}) · {shown}{more} · "
+            f"{len(self.directions)} directions · {cfg.encoder_layers}+{cfg.decoder_layers} layers, "
+            f"d_model {cfg.d_model} · {memory_line(self.parameters)} · loaded in {self.load_seconds:.1f} s"
+        )
 
     # --- precision ------------------------------------------------------------------------
 
@@ -477,8 +520,9 @@ class HFTranslator:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 model = torch.ao.quantization.quantize_dynamic(copy.deepcopy(model).cpu(), {torch.nn.Linear}, dtype=torch.qint8)
-        return HFTranslator(model, self.tokenizer, self._name, self.source, self.parameters, self.load_seconds,
-                            bf16=precision == "bfloat16")
+        return HFTranslator(
+            model, self.tokenizer, self._name, self.source, self.parameters, self.load_seconds, bf16=precision == "bfloat16"
+        )
 
     def _precision(self) -> torch.autocast:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
@@ -534,8 +578,9 @@ class HFTranslator:
             result.append(log_probs[index, steps, chosen].tolist() if row else [])
         return result
 
-    def _generate(self, sources: list[list[int]], tgt: str, limits: SearchLimits, prefix: list[int] | None = None,
-                  **options) -> list[list[tuple[list[int], bool]]]:
+    def _generate(
+        self, sources: list[list[int]], tgt: str, limits: SearchLimits, prefix: list[int] | None = None, **options
+    ) -> list[list[tuple[list[int], bool]]]:
         """transformers' generate(): for each source, its hypotheses as (pieces, ended with </s>),
         forced tokens left out and cut to core's length limit (where core forces </s>). With
         `prefix`, every hypothesis starts with those pieces (given to the decoder; they count
@@ -558,9 +603,9 @@ class HFTranslator:
         results = []
         for index, allow in enumerate(allowed):
             hypotheses = []
-            for sequence in out[index * n:(index + 1) * n].tolist():
+            for sequence in out[index * n : (index + 1) * n].tolist():
                 tokens, ended = [], False
-                for token in sequence[len(self.tokenizer.start) + len(forced):]:
+                for token in sequence[len(self.tokenizer.start) + len(forced) :]:
                     if token == eos:
                         ended = True
                         break
@@ -571,8 +616,9 @@ class HFTranslator:
             results.append(hypotheses)
         return results
 
-    def _scored(self, source: list[int], tgt: str, hypotheses: list[tuple[list[int], bool]],
-                length_penalty: float | None = None) -> list[tuple[list[int], float, float]]:
+    def _scored(
+        self, source: list[int], tgt: str, hypotheses: list[tuple[list[int], bool]], length_penalty: float | None = None
+    ) -> list[tuple[list[int], float, float]]:
         """(pieces, log P, score) of each hypothesis; the score is log P, or with `length_penalty`
         log P / |y|^length_penalty with </s> counted, also where core's limit forces it (core's ranking)."""
         prefix = self.tokenizer.start + self.tokenizer.forced(tgt)
@@ -585,10 +631,21 @@ class HFTranslator:
 
     # --- translation ----------------------------------------------------------------------
 
-    def translate(self, texts: str | list[str], src: str, tgt: str, beam_size: int = 1, length_penalty: float = 1.0,
-                  n_best: int = 1, batch_size: int = 64, limits: SearchLimits | None = None,
-                  workers: int | None = None, scores: bool = False, prefix: str = "",
-                  engine: str = "torch") -> list[Translation]:
+    def translate(
+        self,
+        texts: str | list[str],
+        src: str,
+        tgt: str,
+        beam_size: int = 1,
+        length_penalty: float = 1.0,
+        n_best: int = 1,
+        batch_size: int = 64,
+        limits: SearchLimits | None = None,
+        workers: int | None = None,
+        scores: bool = False,
+        prefix: str = "",
+        engine: str = "torch",
+    ) -> list[Translation]:
         """Translate each line (empty lines give empty translations). beam_size 1 is greedy search.
         `workers` is accepted for the Translator interface; batches run one after the other.
         `scores=True` adds each piece's probability (and </s>'s) and the sentence confidence, from
@@ -610,8 +667,15 @@ class HFTranslator:
                 scored = self._scored(encoded[i][0], tgt, hypotheses, length_penalty if beam_size > 1 else None)
                 scored.sort(key=lambda h: h[2], reverse=True)
                 best = scored[0]
-                results[i] = Translation(lines[i], self.tokenizer.decode(best[0]), self.tokenizer.pieces(best[0]), best[1],
-                                         best[2], [(self.tokenizer.decode(t), s) for t, _, s in scored], encoded[i][3])
+                results[i] = Translation(
+                    lines[i],
+                    self.tokenizer.decode(best[0]),
+                    self.tokenizer.pieces(best[0]),
+                    best[1],
+                    best[2],
+                    [(self.tokenizer.decode(t), s) for t, _, s in scored],
+                    encoded[i][3],
+                )
                 if scores:
                     self._add_scores(results[i], encoded[i][0], tgt, best[0])
         return results  # type: ignore[return-value]
@@ -633,8 +697,18 @@ class HFTranslator:
         targets = [d.split("-", 1)[1] for d in self.directions if d.startswith(f"{src}-")]
         return {tgt: self.translate([text], src, tgt, **options)[0] for tgt in targets}
 
-    def sample(self, text: str, src: str, tgt: str, n: int = 5, temperature: float = 1.0,
-               top_k: int = 0, top_p: float = 1.0, seed: int = 0, prefix: str = "") -> list[Candidate]:
+    def sample(
+        self,
+        text: str,
+        src: str,
+        tgt: str,
+        n: int = 5,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        seed: int = 0,
+        prefix: str = "",
+    ) -> list[Candidate]:
         """`n` sampled translations, most probable first (log-probabilities at temperature 1, unfiltered),
         each starting with `prefix` if given."""
         self.check_pair(src, tgt)
@@ -649,11 +723,22 @@ class HFTranslator:
         ids = self._encode(text, src, tgt)[0]
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(seed)
-            hypotheses = self._generate([ids], tgt, SearchLimits(), self._prefix_ids(prefix), do_sample=True, num_beams=1,
-                                        num_return_sequences=n,
-                                        temperature=temperature, top_k=top_k, top_p=top_p)[0]
-        candidates = [Candidate(self.tokenizer.decode(tokens), log_prob, self.tokenizer.pieces(tokens))
-                      for tokens, log_prob, _ in self._scored(ids, tgt, hypotheses)]
+            hypotheses = self._generate(
+                [ids],
+                tgt,
+                SearchLimits(),
+                self._prefix_ids(prefix),
+                do_sample=True,
+                num_beams=1,
+                num_return_sequences=n,
+                temperature=temperature,
+                top_k=top_k,
+                top_p=top_p,
+            )[0]
+        candidates = [
+            Candidate(self.tokenizer.decode(tokens), log_prob, self.tokenizer.pieces(tokens))
+            for tokens, log_prob, _ in self._scored(ids, tgt, hypotheses)
+        ]
         return sorted(candidates, key=lambda c: c.log_prob, reverse=True)
 
     @torch.inference_mode()
@@ -673,8 +758,9 @@ class HFTranslator:
         steps = []
         for step in range(max_tokens):
             with self._precision():
-                logits = self.model(encoder_outputs=memory, attention_mask=mask,
-                                    decoder_input_ids=torch.tensor([decoder], device=self.device)).logits
+                logits = self.model(
+                    encoder_outputs=memory, attention_mask=mask, decoder_input_ids=torch.tensor([decoder], device=self.device)
+                ).logits
             probs = logits[0, -1].float().softmax(-1)
             top = probs.topk(min(top_k, probs.shape[0]))
             if forced is not None:
@@ -698,21 +784,24 @@ class HFTranslator:
         source, mask = self._batch([self._encode(text, src, tgt)[0]])
         decoder = self.tokenizer.start + self.tokenizer.forced(tgt) + (self._prefix_ids(prefix) or [])
         with self._precision():
-            logits = self.model(input_ids=source, attention_mask=mask,
-                                decoder_input_ids=torch.tensor([decoder], device=self.device)).logits
+            logits = self.model(input_ids=source, attention_mask=mask, decoder_input_ids=torch.tensor([decoder], device=self.device)).logits
         probs = logits[0, -1].float().softmax(-1)
         top = probs.topk(min(top_k, probs.shape[0]))
         return list(zip(self.tokenizer.pieces(top.indices.tolist()), top.values.tolist()))
 
-    def beam_tree(self, text: str, src: str, tgt: str, beam_size: int = 4, length_penalty: float = 1.0,
-                  n_best: int | None = None, prefix: str = ""):
+    def beam_tree(
+        self, text: str, src: str, tgt: str, beam_size: int = 4, length_penalty: float = 1.0, n_best: int | None = None, prefix: str = ""
+    ):
         """Not for Hugging Face models: transformers' generate() does not report the candidates it drops."""
-        raise ValueError("The beam search tree is drawn for Lab models only: transformers' generate(), which "
-                         "searches for Hugging Face models, does not report the candidates it drops.")
+        raise ValueError(
+            "The beam search tree is drawn for Lab models only: transformers' generate(), which "
+            "searches for Hugging Face models, does not report the candidates it drops."
+        )
 
     @torch.inference_mode()
-    def attention(self, text: str, src: str, tgt: str, beam_size: int = 1, length_penalty: float = 1.0,
-                  forced: str | None = None) -> AttentionView:
+    def attention(
+        self, text: str, src: str, tgt: str, beam_size: int = 1, length_penalty: float = 1.0, forced: str | None = None
+    ) -> AttentionView:
         """Translate (or take the given translation `forced`), then replay that translation through
         the model with attention maps on.
 
@@ -745,8 +834,17 @@ class HFTranslator:
             cross=stack(out.cross_attentions),
         )
 
-    def alignments(self, text: str, src: str, tgt: str, beam_size: int = 1, length_penalty: float = 1.0,
-                   layer: int | None = None, threshold: float | None = None, forced: str | None = None):
+    def alignments(
+        self,
+        text: str,
+        src: str,
+        tgt: str,
+        beam_size: int = 1,
+        length_penalty: float = 1.0,
+        layer: int | None = None,
+        threshold: float | None = None,
+        forced: str | None = None,
+    ):
         """Word alignments from the cross-attention of decoder `layer` (`core.alignment`)."""
         from core import alignment
 
@@ -762,8 +860,9 @@ class HFTranslator:
             embedded = embedded * getattr(encoder, "embed_scale", 1.0)
         return embedded
 
-    def attribution(self, text: str, src: str, tgt: str, beam_size: int = 1, length_penalty: float = 1.0,
-                    steps: int = DEFAULT_STEPS) -> AttributionView:
+    def attribution(
+        self, text: str, src: str, tgt: str, beam_size: int = 1, length_penalty: float = 1.0, steps: int = DEFAULT_STEPS
+    ) -> AttributionView:
         """Integrated gradients of each produced piece (and </s>) over the source's token embeddings
         (`inputs_embeds`), from a sentence of padding pieces (`core.attribution`)."""
         if not _clean(text):
@@ -779,16 +878,22 @@ class HFTranslator:
 
         def f(embedded: torch.Tensor) -> torch.Tensor:  # [N, S, d] -> the probability of each piece [N, T]
             n = embedded.shape[0]
-            logits = self.model(inputs_embeds=embedded, attention_mask=mask.expand(n, -1),
-                                decoder_input_ids=decoder.expand(n, -1)).logits
+            logits = self.model(inputs_embeds=embedded, attention_mask=mask.expand(n, -1), decoder_input_ids=decoder.expand(n, -1)).logits
             return logits.float().softmax(-1)[:, rows, chosen]
 
         with torch.no_grad():
             inputs = self._embed_source(source)[0]
             baseline = self._embed_source(torch.full_like(source, self.tokenizer.pad_id))[0]
         found = integrated_gradients(f, inputs, baseline, steps)
-        return AttributionView(translation, self.tokenizer.pieces(ids), self.tokenizer.pieces(target),
-                               found.scores.cpu().numpy(), found.difference.cpu().numpy(), steps, found.gap)
+        return AttributionView(
+            translation,
+            self.tokenizer.pieces(ids),
+            self.tokenizer.pieces(target),
+            found.scores.cpu().numpy(),
+            found.difference.cpu().numpy(),
+            steps,
+            found.gap,
+        )
 
     @torch.inference_mode()
     def sentence_embeddings(self, texts: list[str], lang: str, batch_size: int = 64) -> np.ndarray:
@@ -804,11 +909,11 @@ class HFTranslator:
             tgt = next((d.split("-", 1)[1] for d in self.directions if d.startswith(f"{lang}-")), self.directions[0].split("-", 1)[1])
         layers = []
         for start in range(0, len(texts), batch_size):
-            encoded = [self._encode(t, lang, tgt) for t in texts[start:start + batch_size]]
+            encoded = [self._encode(t, lang, tgt) for t in texts[start : start + batch_size]]
             source, mask = self._batch([e[0] for e in encoded])
             pieces = torch.zeros_like(mask, dtype=torch.float)
             for row, (ids, lead, tail, _) in enumerate(encoded):
-                pieces[row, lead:len(ids) - tail] = 1.0
+                pieces[row, lead : len(ids) - tail] = 1.0
             weights = (pieces / pieces.sum(1, keepdim=True).clamp(min=1))[None, :, :, None]
             with self._precision():
                 states = self.model.get_encoder()(input_ids=source, attention_mask=mask, output_hidden_states=True)

@@ -95,10 +95,10 @@ class VisitorRuns:
         with _LOCK:
             entries = self.entries()
             if DAMAGED in entries:
-                raise ValueError("This app's list of visitor runs is damaged, so no run can start; "
-                                 "its owner will find the reason in the server log.")
-            entries[name] = {"owner": owner_key(owner), "created": time.time() if now is None else now,
-                             "order": next(_ORDER)}
+                raise ValueError(
+                    "This app's list of visitor runs is damaged, so no run can start; its owner will find the reason in the server log."
+                )
+            entries[name] = {"owner": owner_key(owner), "created": time.time() if now is None else now, "order": next(_ORDER)}
             self._write(entries)
 
     def forget(self, name: str) -> None:
@@ -190,8 +190,7 @@ class VisitorJobs(TrainingJobs):
     only their own; a stranger's run in progress is mentioned without its name.
     """
 
-    def __init__(self, owner: Callable[[], str | None],
-                 retention: Callable[[], Retention] = current_retention) -> None:
+    def __init__(self, owner: Callable[[], str | None], retention: Callable[[], Retention] = current_retention) -> None:
         super().__init__()
         self._owner = owner
         self._retention = retention
@@ -214,8 +213,10 @@ class VisitorJobs(TrainingJobs):
     def _busy_message(self, busy: Job) -> str:
         if self._mine(busy) is not None:
             return super()._busy_message(busy)
-        return (f"This app trains one model at a time, and another visitor's run is in progress (step {busy.step}/"
-                f"{busy.total_steps}). Try again when it has finished.")
+        return (
+            f"This app trains one model at a time, and another visitor's run is in progress (step {busy.step}/"
+            f"{busy.total_steps}). Try again when it has finished."
+        )
 
     def _launch(self, run_name: str, checkpoints_dir: str | Path, make: Callable[[str, Path], Job]) -> Job:
         owner = self._owner()

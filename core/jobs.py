@@ -130,7 +130,7 @@ class Job:
 
     @property
     def status(self) -> str:
-        """"running", or how the job ended: done, cancelled, early_stop, time_limit or failed."""
+        """ "running", or how the job ended: done, cancelled, early_stop, time_limit or failed."""
         with self._lock:
             final = self._final_status()
         if final is not None:
@@ -186,9 +186,17 @@ class Job:
         return max(0.0, (self.total_steps - step) * seconds_per_step)
 
     def summary(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": self.kind, "folder": str(self.folder), "status": self.status, "step": self.step,
-                "total_steps": self.total_steps, "progress": self.progress, "eta_seconds": self.eta_seconds,
-                "error": self.error}
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "folder": str(self.folder),
+            "status": self.status,
+            "step": self.step,
+            "total_steps": self.total_steps,
+            "progress": self.progress,
+            "eta_seconds": self.eta_seconds,
+            "error": self.error,
+        }
 
 
 class TrainingJob(Job):
@@ -244,8 +252,7 @@ class TaskJob(Job):
     `JobCancelled` from the listeners at the task's next training event.
     """
 
-    def __init__(self, name: str, folder: Path, task: Task, total_steps: int, kind: str = "task",
-                 config: RunConfig | None = None) -> None:
+    def __init__(self, name: str, folder: Path, task: Task, total_steps: int, kind: str = "task", config: RunConfig | None = None) -> None:
         super().__init__(name, folder, config, total_steps, kind)
         self._task = task
         self._outcome: str | None = None  # how the task ended
@@ -315,11 +322,11 @@ class TrainingJobs:
 
     def _busy_message(self, busy: Job) -> str:
         what = "A training run" if busy.kind == TRAINING else f"A {busy.kind}"
-        return (f"{what} is already in progress ({busy.name}, step {busy.step}/{busy.total_steps}). "
-                "Wait for it to finish or cancel it first.")
+        return (
+            f"{what} is already in progress ({busy.name}, step {busy.step}/{busy.total_steps}). Wait for it to finish or cancel it first."
+        )
 
-    def start(self, config: RunConfig, run_name: str, checkpoints_dir: str | Path,
-              corpus: CorpusSource = None) -> Job:
+    def start(self, config: RunConfig, run_name: str, checkpoints_dir: str | Path, corpus: CorpusSource = None) -> Job:
         """Start training `config` into `checkpoints_dir/run_name` and return at once.
 
         `corpus` is a loaded Corpus, a function returning one (called in the background thread,
@@ -328,8 +335,9 @@ class TrainingJobs:
         """
         return self._launch(run_name, checkpoints_dir, lambda name, folder: TrainingJob(name, folder, config, corpus))
 
-    def start_task(self, run_name: str, checkpoints_dir: str | Path, task: Task, total_steps: int,
-                   kind: str = "task", config: RunConfig | None = None) -> Job:
+    def start_task(
+        self, run_name: str, checkpoints_dir: str | Path, task: Task, total_steps: int, kind: str = "task", config: RunConfig | None = None
+    ) -> Job:
         """Run `task(listeners)` in the background under the same rules as `start` (one job at a
         time, a fresh `checkpoints_dir/run_name` that the task may write to) and return at once.
 
@@ -338,8 +346,7 @@ class TrainingJobs:
         value becomes `Job.result`. Cancelling raises `JobCancelled` from the listeners at the next
         training event, which ends the task with status "cancelled".
         """
-        return self._launch(run_name, checkpoints_dir, lambda name, folder: TaskJob(
-            name, folder, task, total_steps, kind, config))
+        return self._launch(run_name, checkpoints_dir, lambda name, folder: TaskJob(name, folder, task, total_steps, kind, config))
 
     def _launch(self, run_name: str, checkpoints_dir: str | Path, make: Callable[[str, Path], Job]) -> Job:
         try:

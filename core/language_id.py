@@ -39,8 +39,10 @@ def identify(texts: Sequence[str], candidates: Sequence[str]) -> list[str]:
     """The most likely of `candidates` for each text ("" for an empty text)."""
     known = supported(candidates)
     if len(known) < 2:
-        raise ValueError(f"Language identification needs two or more languages it knows; of "
-                         f"{', '.join(candidates)} it knows {', '.join(known) or 'none'}")
+        raise ValueError(
+            f"Language identification needs two or more languages it knows; of "
+            f"{', '.join(candidates)} it knows {', '.join(known) or 'none'}"
+        )
     model, _ = _model()
     with _LOCK:
         model.set_languages(known)

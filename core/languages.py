@@ -10,11 +10,31 @@ from __future__ import annotations
 import itertools
 
 LANGUAGE_NAMES: dict[str, str] = {
-    "en": "English", "de": "German", "fr": "French", "cs": "Czech", "es": "Spanish",
-    "it": "Italian", "pt": "Portuguese", "nl": "Dutch", "pl": "Polish", "ru": "Russian",
-    "uk": "Ukrainian", "sv": "Swedish", "da": "Danish", "fi": "Finnish", "tr": "Turkish",
-    "ar": "Arabic", "he": "Hebrew", "zh": "Chinese", "ja": "Japanese", "ko": "Korean",
-    "hi": "Hindi", "el": "Greek", "hu": "Hungarian", "ro": "Romanian", "sk": "Slovak",
+    "en": "English",
+    "de": "German",
+    "fr": "French",
+    "cs": "Czech",
+    "es": "Spanish",
+    "it": "Italian",
+    "pt": "Portuguese",
+    "nl": "Dutch",
+    "pl": "Polish",
+    "ru": "Russian",
+    "uk": "Ukrainian",
+    "sv": "Swedish",
+    "da": "Danish",
+    "fi": "Finnish",
+    "tr": "Turkish",
+    "ar": "Arabic",
+    "he": "Hebrew",
+    "zh": "Chinese",
+    "ja": "Japanese",
+    "ko": "Korean",
+    "hi": "Hindi",
+    "el": "Greek",
+    "hu": "Hungarian",
+    "ro": "Romanian",
+    "sk": "Slovak",
 }
 
 

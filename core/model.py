@@ -53,8 +53,7 @@ def sinusoidal_positions(max_positions: int, d_model: int) -> Tensor:
 # --- 3.2.1 Scaled dot-product attention ---------------------------------------------------------
 
 
-def attention(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = None,
-              dropout: float = 0.0) -> tuple[Tensor, Tensor]:
+def attention(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = None, dropout: float = 0.0) -> tuple[Tensor, Tensor]:
     """softmax(QKᵀ/√d_k)·V, and the weights.
 
     query [B, H, T, d_k], key and value [B, H, S, d_k]; `mask` is boolean and broadcasts to
@@ -287,7 +286,7 @@ class Transformer(nn.Module):
             elif name.endswith("bias"):
                 nn.init.zeros_(parameter)
         # Embeddings are scaled by √d_model on input, so start them at 1/√d_model.
-        nn.init.normal_(self.embedding.weight, std=self.config.d_model ** -0.5)
+        nn.init.normal_(self.embedding.weight, std=self.config.d_model**-0.5)
         with torch.no_grad():
             self.embedding.weight[PAD_ID].zero_()
 
@@ -297,9 +296,9 @@ class Transformer(nn.Module):
         if offset + length > self.config.max_positions:
             raise ValueError(f"Sequence of {offset + length} positions exceeds max_positions={self.config.max_positions}")
         if self.config.positions == "learned":
-            positions = self.positions.weight[offset:offset + length]
+            positions = self.positions.weight[offset : offset + length]
         else:
-            positions = self.sinusoids[offset:offset + length]
+            positions = self.sinusoids[offset : offset + length]
         return self.embedding_dropout(self.embedding(ids) * math.sqrt(self.config.d_model) + positions)
 
     @staticmethod

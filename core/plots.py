@@ -149,24 +149,18 @@ def _index_axis(pieces: list[str], font_size: int | None = None) -> dict:
     return axis
 
 
-def _attention_hover(
-    weights: np.ndarray, source: list[str], target: list[str]
-) -> list[list[str]]:
+def _attention_hover(weights: np.ndarray, source: list[str], target: list[str]) -> list[list[str]]:
     """Hover text "query ▸ key: weight" for every cell of a [tgt, src] matrix."""
     source = [_escape(p) for p in source]
     target = [_escape(p) for p in target]
-    return [
-        [f"{target[i]} ▸ {source[j]}: {weights[i, j]:.3f}" for j in range(len(source))]
-        for i in range(len(target))
-    ]
+    return [[f"{target[i]} ▸ {source[j]}: {weights[i, j]:.3f}" for j in range(len(source))] for i in range(len(target))]
 
 
 def _check_attention(weights: np.ndarray, source: list[str], target: list[str]) -> None:
     """Raise ValueError if the last two dims of ``weights`` are not [tgt, src]."""
     if weights.shape[-2:] != (len(target), len(source)):
         raise ValueError(
-            f"attention weights have shape {weights.shape}, expected "
-            f"[..., {len(target)} target pieces, {len(source)} source pieces]"
+            f"attention weights have shape {weights.shape}, expected [..., {len(target)} target pieces, {len(source)} source pieces]"
         )
 
 
@@ -235,9 +229,7 @@ def training_curves(records: list[dict]) -> go.Figure:
         )
     _style(fig, title, x_title="step")
     fig.update_yaxes(title_text="loss", secondary_y=False)
-    fig.update_yaxes(
-        title_text="learning rate", secondary_y=True, showgrid=False, exponentformat="e"
-    )
+    fig.update_yaxes(title_text="learning rate", secondary_y=True, showgrid=False, exponentformat="e")
     fig.update_layout(hovermode="x unified")
     return fig
 
@@ -274,18 +266,12 @@ def valid_bleu_curves(records: list[dict]) -> go.Figure:
         for direction in r.get("bleu") or {}:
             if direction not in directions:
                 directions.append(direction)
-    if not valids or not (
-        directions or any(r.get("mean_bleu") is not None for r in valids)
-    ):
+    if not valids or not (directions or any(r.get("mean_bleu") is not None for r in valids)):
         return _empty_figure(title)
 
     fig = go.Figure()
     for k, direction in enumerate(directions):
-        points = [
-            (r["step"], r["bleu"][direction])
-            for r in valids
-            if direction in (r.get("bleu") or {})
-        ]
+        points = [(r["step"], r["bleu"][direction]) for r in valids if direction in (r.get("bleu") or {})]
         fig.add_trace(
             go.Scatter(
                 x=[int(s) for s, _ in points],
@@ -294,8 +280,7 @@ def valid_bleu_curves(records: list[dict]) -> go.Figure:
                 name=direction,
                 line={"color": PALETTE[k % len(PALETTE)], "width": 1.5},
                 marker={"size": 5},
-                hovertemplate=f"{direction}<br>step %{{x}}<br>BLEU %{{y:.2f}}"
-                + "<extra></extra>",
+                hovertemplate=f"{direction}<br>step %{{x}}<br>BLEU %{{y:.2f}}" + "<extra></extra>",
             )
         )
 
@@ -348,9 +333,7 @@ def attention_heatmap(
     if w.size == 0 or not source_pieces or not target_pieces:
         return _empty_figure(title)
     if w.ndim != 2:
-        raise ValueError(
-            f"attention_heatmap expects a 2-D [tgt, src] array, got shape {w.shape}"
-        )
+        raise ValueError(f"attention_heatmap expects a 2-D [tgt, src] array, got shape {w.shape}")
     _check_attention(w, source_pieces, target_pieces)
 
     fig = go.Figure(
@@ -393,10 +376,7 @@ def attention_head_grid(
     if w.size == 0 or not source_pieces or not target_pieces:
         return _empty_figure(title)
     if w.ndim != 3:
-        raise ValueError(
-            "attention_head_grid expects a 3-D [head, tgt, src] array, "
-            f"got shape {w.shape}"
-        )
+        raise ValueError(f"attention_head_grid expects a 3-D [head, tgt, src] array, got shape {w.shape}")
     _check_attention(w, source_pieces, target_pieces)
 
     n_heads = w.shape[0]
@@ -410,10 +390,7 @@ def attention_head_grid(
         vertical_spacing=min(0.12, 0.9 / rows),
     )
     for h in range(n_heads):
-        hover = [
-            [f"head {h}<br>{cell}" for cell in row]
-            for row in _attention_hover(w[h], source_pieces, target_pieces)
-        ]
+        hover = [[f"head {h}<br>{cell}" for cell in row] for row in _attention_hover(w[h], source_pieces, target_pieces)]
         fig.add_trace(
             go.Heatmap(
                 z=w[h],
@@ -517,10 +494,7 @@ def direction_matrix(
             any_zero_shot = any_zero_shot or mark
             z_row.append(float(value))
             text_row.append(f"{value:.1f}*" if mark else f"{value:.1f}")
-            hover_row.append(
-                f"{src} → {tgt}<br>{metric} {value:.2f}"
-                + ("<br>zero-shot" if mark else "")
-            )
+            hover_row.append(f"{src} → {tgt}<br>{metric} {value:.2f}" + ("<br>zero-shot" if mark else ""))
         z.append(z_row)
         text.append(text_row)
         hover.append(hover_row)
@@ -580,9 +554,7 @@ def next_token_bars(
     """
     if not candidates:
         return _empty_figure(title)
-    ranked = sorted(
-        ((str(p), float(q)) for p, q in candidates), key=lambda c: c[1], reverse=True
-    )
+    ranked = sorted(((str(p), float(q)) for p, q in candidates), key=lambda c: c[1], reverse=True)
     pieces = [p for p, _ in ranked]
     probs = [q for _, q in ranked]
     highlight = pieces.index(chosen) if chosen in pieces else None
@@ -602,9 +574,7 @@ def next_token_bars(
             name="probability",
         )
     )
-    fig.update_layout(
-        yaxis={**_index_axis(pieces), "autorange": "reversed"}, showlegend=False
-    )
+    fig.update_layout(yaxis={**_index_axis(pieces), "autorange": "reversed"}, showlegend=False)
     fig.update_xaxes(range=[0, max(max(probs), 1e-9) * 1.2])
     if chosen is not None and highlight is None:
         fig.add_annotation(
@@ -639,19 +609,12 @@ def embedding_scatter(
     if pts.size == 0 or len(languages) == 0:
         return _empty_figure(title)
     if pts.ndim != 2 or pts.shape[1] != 2:
-        raise ValueError(
-            f"embedding_scatter expects points of shape [n, 2], got {pts.shape}"
-        )
+        raise ValueError(f"embedding_scatter expects points of shape [n, 2], got {pts.shape}")
     n = pts.shape[0]
-    if (
-        len(languages) != n
-        or len(sentence_ids) != n
-        or (labels is not None and len(labels) != n)
-    ):
+    if len(languages) != n or len(sentence_ids) != n or (labels is not None and len(labels) != n):
         raise ValueError(
             f"embedding_scatter got {n} points but {len(languages)} languages, "
-            f"{len(sentence_ids)} sentence ids"
-            + ("" if labels is None else f" and {len(labels)} labels")
+            f"{len(sentence_ids)} sentence ids" + ("" if labels is None else f" and {len(labels)} labels")
         )
 
     # Links first so the markers are drawn on top of them.
@@ -695,8 +658,7 @@ def embedding_scatter(
                 },
                 text=[_escape(labels[i]) for i in idx] if labels is not None else None,
                 customdata=[sentence_ids[i] for i in idx],
-                hovertemplate=f"<b>{lang}</b> · sentence %{{customdata}}{sentence}"
-                + "<br>(%{x:.3f}, %{y:.3f})<extra></extra>",
+                hovertemplate=f"<b>{lang}</b> · sentence %{{customdata}}{sentence}" + "<br>(%{x:.3f}, %{y:.3f})<extra></extra>",
             )
         )
     return _style(fig, title, x_title="dimension 1", y_title="dimension 2")
@@ -726,8 +688,7 @@ def line_chart(
                 mode="lines+markers",
                 name=name,
                 line={"color": PALETTE[k % len(PALETTE)]},
-                hovertemplate=f"{name}<br>{x_title} %{{x}}<br>{y_title} %{{y:.4g}}"
-                + "<extra></extra>",
+                hovertemplate=f"{name}<br>{x_title} %{{x}}<br>{y_title} %{{y:.4g}}" + "<extra></extra>",
             )
         )
     return _style(fig, title, x_title=x_title, y_title=y_title)
@@ -770,8 +731,7 @@ def transfer_curve(result: dict, metric: str = "bleu") -> go.Figure:
 # ---------------------------------------------------------------------------
 
 TREE_COLORS = {"kept": "#636EFA", "finished": "#00A86B", "dropped": "#C8C8C8", "start": "#444444"}
-TREE_LABELS = {"kept": "kept (a live beam)", "finished": "finished (ended with </s>)",
-               "dropped": "dropped", "start": "start"}
+TREE_LABELS = {"kept": "kept (a live beam)", "finished": "finished (ended with </s>)", "dropped": "dropped", "start": "start"}
 
 
 def _tree_rows(nodes: list[dict]) -> list[float]:
@@ -821,8 +781,9 @@ def beam_tree(nodes: list[dict], title: str = "Beam search tree") -> go.Figure:
                 parent = node["parent"]
                 xs += [nodes[parent]["step"], node["step"], None]
                 ys += [rows[parent], rows[index], None]
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line={"color": TREE_COLORS[status], "width": 1},
-                                 hoverinfo="skip", showlegend=False))
+        fig.add_trace(
+            go.Scatter(x=xs, y=ys, mode="lines", line={"color": TREE_COLORS[status], "width": 1}, hoverinfo="skip", showlegend=False)
+        )
     best = sorted((i for i, n in enumerate(nodes) if n.get("rank") is not None), key=lambda i: nodes[i]["rank"])
     for index in best:
         xs, ys, at = [], [], index
@@ -831,26 +792,37 @@ def beam_tree(nodes: list[dict], title: str = "Beam search tree") -> go.Figure:
             ys.append(rows[at])
             at = nodes[at].get("parent")
         rank = nodes[index]["rank"]
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line={"color": HIGHLIGHT, "width": 4 if rank == 0 else 2},
-                                 name="the translation" if rank == 0 else f"n-best #{rank + 1}",
-                                 hoverinfo="skip", showlegend=rank == 0))
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=ys,
+                mode="lines",
+                line={"color": HIGHLIGHT, "width": 4 if rank == 0 else 2},
+                name="the translation" if rank == 0 else f"n-best #{rank + 1}",
+                hoverinfo="skip",
+                showlegend=rank == 0,
+            )
+        )
     for status in ("start", "kept", "finished", "dropped"):
         members = [i for i, n in enumerate(nodes) if n["status"] == status]
         if not members:
             continue
-        fig.add_trace(go.Scatter(
-            x=[nodes[i]["step"] for i in members],
-            y=[rows[i] for i in members],
-            mode="markers+text",
-            marker={"color": TREE_COLORS[status], "size": 9 if status != "dropped" else 6},
-            text=[_escape(nodes[i]["piece"]) + (f" #{nodes[i]['rank'] + 1}" if nodes[i].get("rank") is not None else "")
-                  for i in members],
-            textposition="middle right",
-            textfont={"size": 11, "color": "#222" if status != "dropped" else "#999"},
-            customdata=[[f"{nodes[i]['log_prob']:.3f}", TREE_LABELS[status]] for i in members],
-            hovertemplate="%{text} · step %{x}<br>log P so far %{customdata[0]}<br>%{customdata[1]}<extra></extra>",
-            name=TREE_LABELS[status],
-        ))
+        fig.add_trace(
+            go.Scatter(
+                x=[nodes[i]["step"] for i in members],
+                y=[rows[i] for i in members],
+                mode="markers+text",
+                marker={"color": TREE_COLORS[status], "size": 9 if status != "dropped" else 6},
+                text=[
+                    _escape(nodes[i]["piece"]) + (f" #{nodes[i]['rank'] + 1}" if nodes[i].get("rank") is not None else "") for i in members
+                ],
+                textposition="middle right",
+                textfont={"size": 11, "color": "#222" if status != "dropped" else "#999"},
+                customdata=[[f"{nodes[i]['log_prob']:.3f}", TREE_LABELS[status]] for i in members],
+                hovertemplate="%{text} · step %{x}<br>log P so far %{customdata[0]}<br>%{customdata[1]}<extra></extra>",
+                name=TREE_LABELS[status],
+            )
+        )
     fig.update_yaxes(visible=False, autorange="reversed")
     fig.update_xaxes(dtick=1)
     fig.update_layout(legend={"orientation": "h", "y": -0.12})
@@ -878,18 +850,20 @@ def attribution_heatmap(
     source = [_escape(p) for p in source_pieces]
     target = [_escape(p) for p in target_pieces]
     hover = [[f"{target[i]} ◂ {source[j]}: {s[i, j]:+.3f}" for j in range(len(source))] for i in range(len(target))]
-    fig = go.Figure(go.Heatmap(
-        z=shares,
-        x=list(range(len(source_pieces))),
-        y=list(range(len(target_pieces))),
-        text=hover,
-        hovertemplate="%{text}<extra></extra>",
-        colorscale="RdBu",
-        reversescale=True,
-        zmin=-1.0,
-        zmax=1.0,
-        colorbar={"title": {"text": "share of row max"}},
-    ))
+    fig = go.Figure(
+        go.Heatmap(
+            z=shares,
+            x=list(range(len(source_pieces))),
+            y=list(range(len(target_pieces))),
+            text=hover,
+            hovertemplate="%{text}<extra></extra>",
+            colorscale="RdBu",
+            reversescale=True,
+            zmin=-1.0,
+            zmax=1.0,
+            colorbar={"title": {"text": "share of row max"}},
+        )
+    )
     fig.update_layout(xaxis=_index_axis(source_pieces), yaxis={**_index_axis(target_pieces), "autorange": "reversed"})
     height = max(320, 140 + 24 * len(target_pieces))
     return _style(fig, title, x_title="source piece", y_title="produced piece", height=height)
@@ -919,18 +893,31 @@ def alignment_links(
     fig = go.Figure()
     for i, j in pairs:
         strength = 1.0 if strengths is None else float(np.asarray(strengths)[j, i])
-        fig.add_trace(go.Scatter(
-            x=[xs[i], xt[j]], y=[1, 0], mode="lines", showlegend=False,
-            line={"color": PALETTE[0], "width": 1 + 3 * strength},
-            opacity=0.25 + 0.75 * strength,
-            hovertemplate=f"{_escape(source_words[i])} — {_escape(target_words[j])}: {strength:.2f}<extra></extra>",
-        ))
+        fig.add_trace(
+            go.Scatter(
+                x=[xs[i], xt[j]],
+                y=[1, 0],
+                mode="lines",
+                showlegend=False,
+                line={"color": PALETTE[0], "width": 1 + 3 * strength},
+                opacity=0.25 + 0.75 * strength,
+                hovertemplate=f"{_escape(source_words[i])} — {_escape(target_words[j])}: {strength:.2f}<extra></extra>",
+            )
+        )
     for x, y, labels, name in ((xs, 1, source_words, "source"), (xt, 0, target_words, "target")):
-        fig.add_trace(go.Scatter(
-            x=x, y=[y] * len(x), mode="markers+text", text=[_escape(w) for w in labels], name=name,
-            textposition="top center" if y == 1 else "bottom center", marker={"size": 7, "color": "#444"},
-            hovertemplate="%{text}<extra>" + name + "</extra>", showlegend=False,
-        ))
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=[y] * len(x),
+                mode="markers+text",
+                text=[_escape(w) for w in labels],
+                name=name,
+                textposition="top center" if y == 1 else "bottom center",
+                marker={"size": 7, "color": "#444"},
+                hovertemplate="%{text}<extra>" + name + "</extra>",
+                showlegend=False,
+            )
+        )
     fig.update_xaxes(visible=False, range=[-0.8, width + 0.8])
     fig.update_yaxes(visible=False, range=[-0.5, 1.5])
     return _style(fig, title, height=300)

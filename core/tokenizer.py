@@ -52,7 +52,10 @@ class Tokenizer:
             vocab_size=vocab_size,
             model_type=model_type,
             character_coverage=1.0,
-            pad_id=PAD_ID, unk_id=UNK_ID, bos_id=BOS_ID, eos_id=EOS_ID,
+            pad_id=PAD_ID,
+            unk_id=UNK_ID,
+            bos_id=BOS_ID,
+            eos_id=EOS_ID,
             user_defined_symbols=[tag(lang) for lang in languages],
             hard_vocab_limit=False,  # small corpora may not support the requested size
             num_threads=2,
@@ -97,8 +100,9 @@ class Tokenizer:
         new = sorted(lang for lang in texts if lang not in self.languages)
         if not new:
             return self
-        learned = Tokenizer.train({lang: texts[lang] for lang in new}, pieces_per_language, "unigram",
-                                  sentences_per_language=30000, seed=seed)
+        learned = Tokenizer.train(
+            {lang: texts[lang] for lang in new}, pieces_per_language, "unigram", sentences_per_language=30000, seed=seed
+        )
         tags = [tag(lang) for lang in new]
         records = [_piece_record(piece, 0.0, USER_DEFINED) for piece in tags]
         bpe = self.model_type == BPE
@@ -173,10 +177,10 @@ def _fields(data: bytes) -> Iterator[tuple[int, int | bytes]]:
             value, at = _read_varint(data, at)
         elif wire_type == 2:
             length, at = _read_varint(data, at)
-            value, at = data[at:at + length], at + length
+            value, at = data[at : at + length], at + length
         else:  # fixed 32 (5) or 64 (1) bits
             size = 4 if wire_type == 5 else 8
-            value, at = data[at:at + size], at + size
+            value, at = data[at : at + size], at + size
         yield number, value
 
 

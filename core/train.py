@@ -133,8 +133,11 @@ class Trainer:
             self.started_from = None
             train = corpus.split("train")
             self.tokenizer = Tokenizer.train(
-                {lang: train[lang] for lang in self.languages}, cfg.data.vocab_size, cfg.data.tokenizer_type,
-                cfg.data.tokenizer_sentences_per_language, cfg.train.seed,
+                {lang: train[lang] for lang in self.languages},
+                cfg.data.vocab_size,
+                cfg.data.tokenizer_type,
+                cfg.data.tokenizer_sentences_per_language,
+                cfg.train.seed,
             )
             weights = None
         self.replayed: list[str] = []
@@ -152,12 +155,21 @@ class Trainer:
         first_new_id = self.started_from["first_new_id"] if self.started_from else 0
         finetune.freeze(self.model, cfg.train.freeze, first_new_id)
         self.train_module = distributed.wrap(LossOf(self.model, cfg.train.label_smoothing), self.group)
-        self.optimizer = torch.optim.AdamW(finetune.parameter_groups(self.model, cfg.train.weight_decay, cfg.train.freeze),
-                                           lr=cfg.train.lr, betas=cfg.train.betas)
+        self.optimizer = torch.optim.AdamW(
+            finetune.parameter_groups(self.model, cfg.train.weight_decay, cfg.train.freeze), lr=cfg.train.lr, betas=cfg.train.betas
+        )
         encoded = {lang: self.tokenizer.encode_batch(lines) for lang, lines in corpus.split("train").items()}
-        self.stream = BatchStream(encoded, self.directions, self.tokenizer.tag_ids, cfg.train.tokens_per_batch,
-                                  cfg.train.direction_temperature, cfg.train.seed, cfg.data.max_tokens_per_sentence,
-                                  frozenset(self.replayed), cfg.train.replay)
+        self.stream = BatchStream(
+            encoded,
+            self.directions,
+            self.tokenizer.tag_ids,
+            cfg.train.tokens_per_batch,
+            cfg.train.direction_temperature,
+            cfg.train.seed,
+            cfg.data.max_tokens_per_sentence,
+            frozenset(self.replayed),
+            cfg.train.replay,
+        )
         self.step = 0
         self.elapsed = 0.0
         self.best_bleu: float | None = None
@@ -176,14 +188,18 @@ class Trainer:
         start = finetune.open_start(folder)
         finetune.check_shape(start, self.config.model)
         train = corpus.split("train")
-        tokenizer, weights = finetune.grow(start, {lang: train[lang] for lang in self.languages},
-                                           self.config.data.new_language_pieces, self.config.train.seed)
+        tokenizer, weights = finetune.grow(
+            start, {lang: train[lang] for lang in self.languages}, self.config.data.new_language_pieces, self.config.train.seed
+        )
         self.started_from = {
-            "path": str(start.folder), "weights_sha256": start.weights_sha256,
-            "languages": start.languages, "directions": start.directions,
+            "path": str(start.folder),
+            "weights_sha256": start.weights_sha256,
+            "languages": start.languages,
+            "directions": start.directions,
             "source": start.config["run"]["data"]["source"],
             "added_languages": [lang for lang in tokenizer.languages if lang not in start.languages],
-            "first_new_id": len(start.tokenizer), "added_pieces": len(tokenizer) - len(start.tokenizer),
+            "first_new_id": len(start.tokenizer),
+            "added_pieces": len(tokenizer) - len(start.tokenizer),
         }
         return tokenizer, weights
 
@@ -197,17 +213,20 @@ class Trainer:
         return list(dict.fromkeys([*self.directions, *before]))
 
     def _write_config(self, summary: dict[str, Any] | None = None) -> None:
-        checkpoint.write_json(self.out / checkpoint.CONFIG, {
-            "format_version": checkpoint.FORMAT_VERSION,
-            "run": self.config.to_dict(),
-            "languages": self._known_languages(),
-            "directions": self._known_directions(),
-            "started_from": self.started_from,
-            "corpus": self.corpus.name,
-            "corpus_sizes": self.corpus.sizes(),
-            "parameters": self.model.num_parameters(),
-            "training": summary or {},
-        })
+        checkpoint.write_json(
+            self.out / checkpoint.CONFIG,
+            {
+                "format_version": checkpoint.FORMAT_VERSION,
+                "run": self.config.to_dict(),
+                "languages": self._known_languages(),
+                "directions": self._known_directions(),
+                "started_from": self.started_from,
+                "corpus": self.corpus.name,
+                "corpus_sizes": self.corpus.sizes(),
+                "parameters": self.model.num_parameters(),
+                "training": summary or {},
+            },
+        )
 
     def _restore(self, state_file: Path) -> None:
         state = checkpoint.load_training_state(state_file)
@@ -223,8 +242,11 @@ class Trainer:
         self.elapsed = float(state["elapsed"])
         self.best_bleu = state["best_bleu"]
         self.bad_validations = int(state["bad_validations"])
-        self.records = [r for r in checkpoint.read_metrics(self.out) if r.get("step", 0) <= self.step
-                        and r["event"] in (Event.STEP, Event.VALID, Event.START)]
+        self.records = [
+            r
+            for r in checkpoint.read_metrics(self.out)
+            if r.get("step", 0) <= self.step and r["event"] in (Event.STEP, Event.VALID, Event.START)
+        ]
 
     def _validation_batches(self) -> list:
         n = self.config.train.eval_sentences
@@ -249,8 +271,17 @@ class Trainer:
 
     def _loop(self) -> TrainResult:
         cfg = self.config.train
-        self.emit({"event": Event.START, "step": self.step, "total_steps": cfg.steps, "parameters": self.model.num_parameters(),
-                   "directions": self.directions, "resumed": self.step > 0, "ranks": self.group.world})
+        self.emit(
+            {
+                "event": Event.START,
+                "step": self.step,
+                "total_steps": cfg.steps,
+                "parameters": self.model.num_parameters(),
+                "directions": self.directions,
+                "resumed": self.step > 0,
+                "ranks": self.group.world,
+            }
+        )
         batches = iter(self.stream)
         interval_loss, interval_tokens, interval_steps, interval_start = 0.0, 0, 0, time.perf_counter()
         status = Event.DONE
@@ -273,9 +304,17 @@ class Trainer:
                 now = time.perf_counter()
                 self.elapsed += now - interval_start
                 loss_sum, tokens_sum = distributed.total([interval_loss, interval_tokens], self.group)
-                self.emit({"event": Event.STEP, "step": self.step, "loss": loss_sum / self.group.world / interval_steps,
-                           "lr": learning_rate(self.step, cfg), "tokens_per_s": tokens_sum / max(now - interval_start, 1e-9),
-                           "elapsed_s": self.elapsed, "total_steps": cfg.steps})
+                self.emit(
+                    {
+                        "event": Event.STEP,
+                        "step": self.step,
+                        "loss": loss_sum / self.group.world / interval_steps,
+                        "lr": learning_rate(self.step, cfg),
+                        "tokens_per_s": tokens_sum / max(now - interval_start, 1e-9),
+                        "elapsed_s": self.elapsed,
+                        "total_steps": cfg.steps,
+                    }
+                )
                 interval_loss, interval_tokens, interval_steps, interval_start = 0.0, 0, 0, now
             pause_start = time.perf_counter()
             if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
@@ -322,14 +361,27 @@ class Trainer:
 
     def validate(self) -> Record:
         valid_loss = self.validation_loss()
-        translator = Translator(self.model, self.tokenizer, {"languages": self._known_languages(),
-                                                             "directions": self.directions})
-        report = evaluate(translator, self.corpus.split("valid"), self.directions, split="valid", beam_size=1,
-                          max_sentences=self.config.train.eval_sentences)
+        translator = Translator(self.model, self.tokenizer, {"languages": self._known_languages(), "directions": self.directions})
+        report = evaluate(
+            translator,
+            self.corpus.split("valid"),
+            self.directions,
+            split="valid",
+            beam_size=1,
+            max_sentences=self.config.train.eval_sentences,
+        )
         self.model.train()
-        return {"event": Event.VALID, "step": self.step, "valid_loss": valid_loss,
-                "bleu": report.metric("bleu"), "chrf": report.metric("chrf"), "mean_bleu": report.mean("bleu"),
-                "mean_chrf": report.mean("chrf"), "bleu_signature": report.bleu_signature, "elapsed_s": self.elapsed}
+        return {
+            "event": Event.VALID,
+            "step": self.step,
+            "valid_loss": valid_loss,
+            "bleu": report.metric("bleu"),
+            "chrf": report.metric("chrf"),
+            "mean_bleu": report.mean("bleu"),
+            "mean_chrf": report.mean("chrf"),
+            "bleu_signature": report.bleu_signature,
+            "elapsed_s": self.elapsed,
+        }
 
     def _validate_and_keep_best(self) -> bool:
         """Validate, save the model if it is the best so far; True when early stopping triggers."""
@@ -337,7 +389,7 @@ class Trainer:
         event = self.validate()
         self.emit(event)
         if cfg.average_last:
-            self.snapshots = [*self.snapshots, {k: v.clone() for k, v in self.model.state_dict().items()}][-cfg.average_last:]
+            self.snapshots = [*self.snapshots, {k: v.clone() for k, v in self.model.state_dict().items()}][-cfg.average_last :]
         if self.best_bleu is None or event["mean_bleu"] > self.best_bleu:
             self.best_bleu, self.bad_validations = event["mean_bleu"], 0
             checkpoint.save_weights(self.model.state_dict(), self.out / checkpoint.WEIGHTS)
@@ -351,16 +403,19 @@ class Trainer:
         if not self.group.is_main:
             return
         checkpoint.save_weights(self.model.state_dict(), self.out / checkpoint.LAST_WEIGHTS)
-        checkpoint.save_training_state({
-            "optimizer": self.optimizer.state_dict(),
-            "stream": self.stream.state(),
-            "rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
-            "step": self.step,
-            "elapsed": self.elapsed,
-            "best_bleu": self.best_bleu,
-            "bad_validations": self.bad_validations,
-        }, self.out / checkpoint.TRAINING_STATE)
+        checkpoint.save_training_state(
+            {
+                "optimizer": self.optimizer.state_dict(),
+                "stream": self.stream.state(),
+                "rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
+                "step": self.step,
+                "elapsed": self.elapsed,
+                "best_bleu": self.best_bleu,
+                "bad_validations": self.bad_validations,
+            },
+            self.out / checkpoint.TRAINING_STATE,
+        )
         self._flush_metrics()
 
     def _flush_metrics(self) -> None:
@@ -396,8 +451,14 @@ class Trainer:
         self._save_last()
         if status != Event.CANCELLED:
             self._average_snapshots()
-        summary = {"status": status, "steps": self.step, "train_seconds": round(self.elapsed, 1),
-                   "best_mean_valid_bleu": self.best_bleu, "hardware": hardware_description(), "ranks": self.group.world}
+        summary = {
+            "status": status,
+            "steps": self.step,
+            "train_seconds": round(self.elapsed, 1),
+            "best_mean_valid_bleu": self.best_bleu,
+            "hardware": hardware_description(),
+            "ranks": self.group.world,
+        }
         self._write_config(summary)
         self.emit({"event": status, **summary, "step": self.step, "replica_checksums": replicas})
         self._flush_metrics()
@@ -417,6 +478,7 @@ def hardware_description() -> str:
     return f"{cpu}, {torch.get_num_threads()} torch threads, {device}"
 
 
-def train(config: RunConfig, out: str | Path, listeners: Iterable[Listener] = (), resume: bool = False,
-          corpus: Corpus | None = None) -> TrainResult:
+def train(
+    config: RunConfig, out: str | Path, listeners: Iterable[Listener] = (), resume: bool = False, corpus: Corpus | None = None
+) -> TrainResult:
     return Trainer(config, out, corpus=corpus, listeners=listeners, resume=resume).run()

@@ -68,14 +68,29 @@ class TransferSetup:
     low_resource: str = "cs"
     helpers: tuple[str, ...] = ("de", "fr")
     sizes: tuple[int, ...] = (1000, 4000)  # training pairs of source↔low_resource
-    model: ModelConfig = field(default_factory=lambda: ModelConfig(
-        d_model=128, n_heads=4, d_ff=512, n_encoder_layers=3, n_decoder_layers=3, dropout=0.1, max_positions=128))
+    model: ModelConfig = field(
+        default_factory=lambda: ModelConfig(
+            d_model=128, n_heads=4, d_ff=512, n_encoder_layers=3, n_decoder_layers=3, dropout=0.1, max_positions=128
+        )
+    )
     vocab_size: int = 4000  # asked of each from-scratch tokenizer
     new_language_pieces: int = 2000  # the vocabulary learned for X when (c) meets it
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        tokens_per_batch=4096, lr=3e-3, warmup_steps=200, schedule="cosine", label_smoothing=0.1,
-        direction_temperature=5.0, eval_every=150, eval_sentences=100, save_every=150, patience=5, seed=1,
-        threads=1))  # one thread: immune to other work on the machine, and the same for every run
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            tokens_per_batch=4096,
+            lr=3e-3,
+            warmup_steps=200,
+            schedule="cosine",
+            label_smoothing=0.1,
+            direction_temperature=5.0,
+            eval_every=150,
+            eval_sentences=100,
+            save_every=150,
+            patience=5,
+            seed=1,
+            threads=1,
+        )
+    )  # one thread: immune to other work on the machine, and the same for every run
     pretrain_steps: int = 1200
     # A run folder to fine-tune in (c) instead of pretraining one: a model trained on the source and
     # helper languages only, e.g. the stored experiment's own (`PARENT`). Relative to the project.
@@ -92,8 +107,10 @@ class TransferSetup:
     def __post_init__(self) -> None:
         languages = [self.source, self.low_resource, *self.helpers]
         if len(set(languages)) != len(languages) or not self.helpers:
-            raise ValueError(f"source {self.source!r}, low-resource {self.low_resource!r} and helpers "
-                             f"{list(self.helpers)} must be different languages, with at least one helper")
+            raise ValueError(
+                f"source {self.source!r}, low-resource {self.low_resource!r} and helpers "
+                f"{list(self.helpers)} must be different languages, with at least one helper"
+            )
         if not self.sizes or min(self.sizes) < 1:
             raise ValueError(f"sizes must be positive numbers of pairs, not {list(self.sizes)}")
         self.sizes, self.helpers = tuple(sorted(set(self.sizes))), tuple(self.helpers)
@@ -110,24 +127,32 @@ class TransferSetup:
         return [d for h in self.helpers for d in (direction(self.source, h), direction(h, self.source))]
 
     def budget(self) -> dict[str, str]:
-        start = (f"the pretrained `{self.pretrained}`" if self.pretrained
-                 else f"{self.pretrain_steps} pretraining steps (once for every N)")
-        return {"bilingual": f"at most {self.scratch_steps} steps", "joint": f"at most {self.scratch_steps} steps",
-                "finetuned": f"{start} + at most {self.finetune_steps} fine-tuning steps",
-                "tokens_per_batch": str(self.train.tokens_per_batch)}
+        start = f"the pretrained `{self.pretrained}`" if self.pretrained else f"{self.pretrain_steps} pretraining steps (once for every N)"
+        return {
+            "bilingual": f"at most {self.scratch_steps} steps",
+            "joint": f"at most {self.scratch_steps} steps",
+            "finetuned": f"{start} + at most {self.finetune_steps} fine-tuning steps",
+            "tokens_per_batch": str(self.train.tokens_per_batch),
+        }
 
 
 # Two setups the project ships: the stored Multi30K result, and a version small enough to run in the app.
 MULTI30K = TransferSetup()
 SMALL = TransferSetup(
-    sizes=(500, 2000), helper_sentences=8000, pretrained=PARENT, test_sentences=200, bootstrap_samples=300,
-    train=dataclasses.replace(MULTI30K.train, tokens_per_batch=2000, eval_every=100, eval_sentences=30,
-                              save_every=100, patience=3),
-    scratch_steps=400, finetune_steps=400, finetune_warmup_steps=20,
+    sizes=(500, 2000),
+    helper_sentences=8000,
+    pretrained=PARENT,
+    test_sentences=200,
+    bootstrap_samples=300,
+    train=dataclasses.replace(MULTI30K.train, tokens_per_batch=2000, eval_every=100, eval_sentences=30, save_every=100, patience=3),
+    scratch_steps=400,
+    finetune_steps=400,
+    finetune_warmup_steps=20,
 )
 
 
 # --- the runs ------------------------------------------------------------------------------------
+
 
 @dataclass
 class Run:
@@ -144,8 +169,9 @@ def low_resource_corpus(corpus: Corpus, languages: list[str], low_resource: str,
     restricted = corpus.restrict(languages)
     train_lines = dict(restricted.split("train"))
     if not 1 <= low_size <= len(train_lines[low_resource]):
-        raise CorpusError(f"low_size must be between 1 and {len(train_lines[low_resource])} (the training lines of "
-                          f"{corpus.name!r}), got {low_size}")
+        raise CorpusError(
+            f"low_size must be between 1 and {len(train_lines[low_resource])} (the training lines of {corpus.name!r}), got {low_size}"
+        )
     kept = train_lines[low_resource][:low_size]
     train_lines[low_resource] = kept + [""] * (len(train_lines[low_resource]) - low_size)
     return Corpus(f"{corpus.name}-{low_resource}{low_size}", {**restricted.splits, "train": train_lines})
@@ -155,20 +181,28 @@ def plan(setup: TransferSetup, corpus: Corpus) -> list[Run]:
     """Every training run of the experiment, in the order they are trained."""
     if setup.helper_sentences:
         lines = corpus.split("train")
-        corpus = Corpus(corpus.name, {**corpus.splits, "train": {lang: lines[lang][:setup.helper_sentences]
-                                                                   for lang in corpus.languages}})
+        corpus = Corpus(corpus.name, {**corpus.splits, "train": {lang: lines[lang][: setup.helper_sentences] for lang in corpus.languages}})
     helpers = [setup.source, *setup.helpers]
     everyone = [setup.source, setup.low_resource, *setup.helpers]
     total = setup.scratch_steps
 
     def config(steps: int, languages: list[str], directions: list[str], **extra: Any) -> RunConfig:
-        return RunConfig(preset="transfer", model=dataclasses.replace(setup.model),
-                         train=dataclasses.replace(setup.train, steps=steps)).with_overrides(
-            source=corpus.name, languages=languages, directions=",".join(directions),
-            vocab_size=setup.vocab_size, new_language_pieces=setup.new_language_pieces, **extra)
+        return RunConfig(
+            preset="transfer", model=dataclasses.replace(setup.model), train=dataclasses.replace(setup.train, steps=steps)
+        ).with_overrides(
+            source=corpus.name,
+            languages=languages,
+            directions=",".join(directions),
+            vocab_size=setup.vocab_size,
+            new_language_pieces=setup.new_language_pieces,
+            **extra,
+        )
 
-    runs = [] if setup.pretrained else [
-        Run(PRETRAIN, config(setup.pretrain_steps, helpers, setup.helper_directions), corpus.restrict(helpers))]
+    runs = (
+        []
+        if setup.pretrained
+        else [Run(PRETRAIN, config(setup.pretrain_steps, helpers, setup.helper_directions), corpus.restrict(helpers))]
+    )
     for n in setup.sizes:
         joint = low_resource_corpus(corpus, everyone, setup.low_resource, n)
         pairs = {lang: joint.split("train")[lang][:n] for lang in (setup.source, setup.low_resource)}
@@ -179,10 +213,20 @@ def plan(setup: TransferSetup, corpus: Corpus) -> list[Run]:
         ]
     for n in setup.sizes:  # after the from-scratch runs: they need nothing but data
         bilingual = next(r.corpus for r in runs if r.name == f"n{n}/bilingual")
-        runs.append(Run(f"n{n}/finetuned", config(
-            setup.finetune_steps, [setup.source, setup.low_resource], [setup.low_direction],
-            init_from=str(PROJECT_ROOT / setup.pretrained) if setup.pretrained else PRETRAIN,
-            lr=setup.finetune_lr, warmup_steps=setup.finetune_warmup_steps), bilingual))
+        runs.append(
+            Run(
+                f"n{n}/finetuned",
+                config(
+                    setup.finetune_steps,
+                    [setup.source, setup.low_resource],
+                    [setup.low_direction],
+                    init_from=str(PROJECT_ROOT / setup.pretrained) if setup.pretrained else PRETRAIN,
+                    lr=setup.finetune_lr,
+                    warmup_steps=setup.finetune_warmup_steps,
+                ),
+                bilingual,
+            )
+        )
     return runs
 
 
@@ -210,14 +254,14 @@ def _train(run: Run, out: Path, listeners: list[Listener]) -> None:
 
 # --- scoring -------------------------------------------------------------------------------------
 
+
 def _hypotheses(folder: Path, sources: list[str], setup: TransferSetup) -> list[str]:
     """The model's test translations, cached next to it (keyed by beam and sentences)."""
     cache = folder / f"test-{setup.low_direction}-beam{setup.beam_size}-{len(sources)}.txt"
     if cache.exists():
         return cache.read_text(encoding="utf-8").split("\n")
     translator = Translator.load(folder)
-    lines = [t.text for t in translator.translate(sources, setup.source, setup.low_resource,
-                                                  beam_size=setup.beam_size)]
+    lines = [t.text for t in translator.translate(sources, setup.source, setup.low_resource, beam_size=setup.beam_size)]
     checkpoint.write_text(cache, "\n".join(lines))
     return lines
 
@@ -227,16 +271,22 @@ def _paired(systems: dict[str, list[str]], references: list[str], samples: int) 
     95% interval and the p-value against the first system."""
     names = list(systems)
     metrics = {"bleu": BLEU(), "chrf": CHRF()}
-    test = PairedTest([(name, systems[name]) for name in names], metrics, [references], test_type="bs",
-                      n_samples=samples)
+    test = PairedTest([(name, systems[name]) for name in names], metrics, [references], test_type="bs", n_samples=samples)
     _, results = test()
     columns = dict(zip(metrics, (key for key in results if key != "System"), strict=True))  # "bleu" → "BLEU"
     out: dict[str, dict[str, Any]] = {}
     for i, name in enumerate(names):
         bleu, chrf, *_ = corpus_scores(systems[name], references)
-        out[name] = {metric: {"score": score, **{key: _number(getattr(results[columns[metric]][i], field))
-                                                 for key, field in (("mean", "mean"), ("ci95", "ci"), ("p_value", "p_value"))}}
-                     for metric, score in (("bleu", bleu), ("chrf", chrf))}
+        out[name] = {
+            metric: {
+                "score": score,
+                **{
+                    key: _number(getattr(results[columns[metric]][i], field))
+                    for key, field in (("mean", "mean"), ("ci95", "ci"), ("p_value", "p_value"))
+                },
+            }
+            for metric, score in (("bleu", bleu), ("chrf", chrf))
+        }
     return out
 
 
@@ -246,14 +296,16 @@ def _number(value: Any) -> float | None:
 
 def validation_curve(folder: Path, name: str) -> list[dict[str, float]]:
     """A run's validations of direction `name`: step, greedy BLEU and the loss over all its directions."""
-    return [{"step": r["step"], "bleu": r["bleu"][name], "valid_loss": r["valid_loss"]}
-            for r in checkpoint.read_metrics(folder) if r["event"] == "valid" and not r.get("averaged")]
+    return [
+        {"step": r["step"], "bleu": r["bleu"][name], "valid_loss": r["valid_loss"]}
+        for r in checkpoint.read_metrics(folder)
+        if r["event"] == "valid" and not r.get("averaged")
+    ]
 
 
-def score(out: Path, setup: TransferSetup, test: dict[str, list[str]], progress: Progress | None = None
-          ) -> dict[str, Any]:
-    sources = test[setup.source][:setup.test_sentences]
-    references = test[setup.low_resource][:setup.test_sentences]
+def score(out: Path, setup: TransferSetup, test: dict[str, list[str]], progress: Progress | None = None) -> dict[str, Any]:
+    sources = test[setup.source][: setup.test_sentences]
+    references = test[setup.low_resource][: setup.test_sentences]
     by_size: dict[str, Any] = {}
     signatures: tuple[str, str] = ("", "")
     for index, n in enumerate(setup.sizes):
@@ -261,32 +313,36 @@ def score(out: Path, setup: TransferSetup, test: dict[str, list[str]], progress:
             progress(index / len(setup.sizes), f"Translating the test set with the three N={n} models")
         systems = {m: _hypotheses(out / f"n{n}" / m, sources, setup) for m in METHODS}
         against_bilingual = _paired(systems, references, setup.bootstrap_samples)
-        finetuned_vs_joint = _paired({m: systems[m] for m in ("joint", "finetuned")}, references,
-                                     setup.bootstrap_samples)["finetuned"]
+        finetuned_vs_joint = _paired({m: systems[m] for m in ("joint", "finetuned")}, references, setup.bootstrap_samples)["finetuned"]
         by_size[str(n)] = {
-            method: {**against_bilingual[method], "training": checkpoint.read_config(out / f"n{n}" / method)["training"],
-                     "curve": validation_curve(out / f"n{n}" / method, setup.low_direction)}
+            method: {
+                **against_bilingual[method],
+                "training": checkpoint.read_config(out / f"n{n}" / method)["training"],
+                "curve": validation_curve(out / f"n{n}" / method, setup.low_direction),
+            }
             for method in METHODS
         }
         by_size[str(n)]["p_finetuned_vs_joint"] = {m: finetuned_vs_joint[m]["p_value"] for m in ("bleu", "chrf")}
         *_, bleu_signature, chrf_signature = corpus_scores(systems["bilingual"], references)
         signatures = (bleu_signature, chrf_signature)
-    return {"sizes": by_size, "bleu_signature": signatures[0], "chrf_signature": signatures[1],
-            "test_sentences": len(sources)}
+    return {"sizes": by_size, "bleu_signature": signatures[0], "chrf_signature": signatures[1], "test_sentences": len(sources)}
 
 
 # --- the whole experiment ------------------------------------------------------------------------
 
-def run_experiment(corpus: Corpus, setup: TransferSetup, out: str | Path, listeners: Iterable[Listener] = (),
-                   progress: Progress | None = None) -> dict[str, Any]:
+
+def run_experiment(
+    corpus: Corpus, setup: TransferSetup, out: str | Path, listeners: Iterable[Listener] = (), progress: Progress | None = None
+) -> dict[str, Any]:
     """Train every run of `plan` in `out` (resuming), score them, and return the result, which is
     also written to `out`/transfer.json."""
     out = Path(out)
     stored = out / "setup.json"
     settings = {"corpus": corpus.name, **setup.to_dict()}
     if stored.exists() and json.loads(stored.read_text(encoding="utf-8")) != json.loads(json.dumps(settings)):
-        raise ValueError(f"{out} holds a transfer experiment with other settings ({stored}); "
-                         "give another --out, or delete that folder to start over")
+        raise ValueError(
+            f"{out} holds a transfer experiment with other settings ({stored}); give another --out, or delete that folder to start over"
+        )
     out.mkdir(parents=True, exist_ok=True)
     checkpoint.write_json(stored, settings)
     runs = plan(setup, corpus)
@@ -295,10 +351,14 @@ def run_experiment(corpus: Corpus, setup: TransferSetup, out: str | Path, listen
             progress(index / (len(runs) + 1), f"Training {run.name} ({index + 1} of {len(runs)})")
         _train(run, out, list(listeners))
     result = {
-        "corpus": corpus.name, "setup": setup.to_dict(), "budget": setup.budget(), "split": "test",
-        "direction": setup.low_direction, "methods": LABELS, "hardware": hardware_description(),
-        "pretrain": checkpoint.read_config(PROJECT_ROOT / setup.pretrained if setup.pretrained
-                                           else out / PRETRAIN)["training"],
+        "corpus": corpus.name,
+        "setup": setup.to_dict(),
+        "budget": setup.budget(),
+        "split": "test",
+        "direction": setup.low_direction,
+        "methods": LABELS,
+        "hardware": hardware_description(),
+        "pretrain": checkpoint.read_config(PROJECT_ROOT / setup.pretrained if setup.pretrained else out / PRETRAIN)["training"],
         "folder": str(out),
         **score(out, setup, corpus.split("test"), progress),
     }
@@ -348,7 +408,9 @@ def transfer_table(result: dict[str, Any]) -> str:
             cells.append(f"{bleu['score']:.1f} ± {bleu['ci95']:.1f}{mark} (chrF {chrf['score']:.1f})")
         lines.append(f"| {int(n):,} | " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append("BLEU ± 95% interval (paired bootstrap); * p < 0.05 against (a). "
-                 f"Test: {result['test_sentences']} sentences, beam {result['setup']['beam_size']}; "
-                 f"`{result['bleu_signature']}`.")
+    lines.append(
+        "BLEU ± 95% interval (paired bootstrap); * p < 0.05 against (a). "
+        f"Test: {result['test_sentences']} sentences, beam {result['setup']['beam_size']}; "
+        f"`{result['bleu_signature']}`."
+    )
     return "\n".join(lines)

@@ -105,8 +105,7 @@ class AttributionView:
 
 
 class Translator:
-    def __init__(self, model: Transformer, tokenizer: Tokenizer, config: dict, path: Path | None = None,
-                 bf16: bool = False) -> None:
+    def __init__(self, model: Transformer, tokenizer: Tokenizer, config: dict, path: Path | None = None, bf16: bool = False) -> None:
         self.model = model.eval()
         self.bf16 = bf16
         self.device = next(model.parameters()).device
@@ -217,8 +216,7 @@ class Translator:
 
             ct2.check_engine(engine)
             ct2.check_options(self, scores, prefix)
-            return ct2.translate(self, texts, src, tgt, engine, beam_size, length_penalty, n_best, batch_size,
-                                 limits, workers)
+            return ct2.translate(self, texts, src, tgt, engine, beam_size, length_penalty, n_best, batch_size, limits, workers)
         self.check_pair(src, tgt)
         if beam_size < 1 or n_best < 1:
             raise ValueError("beam_size and n_best must be at least 1")
@@ -274,8 +272,18 @@ class Translator:
         middle = self.translate(texts, src, via, **options)
         return self.translate([m.text for m in middle], via, tgt, **options)
 
-    def sample(self, text: str, src: str, tgt: str, n: int = 5, temperature: float = 1.0,
-               top_k: int = 0, top_p: float = 1.0, seed: int = 0, prefix: str = "") -> list[Candidate]:
+    def sample(
+        self,
+        text: str,
+        src: str,
+        tgt: str,
+        n: int = 5,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        seed: int = 0,
+        prefix: str = "",
+    ) -> list[Candidate]:
         """`n` sampled translations, most probable first (each starting with `prefix`, if given)."""
         self.check_pair(src, tgt)
         if not _clean(text):
@@ -287,8 +295,7 @@ class Translator:
         limits = SearchLimits(DEFAULT_LIMITS.max_len_a, DEFAULT_LIMITS.max_len_b + len(forced or []))
         with self._precision():
             hypotheses = sample(self.model, self._pad([ids]), n, temperature, top_k, top_p, seed, limits, forced)[0]
-        candidates = [Candidate(self.tokenizer.decode(h.tokens), h.log_prob, self.tokenizer.pieces(h.tokens))
-                      for h in hypotheses]
+        candidates = [Candidate(self.tokenizer.decode(h.tokens), h.log_prob, self.tokenizer.pieces(h.tokens)) for h in hypotheses]
         return sorted(candidates, key=lambda c: c.log_prob, reverse=True)
 
     def step_by_step(self, text: str, src: str, tgt: str, top_k: int = 10, follow: str | None = None) -> list[StepView]:
@@ -316,8 +323,9 @@ class Translator:
         piece = self.tokenizer.processor.id_to_piece
         return [(piece(i), p) for i, p in after.candidates]
 
-    def beam_tree(self, text: str, src: str, tgt: str, beam_size: int = 4, length_penalty: float = 1.0,
-                  n_best: int | None = None, prefix: str = "") -> BeamTreeView:
+    def beam_tree(
+        self, text: str, src: str, tgt: str, beam_size: int = 4, length_penalty: float = 1.0, n_best: int | None = None, prefix: str = ""
+    ) -> BeamTreeView:
         """Beam search on one sentence, with every candidate it kept, finished and dropped at each
         step (`decoding.BeamTree`). Beam size 1 is greedy search (length penalty 0): one branch.
         The n-best marked in the tree (`rank`) are those of `translate(..., n_best=n_best)`."""
@@ -336,13 +344,23 @@ class Translator:
         with self._precision():
             hypotheses = beam_search(self.model, self._pad([ids]), beam_size, length_penalty, n_best, limits, forced, tree)[0]
         piece = self.tokenizer.processor.id_to_piece
-        nodes = [{"parent": n.parent, "piece": "<s>" if n.parent is None else piece(n.token), "step": n.step,
-                  "log_prob": n.log_prob, "status": n.status, "rank": n.rank} for n in tree.nodes]
+        nodes = [
+            {
+                "parent": n.parent,
+                "piece": "<s>" if n.parent is None else piece(n.token),
+                "step": n.step,
+                "log_prob": n.log_prob,
+                "status": n.status,
+                "rank": n.rank,
+            }
+            for n in tree.nodes
+        ]
         return BeamTreeView(self._translation(text, hypotheses, truncated), nodes, beam_size)
 
     @torch.inference_mode()
-    def attention(self, text: str, src: str, tgt: str, beam_size: int = 1, length_penalty: float = 1.0,
-                  forced: str | None = None) -> AttentionView:
+    def attention(
+        self, text: str, src: str, tgt: str, beam_size: int = 1, length_penalty: float = 1.0, forced: str | None = None
+    ) -> AttentionView:
         """Translate, then replay that very translation through the model with attention maps on.
         With `forced` (e.g. a reference translation) that text is replayed instead of searching;
         its `Translation` then holds the text and pieces, with no scores."""
@@ -372,16 +390,25 @@ class Translator:
             cross=stack(maps.cross),
         )
 
-    def alignments(self, text: str, src: str, tgt: str, beam_size: int = 1, length_penalty: float = 1.0,
-                   layer: int = alignment.DEFAULT_LAYER, threshold: float | None = None,
-                   forced: str | None = None) -> alignment.AlignmentView:
+    def alignments(
+        self,
+        text: str,
+        src: str,
+        tgt: str,
+        beam_size: int = 1,
+        length_penalty: float = 1.0,
+        layer: int = alignment.DEFAULT_LAYER,
+        threshold: float | None = None,
+        forced: str | None = None,
+    ) -> alignment.AlignmentView:
         """Translate (or replay `forced`), then align its words to the source's from the
         cross-attention of decoder `layer` (`core.alignment`)."""
         view = self.attention(text, src, tgt, beam_size=beam_size, length_penalty=length_penalty, forced=forced)
         return alignment.of_attention(view, layer, threshold=threshold)
 
-    def attribution(self, text: str, src: str, tgt: str, beam_size: int = 1, length_penalty: float = 1.0,
-                    steps: int = DEFAULT_STEPS) -> AttributionView:
+    def attribution(
+        self, text: str, src: str, tgt: str, beam_size: int = 1, length_penalty: float = 1.0, steps: int = DEFAULT_STEPS
+    ) -> AttributionView:
         """Translate, then attribute each produced piece (and </s>) to the source pieces by
         integrated gradients over the source embeddings with `steps` points (`core.attribution`)."""
         if not _clean(text):
@@ -390,8 +417,15 @@ class Translator:
         ids, _ = self._encode(text, tgt)
         target = [*(self.tokenizer.processor.piece_to_id(piece) for piece in translation.pieces), EOS_ID]
         found = attribute(self.model, self._pad([ids]), target, steps)
-        return AttributionView(translation, self.tokenizer.pieces(ids), self.tokenizer.pieces(target),
-                               found.scores.cpu().numpy(), found.difference.cpu().numpy(), steps, found.gap)
+        return AttributionView(
+            translation,
+            self.tokenizer.pieces(ids),
+            self.tokenizer.pieces(target),
+            found.scores.cpu().numpy(),
+            found.difference.cpu().numpy(),
+            steps,
+            found.gap,
+        )
 
     @torch.inference_mode()
     def sentence_embeddings(self, texts: list[str], lang: str, batch_size: int = 64) -> np.ndarray:
@@ -405,7 +439,7 @@ class Translator:
         tag = self.languages[0]
         layers = []
         for start in range(0, len(texts), batch_size):
-            ids = [self._encode(t, tag)[0] for t in texts[start:start + batch_size]]
+            ids = [self._encode(t, tag)[0] for t in texts[start : start + batch_size]]
             source = self._pad(ids)
             pieces = (source != PAD_ID) & (source != EOS_ID)
             pieces[:, 0] = False
@@ -428,8 +462,9 @@ def clean_prefix(prefix: str | None) -> str:
     return cleaned
 
 
-def batched_lines(texts: str | Sequence[str], encode: Callable[[str], tuple], batch_size: int
-                  ) -> tuple[list[str], list[Translation | None], dict[int, tuple], list[list[int]]]:
+def batched_lines(
+    texts: str | Sequence[str], encode: Callable[[str], tuple], batch_size: int
+) -> tuple[list[str], list[Translation | None], dict[int, tuple], list[list[int]]]:
     """What every engine's `translate` starts with: the lines, their results (an empty Translation
     for each empty line, None for the others), `encode(line)` of each other line by its index (ids
     first), and those indices in batches. Longest first, in batches of similar length: little
@@ -443,7 +478,7 @@ def batched_lines(texts: str | Sequence[str], encode: Callable[[str], tuple], ba
         else:
             results[index] = Translation(line, "", [], 0.0, 0.0, [("", 0.0)])
     order = sorted(encoded, key=lambda i: len(encoded[i][0]), reverse=True)
-    return lines, results, encoded, [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+    return lines, results, encoded, [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
 
 def pad(rows: list[list[int]], device: torch.device | str = "cpu") -> torch.Tensor:

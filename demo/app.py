@@ -45,11 +45,20 @@ def build_demo() -> gr.Blocks:
         if hosted:  # visitors should know the caps before they hit one
             gr.Markdown(limits_note(), elem_id="limits")
         with gr.Row(equal_height=True):
-            picker = gr.Dropdown(names, value=state.default_checkpoint(names), label="Model", scale=4,
-                                 allow_custom_value=True, elem_id="model-picker",
-                                 info=("Shipped models first, then your own runs; " if hosted else
-                                       "Shipped models first, then every run in the checkpoints folder; ") +
-                                      "or type a Hugging Face model, e.g. hf:Helsinki-NLP/opus-mt-en-de")
+            picker = gr.Dropdown(
+                names,
+                value=state.default_checkpoint(names),
+                label="Model",
+                scale=4,
+                allow_custom_value=True,
+                elem_id="model-picker",
+                info=(
+                    "Shipped models first, then your own runs; "
+                    if hosted
+                    else "Shipped models first, then every run in the checkpoints folder; "
+                )
+                + "or type a Hugging Face model, e.g. hf:Helsinki-NLP/opus-mt-en-de",
+            )
             refresh = gr.Button("↻ Refresh", scale=0, min_width=100)
         summary = gr.Markdown(describe_model(picker.value), label="Model summary")
         with gr.Tabs():

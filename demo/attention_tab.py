@@ -11,19 +11,25 @@ from core.translator import AttentionView, AttributionView
 from demo import data, state
 from demo.ui import entered_text, explain, first_view, friendly_errors, language_pair, language_pair_update
 
-INTRO = ("Translate one sentence and look inside: each row of the cross-attention map is one produced "
-         "piece, each column a source piece; dark cells are where the decoder looked. Change the layer "
-         "and head to compare what different heads attend to.")
-ATTRIBUTION_NOTE = ("**Attention or attribution?** The map on the left is *where the decoder looked* at each "
-                    "step; the one on the right is *what changed the output*: integrated gradients of each "
-                    "piece's probability over the source embeddings, from a sentence of padding pieces. They "
-                    "can disagree: a head may rest on `</s>` or the language tag while the piece is decided by "
-                    "a word it barely looks at, whose meaning the encoder has already mixed into other "
-                    "positions. The tag often gets credit too: without it the model does not know the language.")
-ALIGNMENT_NOTE = ("Each produced word is linked to the source word its pieces attended to most, in the decoder "
-                  "layer that agreed best between the two translation directions on the Multi30K test "
-                  "(bench/alignment.py); thicker lines took more attention. `python -m core translate "
-                  "--alignments` writes them as `source-target` word numbers.")
+INTRO = (
+    "Translate one sentence and look inside: each row of the cross-attention map is one produced "
+    "piece, each column a source piece; dark cells are where the decoder looked. Change the layer "
+    "and head to compare what different heads attend to."
+)
+ATTRIBUTION_NOTE = (
+    "**Attention or attribution?** The map on the left is *where the decoder looked* at each "
+    "step; the one on the right is *what changed the output*: integrated gradients of each "
+    "piece's probability over the source embeddings, from a sentence of padding pieces. They "
+    "can disagree: a head may rest on `</s>` or the language tag while the piece is decided by "
+    "a word it barely looks at, whose meaning the encoder has already mixed into other "
+    "positions. The tag often gets credit too: without it the model does not know the language."
+)
+ALIGNMENT_NOTE = (
+    "Each produced word is linked to the source word its pieces attended to most, in the decoder "
+    "layer that agreed best between the two translation directions on the Multi30K test "
+    "(bench/alignment.py); thicker lines took more attention. `python -m core translate "
+    "--alignments` writes them as `source-target` word numbers."
+)
 AVERAGE = "mean"
 Figures = tuple[go.Figure, go.Figure, go.Figure, go.Figure]
 
@@ -60,16 +66,28 @@ def attention_figures(view: AttentionView | None, layer: float = 1, head: str = 
     label = _head_label(head)
     source, target = view.source_pieces, view.target_pieces
     decoder_inputs = ["<s>", *target[:-1]]  # key j of decoder self-attention is the piece fed in at step j
-    cross = plots.attention_heatmap(_heads(view.cross[decoder_layer], head), source, target,
-                                    title=f"Cross-attention · decoder layer {decoder_layer + 1} · {label}")
-    grid = plots.attention_head_grid(view.cross[decoder_layer], source, target,
-                                     title=f"Every head of decoder layer {decoder_layer + 1} (cross-attention)")
-    encoder = plots.attention_heatmap(_heads(view.encoder_self[encoder_layer], head), source, source,
-                                      title=f"Encoder self-attention · layer {encoder_layer + 1} · {label}",
-                                      x_title="source (keys)", y_title="source (queries)")
-    decoder = plots.attention_heatmap(_heads(view.decoder_self[decoder_layer], head), decoder_inputs, target,
-                                      title=f"Decoder self-attention · layer {decoder_layer + 1} · {label}",
-                                      x_title="target (keys)", y_title="target (queries)")
+    cross = plots.attention_heatmap(
+        _heads(view.cross[decoder_layer], head), source, target, title=f"Cross-attention · decoder layer {decoder_layer + 1} · {label}"
+    )
+    grid = plots.attention_head_grid(
+        view.cross[decoder_layer], source, target, title=f"Every head of decoder layer {decoder_layer + 1} (cross-attention)"
+    )
+    encoder = plots.attention_heatmap(
+        _heads(view.encoder_self[encoder_layer], head),
+        source,
+        source,
+        title=f"Encoder self-attention · layer {encoder_layer + 1} · {label}",
+        x_title="source (keys)",
+        y_title="source (queries)",
+    )
+    decoder = plots.attention_heatmap(
+        _heads(view.decoder_self[decoder_layer], head),
+        decoder_inputs,
+        target,
+        title=f"Decoder self-attention · layer {decoder_layer + 1} · {label}",
+        x_title="target (keys)",
+        y_title="target (queries)",
+    )
     return cross, grid, encoder, decoder
 
 
@@ -77,8 +95,9 @@ def attribution_figure(view: AttributionView | None) -> go.Figure:
     """Integrated gradients of each produced piece over the source pieces (`core.attribution`)."""
     if view is None:
         return plots.attribution_heatmap(np.zeros((0, 0)), [], [])
-    return plots.attribution_heatmap(view.scores, view.source_pieces, view.target_pieces,
-                                     title=f"Input attribution · integrated gradients, {view.steps} steps")
+    return plots.attribution_heatmap(
+        view.scores, view.source_pieces, view.target_pieces, title=f"Input attribution · integrated gradients, {view.steps} steps"
+    )
 
 
 def alignment_figure(view: AttentionView | None) -> go.Figure:
@@ -86,8 +105,13 @@ def alignment_figure(view: AttentionView | None) -> go.Figure:
     if view is None:
         return plots.alignment_links([], [], [])
     found = alignment.of_attention(view)
-    return plots.alignment_links(found.source_words, found.target_words, found.pairs, found.matrix,
-                                 title=f"Word alignments · cross-attention of decoder layer {found.layer}, heads averaged")
+    return plots.alignment_links(
+        found.source_words,
+        found.target_words,
+        found.pairs,
+        found.matrix,
+        title=f"Word alignments · cross-attention of decoder layer {found.layer}, heads averaged",
+    )
 
 
 @friendly_errors
@@ -104,8 +128,15 @@ def attend(checkpoint: str, text: str, src: str, tgt: str, beam_size: float = 1)
     layer = gr.update(choices=layer_choices(layers), value=layers)
     head = gr.update(choices=head_choices(heads), value=AVERAGE)
     attribution = translator.attribution(text, src, tgt, beam_size=int(beam_size))
-    return (view, translation, layer, head, *attention_figures(view, layers, AVERAGE), attribution_figure(attribution),
-            alignment_figure(view))
+    return (
+        view,
+        translation,
+        layer,
+        head,
+        *attention_figures(view, layers, AVERAGE),
+        attribution_figure(attribution),
+        alignment_figure(view),
+    )
 
 
 def _opening(checkpoint: str | None, src: str | None, tgt: str | None) -> tuple[str, tuple | None]:
@@ -133,10 +164,10 @@ def build(picker: gr.Dropdown) -> None:
     view = gr.State(shown[0] if shown else None)
     translation = gr.Markdown(shown[1] if shown else "", label="Translation", elem_id="attention-translation")
     with gr.Row():
-        layer = gr.Dropdown(first_layer.get("choices", layer_choices(1)), value=first_layer.get("value", 1),
-                            label="Layer", info="1 is nearest the input")
-        head = gr.Dropdown(first_head.get("choices", head_choices(0)), value=first_head.get("value", AVERAGE),
-                           label="Head")
+        layer = gr.Dropdown(
+            first_layer.get("choices", layer_choices(1)), value=first_layer.get("value", 1), label="Layer", info="1 is nearest the input"
+        )
+        head = gr.Dropdown(first_head.get("choices", head_choices(0)), value=first_head.get("value", AVERAGE), label="Head")
     with gr.Row(equal_height=True):
         cross = gr.Plot(first[0], label="Cross-attention (target × source)", elem_id="cross-attention")
         attribution = gr.Plot(first[4], label="Input attribution (target × source)", elem_id="input-attribution")
@@ -149,8 +180,9 @@ def build(picker: gr.Dropdown) -> None:
         decoder = gr.Plot(first[3], label="Decoder self-attention")
 
     figures = [cross, grid, encoder, decoder]
-    show_button.click(attend, [picker, text, src, tgt, beam_size], [view, translation, layer, head, *figures, attribution, links],
-                      api_name="attention")
+    show_button.click(
+        attend, [picker, text, src, tgt, beam_size], [view, translation, layer, head, *figures, attribution, links], api_name="attention"
+    )
     # .input: only a user's change re-plots (attend already returns the figures it sets up).
     layer.input(attention_figures, [view, layer, head], figures, api_name="attention_plots")
     head.input(attention_figures, [view, layer, head], figures, api_visibility="private")

@@ -28,8 +28,10 @@ log = logging.getLogger("polyglot.demo")
 BUILTIN, MULTI30K, UPLOAD = "Built-in corpus", "Multi30K", "Uploaded files"
 DATA_SOURCES = [BUILTIN, MULTI30K, UPLOAD]
 KNOWN_LANGUAGES = {BUILTIN: list(BUILTIN_LANGUAGES), MULTI30K: list(MULTI30K_LANGUAGES)}
-UPLOAD_HELP = ("Upload two line-aligned text files named by language (e.g. `talks.en.txt` and `talks.de.txt`), "
-               "or one `.tsv` file whose header names a language per column (e.g. `en<TAB>de<TAB>fr`).")
+UPLOAD_HELP = (
+    "Upload two line-aligned text files named by language (e.g. `talks.en.txt` and `talks.de.txt`), "
+    "or one `.tsv` file whose header names a language per column (e.g. `en<TAB>de<TAB>fr`)."
+)
 
 # Shown when a model's own corpus cannot give examples (e.g. Multi30K is not on this machine).
 FALLBACK_EXAMPLES: dict[str, list[str]] = {
@@ -102,8 +104,7 @@ def _read_once(files: list | str | None, what: str, read: Callable[[list[Path]],
             return _READ[key]
     gone = [p.name for p in paths if not p.is_file()]
     if gone:
-        raise CorpusError(f"{', '.join(gone)}: no longer on the server (uploads are deleted once read). "
-                          "Upload the file again.")
+        raise CorpusError(f"{', '.join(gone)}: no longer on the server (uploads are deleted once read). Upload the file again.")
     try:
         result = read(paths)
     finally:
@@ -146,8 +147,10 @@ def _multi30k(folder: str) -> Corpus:
 def multi30k() -> Corpus:
     folder = find_multi30k()
     if folder is None:
-        raise CorpusError("Multi30K is not on this machine. Download it with `python -m core download` "
-                          "(or tick 'download' in the Train tab), or set POLYGLOT_MULTI30K to its folder.")
+        raise CorpusError(
+            "Multi30K is not on this machine. Download it with `python -m core download` "
+            "(or tick 'download' in the Train tab), or set POLYGLOT_MULTI30K to its folder."
+        )
     return _multi30k(str(folder))
 
 
@@ -171,8 +174,7 @@ def load_test_set(name: str, files: list | str | None = None) -> tuple[str, dict
         paths = paths_of(files)
         if not paths:
             raise CorpusError(f"No files uploaded. {UPLOAD_HELP}")
-        return _read_once(paths, "test set", lambda paths: (f"upload:{_digest(paths)}",
-                                                            read_user_files(upload_source(paths))))
+        return _read_once(paths, "test set", lambda paths: (f"upload:{_digest(paths)}", read_user_files(upload_source(paths))))
     raise CorpusError(f"Unknown test set {name!r}; choose one of {', '.join(TEST_SETS)}")
 
 

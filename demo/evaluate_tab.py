@@ -27,9 +27,11 @@ from demo.ui import (
     show_uploads_for,
 )
 
-INTRO = ("Score a model on a test set it never trained on: BLEU counts matching word n-grams, chrF "
-         "matching character n-grams (kinder to rich morphology). Directions marked * are zero-shot: "
-         "the model never saw a single pair of them.")
+INTRO = (
+    "Score a model on a test set it never trained on: BLEU counts matching word n-grams, chrF "
+    "matching character n-grams (kinder to rich morphology). Directions marked * are zero-shot: "
+    "the model never saw a single pair of them."
+)
 DEFAULT_MAX_SENTENCES = 100
 STORED_REPORT = "eval_test.json"  # a run folder's test scores, written by `python -m core evaluate --card`
 NO_STORED = "No stored test results for this model yet: press **Evaluate** to score it."
@@ -54,8 +56,16 @@ class ReportCache:
 REPORTS = ReportCache()
 
 
-def _evaluate_one(choice: str, test_key: str, lines: dict[str, list[str]], directions_spec: str, beam: int,
-                  max_sentences: int, progress: gr.Progress, share: tuple[float, float]) -> EvalReport:
+def _evaluate_one(
+    choice: str,
+    test_key: str,
+    lines: dict[str, list[str]],
+    directions_spec: str,
+    beam: int,
+    max_sentences: int,
+    progress: gr.Progress,
+    share: tuple[float, float],
+) -> EvalReport:
     folder = state.resolve_checkpoint(choice)
     key = (str(folder), (folder / ckpt.WEIGHTS).stat().st_mtime, test_key, directions_spec, beam, max_sentences)
     cached = REPORTS.get(key)
@@ -69,21 +79,28 @@ def _evaluate_one(choice: str, test_key: str, lines: dict[str, list[str]], direc
     def report_progress(fraction: float, message: str) -> None:
         progress(start + width * fraction, desc=f"{folder.name}: {message}")
 
-    report = evaluate(translator, lines, directions, beam_size=beam, max_sentences=max_sentences,
-                      progress=report_progress)
+    report = evaluate(translator, lines, directions, beam_size=beam, max_sentences=max_sentences, progress=report_progress)
     REPORTS.put(key, report)
     return report
 
 
 def _summary(report: EvalReport, name: str) -> str:
-    return "\n\n".join([f"### {name}", report.table(), f"BLEU signature: `{report.bleu_signature}`  \n"
-                        f"chrF signature: `{report.chrf_signature}`"])
+    return "\n\n".join(
+        [f"### {name}", report.table(), f"BLEU signature: `{report.bleu_signature}`  \nchrF signature: `{report.chrf_signature}`"]
+    )
 
 
 @friendly_errors
-def run_evaluation(checkpoint: str, other: str | None, test_set: str, files: list | None = None,
-                   directions: str = "all", beam_size: float = 4, max_sentences: float = DEFAULT_MAX_SENTENCES,
-                   progress: gr.Progress = gr.Progress()) -> tuple[str, go.Figure, go.Figure, go.Figure, dict]:
+def run_evaluation(
+    checkpoint: str,
+    other: str | None,
+    test_set: str,
+    files: list | None = None,
+    directions: str = "all",
+    beam_size: float = 4,
+    max_sentences: float = DEFAULT_MAX_SENTENCES,
+    progress: gr.Progress = gr.Progress(),
+) -> tuple[str, go.Figure, go.Figure, go.Figure, dict]:
     """Scores of one or two checkpoints: Markdown tables with signatures, BLEU and chrF bars,
     and a source × target BLEU matrix per checkpoint."""
     choices = [checkpoint] + ([other] if other and other not in (NONE, checkpoint) else [])
@@ -95,8 +112,9 @@ def run_evaluation(checkpoint: str, other: str | None, test_set: str, files: lis
     reports = {}
     for index, choice in enumerate(choices):
         share = (index / len(choices), 1 / len(choices))
-        reports[state.resolve_checkpoint(choice).name] = _evaluate_one(choice, test_key, lines, directions.strip(),
-                                                                        beam, limit, progress, share)
+        reports[state.resolve_checkpoint(choice).name] = _evaluate_one(
+            choice, test_key, lines, directions.strip(), beam, limit, progress, share
+        )
     summary = "\n\n".join(_summary(report, name) for name, report in reports.items())
     bleu = plots.bleu_bars({name: r.metric("bleu") for name, r in reports.items()}, "BLEU")
     chrf = plots.bleu_bars({name: r.metric("chrf") for name, r in reports.items()}, "chrF")
@@ -117,19 +135,27 @@ def stored_results(checkpoint: str | None) -> tuple[str, go.Figure, go.Figure, g
         empty = plots.bleu_bars({}, "BLEU")
         return NO_STORED, empty, plots.bleu_bars({}, "chrF"), _matrix("", None), gr.update(visible=False)
     sentences = max((s.sentences for s in report.scores.values()), default=0)
-    heading = (f"Stored results of this model on its {report.split} split (beam {report.beam_size}, "
-               f"{sentences} sentences per direction), not recomputed: press **Evaluate** to score it yourself.")
+    heading = (
+        f"Stored results of this model on its {report.split} split (beam {report.beam_size}, "
+        f"{sentences} sentences per direction), not recomputed: press **Evaluate** to score it yourself."
+    )
     name = folder.name
-    return (heading + "\n\n" + _summary(report, name), plots.bleu_bars({name: report.metric("bleu")}, "BLEU"),
-            plots.bleu_bars({name: report.metric("chrf")}, "chrF"), _matrix(name, report), gr.update(visible=False))
+    return (
+        heading + "\n\n" + _summary(report, name),
+        plots.bleu_bars({name: report.metric("bleu")}, "BLEU"),
+        plots.bleu_bars({name: report.metric("chrf")}, "chrF"),
+        _matrix(name, report),
+        gr.update(visible=False),
+    )
 
 
 def _matrix(name: str, report: EvalReport | None) -> go.Figure:
     if report is None:
         return plots.direction_matrix({}, [], "BLEU", title="BLEU per direction")
     languages = list(dict.fromkeys(lang for d in report.scores for lang in d.split("-")))
-    return plots.direction_matrix(report.metric("bleu"), languages, "BLEU", zero_shot=report.zero_shot,
-                                  title=f"BLEU per direction · {name}")
+    return plots.direction_matrix(
+        report.metric("bleu"), languages, "BLEU", zero_shot=report.zero_shot, title=f"BLEU per direction · {name}"
+    )
 
 
 def build(picker: gr.Dropdown) -> gr.Dropdown:
@@ -137,15 +163,15 @@ def build(picker: gr.Dropdown) -> gr.Dropdown:
     explain(INTRO)
     stored = first_view(stored_results, picker.value) or (NO_STORED, None, None, None, None)
     with gr.Row():
-        other = other_model_picker("Compare with (optional)", "The first model is the one picked at the top",
-                                   elem_id="compare-with")
+        other = other_model_picker("Compare with (optional)", "The first model is the one picked at the top", elem_id="compare-with")
         test_set = choose_test_set(value=default_test_set(picker.value))
     files = file_upload("Test files")
     with gr.Row():
         directions = gr.Textbox(value="all", label="Directions", info="all, en-centric, or e.g. en-de,de-en")
         beam_size = gr.Slider(1, 8, value=4, step=1, label="Beam size")
-        max_sentences = gr.Number(value=DEFAULT_MAX_SENTENCES, precision=0, minimum=1,
-                                  label="Sentences per direction", info="more is more reliable, and slower")
+        max_sentences = gr.Number(
+            value=DEFAULT_MAX_SENTENCES, precision=0, minimum=1, label="Sentences per direction", info="more is more reliable, and slower"
+        )
     run_button = gr.Button("Evaluate", variant="primary")
     summary = gr.Markdown(stored[0], label="Scores", elem_id="evaluation-scores")
     with gr.Row():
@@ -156,9 +182,14 @@ def build(picker: gr.Dropdown) -> gr.Dropdown:
         second_matrix = gr.Plot(label="BLEU matrix (second model)", visible=False)
 
     show_uploads_for(test_set, files)
-    run_button.click(run_evaluation, [picker, other, test_set, files, directions, beam_size, max_sentences],
-                     [summary, bleu, chrf, matrix, second_matrix], api_name="evaluate",
-                     concurrency_id=HEAVY, concurrency_limit=1)
+    run_button.click(
+        run_evaluation,
+        [picker, other, test_set, files, directions, beam_size, max_sentences],
+        [summary, bleu, chrf, matrix, second_matrix],
+        api_name="evaluate",
+        concurrency_id=HEAVY,
+        concurrency_limit=1,
+    )
     picker.change(stored_results, picker, [summary, bleu, chrf, matrix, second_matrix], api_name="stored_results")
     picker.change(default_test_set, picker, test_set, api_visibility="private")
     return other

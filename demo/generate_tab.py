@@ -22,31 +22,46 @@ from demo.ui import (
     results_table,
 )
 
-INTRO = ("The decoder is a language model: at each step it gives a probability to every next piece. "
-         "Sample several translations (temperature, top-k, top-p), or walk through the steps and see "
-         "which pieces competed.")
+INTRO = (
+    "The decoder is a language model: at each step it gives a probability to every next piece. "
+    "Sample several translations (temperature, top-k, top-p), or walk through the steps and see "
+    "which pieces competed."
+)
 SAMPLE_COLUMNS = ["rank", "candidate", "log-probability", "pieces"]
 GREEDY, BEAM, SAMPLING = "Greedy", "Beam search (4)", "Sampling"
-COMPLETE_NOTE = ("Type the beginning of the translation: the model continues from there. Or build it piece by "
-                 "piece: see the most probable next pieces, pick one, add it, and go on.")
+COMPLETE_NOTE = (
+    "Type the beginning of the translation: the model continues from there. Or build it piece by "
+    "piece: see the most probable next pieces, pick one, add it, and go on."
+)
 
 
 @friendly_errors
-def sample(checkpoint: str, text: str, src: str, tgt: str, n: float = 5, temperature: float = 1.0,
-           top_k: float = 0, top_p: float = 1.0, seed: float = 0) -> pd.DataFrame:
+def sample(
+    checkpoint: str,
+    text: str,
+    src: str,
+    tgt: str,
+    n: float = 5,
+    temperature: float = 1.0,
+    top_k: float = 0,
+    top_p: float = 1.0,
+    seed: float = 0,
+) -> pd.DataFrame:
     """`n` sampled translations, most probable first, with the model's log-probabilities."""
     text = entered_text(text)
     limits.check_search(candidates=int(n))
     translator = state.get_translator(checkpoint)
-    candidates = translator.sample(text, src, tgt, n=int(n), temperature=float(temperature),
-                                   top_k=int(top_k), top_p=float(top_p), seed=int(seed))
+    candidates = translator.sample(
+        text, src, tgt, n=int(n), temperature=float(temperature), top_k=int(top_k), top_p=float(top_p), seed=int(seed)
+    )
     rows = [[rank, c.text, round(c.log_prob, 3), len(c.pieces)] for rank, c in enumerate(candidates, 1)]
     return pd.DataFrame(rows, columns=SAMPLE_COLUMNS)
 
 
 @friendly_errors
-def decode_steps(checkpoint: str, text: str, src: str, tgt: str, top_k: float = 10,
-                 follow: str = "") -> tuple[list[StepView], dict, go.Figure, str]:
+def decode_steps(
+    checkpoint: str, text: str, src: str, tgt: str, top_k: float = 10, follow: str = ""
+) -> tuple[list[StepView], dict, go.Figure, str]:
     """Greedy decoding (or the pieces of `follow`), one step at a time: the steps, a slider over
     them, and the first step's chart and text."""
     text = entered_text(text)
@@ -59,8 +74,7 @@ def decode_steps(checkpoint: str, text: str, src: str, tgt: str, top_k: float = 
 
 
 @friendly_errors
-def complete(checkpoint: str, text: str, src: str, tgt: str, prefix: str = "", decoding: str = GREEDY,
-             seed: float = 0) -> str:
+def complete(checkpoint: str, text: str, src: str, tgt: str, prefix: str = "", decoding: str = GREEDY, seed: float = 0) -> str:
     """The translation of `text` that starts with `prefix`, completed by the chosen search."""
     text = entered_text(text)
     limits.check_text(prefix or "")
@@ -72,8 +86,7 @@ def complete(checkpoint: str, text: str, src: str, tgt: str, prefix: str = "", d
 
 
 @friendly_errors
-def next_pieces(checkpoint: str, text: str, src: str, tgt: str, prefix: str = "",
-                top_k: float = 10) -> tuple[go.Figure, dict]:
+def next_pieces(checkpoint: str, text: str, src: str, tgt: str, prefix: str = "", top_k: float = 10) -> tuple[go.Figure, dict]:
     """The most probable next pieces after `prefix`: a chart, and the choice of one to add."""
     text = entered_text(text)
     limits.check_text(prefix or "")
@@ -100,8 +113,10 @@ def show_step(steps: list[StepView] | None, number: float) -> tuple[go.Figure, s
     step = steps[index]
     figure = plots.next_token_bars(step.candidates, step.chosen, title=f"Step {index + 1} of {len(steps)}: next piece")
     so_far = " ".join(html.escape(s.chosen) for s in steps[:index])
-    description = (f"**Step {index + 1}/{len(steps)}** · so far: {so_far or '(start)'} · chosen: "
-                   f"**{html.escape(step.chosen)}** with probability {step.chosen_probability:.1%}")
+    description = (
+        f"**Step {index + 1}/{len(steps)}** · so far: {so_far or '(start)'} · chosen: "
+        f"**{html.escape(step.chosen)}** with probability {step.chosen_probability:.1%}"
+    )
     return figure, description
 
 
@@ -124,19 +139,20 @@ def build(picker: gr.Dropdown) -> None:
     with gr.Tab("Sampling"):
         with gr.Row():
             n = gr.Slider(1, 20, value=5, step=1, label="Candidates")
-            temperature = gr.Slider(0.1, 2.0, value=1.0, step=0.05, label="Temperature",
-                                    info="below 1: safer, above 1: more varied")
+            temperature = gr.Slider(0.1, 2.0, value=1.0, step=0.05, label="Temperature", info="below 1: safer, above 1: more varied")
             top_k = gr.Slider(0, 100, value=0, step=1, label="Top-k", info="0 = no limit")
             top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Top-p (nucleus)")
             seed = gr.Number(value=0, precision=0, label="Seed")
         sample_button = gr.Button("Sample", variant="primary")
-        candidates = results_table("Candidates (log-probability: higher is more likely)", SAMPLE_COLUMNS,
-                                   value=first_view(sample, *opening))  # the tab opens on the example's samples
+        candidates = results_table(
+            "Candidates (log-probability: higher is more likely)", SAMPLE_COLUMNS, value=first_view(sample, *opening)
+        )  # the tab opens on the example's samples
     with gr.Tab("Complete a translation"):
         explain(COMPLETE_NOTE)
         with gr.Row():
-            prefix = gr.Textbox(label="Start of the translation", scale=3, elem_id="generate-prefix",
-                                info="the model keeps these words and continues")
+            prefix = gr.Textbox(
+                label="Start of the translation", scale=3, elem_id="generate-prefix", info="the model keeps these words and continues"
+            )
             completion_search = gr.Radio([GREEDY, BEAM, SAMPLING], value=GREEDY, label="Continue with", scale=2)
         complete_button = gr.Button("Complete", variant="primary")
         completion = gr.Textbox(label="Completed translation", interactive=False, elem_id="generate-completion")
@@ -155,17 +171,15 @@ def build(picker: gr.Dropdown) -> None:
         description = gr.Markdown(label="Current step")
         chart = gr.Plot(label="Next-piece probabilities")
 
-    sample_button.click(sample, [picker, text, src, tgt, n, temperature, top_k, top_p, seed], candidates,
-                        api_name="sample")
-    steps_button.click(decode_steps, [picker, text, src, tgt, step_top_k, follow],
-                       [steps, slider, chart, description], api_name="step_by_step")
+    sample_button.click(sample, [picker, text, src, tgt, n, temperature, top_k, top_p, seed], candidates, api_name="sample")
+    steps_button.click(
+        decode_steps, [picker, text, src, tgt, step_top_k, follow], [steps, slider, chart, description], api_name="step_by_step"
+    )
     slider.input(show_step, [steps, slider], [chart, description], api_name="show_step")
-    complete_button.click(complete, [picker, text, src, tgt, prefix, completion_search, seed], completion,
-                          api_name="complete")
-    prefix.submit(complete, [picker, text, src, tgt, prefix, completion_search, seed], completion,
-                  api_visibility="private")
-    pieces_button.click(next_pieces, [picker, text, src, tgt, prefix, step_top_k], [next_chart, piece],
-                        api_name="next_pieces")
+    complete_button.click(complete, [picker, text, src, tgt, prefix, completion_search, seed], completion, api_name="complete")
+    prefix.submit(complete, [picker, text, src, tgt, prefix, completion_search, seed], completion, api_visibility="private")
+    pieces_button.click(next_pieces, [picker, text, src, tgt, prefix, step_top_k], [next_chart, piece], api_name="next_pieces")
     add_button.click(add_piece, [prefix, piece], prefix, api_name="add_piece").then(
-        next_pieces, [picker, text, src, tgt, prefix, step_top_k], [next_chart, piece], api_visibility="private")
+        next_pieces, [picker, text, src, tgt, prefix, step_top_k], [next_chart, piece], api_visibility="private"
+    )
     picker.change(language_pair_update, [picker, src, tgt], [src, tgt], api_visibility="private")

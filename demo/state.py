@@ -143,8 +143,7 @@ def get_translator(choice: str | None, precision: str = "float32") -> Translator
 def model_summary(choice: str | None) -> str:
     """One Markdown line about the selected model, or how to get one."""
     if not choice:
-        return ("**No model yet.** Open the **Train** tab and press *Start training*: the tiny preset "
-                "trains a first model in a few minutes.")
+        return "**No model yet.** Open the **Train** tab and press *Start training*: the tiny preset trains a first model in a few minutes."
     config = read_model_config(choice)
     if config.get("engine"):  # a pretrained Hugging Face model (core.hf): size, memory, load time
         return get_translator(choice).summary()
@@ -152,6 +151,8 @@ def model_summary(choice: str | None) -> str:
     languages = ", ".join(language_name(code) for code in config["languages"])
     training = config.get("training") or {}
     status = f"{training['steps']} steps, {training['status']}" if training else "still training"
-    return (f"**{resolve_checkpoint(choice).name}** · {languages} · {len(config['directions'])} trained directions · "
-            f"{model['n_encoder_layers']}+{model['n_decoder_layers']} layers, d_model {model['d_model']}, "
-            f"{config.get('parameters', 0):,} parameters · {status}")
+    return (
+        f"**{resolve_checkpoint(choice).name}** · {languages} · {len(config['directions'])} trained directions · "
+        f"{model['n_encoder_layers']}+{model['n_decoder_layers']} layers, d_model {model['d_model']}, "
+        f"{config.get('parameters', 0):,} parameters · {status}"
+    )

@@ -20,8 +20,10 @@ from core.limits import check_training, current_limits
 from demo import data, state
 from demo.ui import explain, file_upload, friendly_errors, language_choices, progress_html, refresh_picker, status_line
 
-INTRO = ("Train your own multilingual Transformer. The defaults (built-in corpus, tiny preset) give a "
-         "first model in a few minutes on a laptop; watch the loss fall and BLEU rise while it trains.")
+INTRO = (
+    "Train your own multilingual Transformer. The defaults (built-in corpus, tiny preset) give a "
+    "first model in a few minutes on a laptop; watch the loss fall and BLEU rise while it trains."
+)
 ALL_PAIRS, EN_CENTRIC, CUSTOM = "All pairs", "English-centric", "Custom"
 SCRATCH, FROM_MODEL = "scratch", "a trained model"
 DIRECTION_SPECS = {ALL_PAIRS: "all", EN_CENTRIC: "en-centric"}
@@ -31,11 +33,18 @@ POLL_SECONDS = 1.0
 
 # --- configuration -----------------------------------------------------------------------------
 
+
 def preset_knobs(name: str) -> tuple[int, int, int, int, float, float]:
     """(layers, d_model, steps, tokens per batch, learning rate, direction temperature) of a preset."""
     config = preset(name)
-    return (config.model.n_encoder_layers, config.model.d_model, config.train.steps,
-            config.train.tokens_per_batch, config.train.lr, config.train.direction_temperature)
+    return (
+        config.model.n_encoder_layers,
+        config.model.d_model,
+        config.train.steps,
+        config.train.tokens_per_batch,
+        config.train.lr,
+        config.train.direction_temperature,
+    )
 
 
 def _directions_spec(mode: str, custom: str) -> str:
@@ -73,11 +82,27 @@ def _data(source: str, folder: str, download: bool, files: Any) -> tuple[str, An
 
 
 @friendly_errors
-def start_training(source: str, multi30k_folder: str, download: bool, files: Any, languages: list[str],
-                   directions_mode: str, custom_directions: str, preset_name: str, layers: float, d_model: float,
-                   steps: float, tokens_per_batch: float, lr: float, direction_temperature: float,
-                   run_name: str, start_from: str = SCRATCH, base_model: str | None = None,
-                   freeze: list[str] | None = None, replay: float = 0.0) -> tuple[str, dict]:
+def start_training(
+    source: str,
+    multi30k_folder: str,
+    download: bool,
+    files: Any,
+    languages: list[str],
+    directions_mode: str,
+    custom_directions: str,
+    preset_name: str,
+    layers: float,
+    d_model: float,
+    steps: float,
+    tokens_per_batch: float,
+    lr: float,
+    direction_temperature: float,
+    run_name: str,
+    start_from: str = SCRATCH,
+    base_model: str | None = None,
+    freeze: list[str] | None = None,
+    replay: float = 0.0,
+) -> tuple[str, dict]:
     """Check the form and start the run in the background; returns at once (status, timer on).
     Starting from a trained model fine-tunes it (`core.finetune`): its shape, weights and vocabulary."""
     spec, corpus, available = _data(source, multi30k_folder or "", bool(download), files)
@@ -88,12 +113,18 @@ def start_training(source: str, multi30k_folder: str, download: bool, files: Any
     parse_directions(directions, chosen)  # a bad spec is reported now, not from the background thread
     # The feed-forward size and the warm-up follow d_model and steps (see RunConfig.with_overrides);
     # one core keeps serving translations meanwhile.
-    settings = {"steps": steps, "tokens_per_batch": tokens_per_batch, "lr": lr, "source": spec, "languages": chosen,
-                "direction_temperature": direction_temperature, "directions": directions,
-                "threads": state.training_threads()}
+    settings = {
+        "steps": steps,
+        "tokens_per_batch": tokens_per_batch,
+        "lr": lr,
+        "source": spec,
+        "languages": chosen,
+        "direction_temperature": direction_temperature,
+        "directions": directions,
+        "threads": state.training_threads(),
+    }
     if start_from == FROM_MODEL:
-        config = starting_config(state.resolve_checkpoint(base_model), freeze=list(freeze or []),
-                                 replay=float(replay or 0), **settings)
+        config = starting_config(state.resolve_checkpoint(base_model), freeze=list(freeze or []), replay=float(replay or 0), **settings)
     else:
         config = preset(preset_name).with_overrides(layers=layers, d_model=d_model, **settings)
     check_training(config)
@@ -113,6 +144,7 @@ def cancel_training() -> str:
 
 # --- watching a run --------------------------------------------------------------------------
 
+
 def _finished(job: Job) -> str:
     """What follows a run's ending in its status line: its best score, and where its model is."""
     if job.kind != TRAINING:
@@ -124,8 +156,9 @@ def _finished(job: Job) -> str:
 
 def status_text(job: Job | None) -> str:
     """One Markdown line: what the current (or last) run is doing."""
-    return status_line(job, "No training run yet: the charts show how the picked model trained. Set the options and "
-                            "press **Start training**.", _finished)
+    return status_line(
+        job, "No training run yet: the charts show how the picked model trained. Set the options and press **Start training**.", _finished
+    )
 
 
 def model_training(checkpoint: str | None) -> list[dict]:
@@ -172,6 +205,7 @@ def training_on_load(seen: dict | None, current: str | None = None) -> tuple:
 
 # --- form helpers --------------------------------------------------------------------------
 
+
 def uploaded_languages(files: Any) -> dict:
     """The languages of uploaded training files, all selected (a warning if the files are unusable)."""
     available: list[str] = []
@@ -200,9 +234,12 @@ def start_from_changed(choice: str) -> tuple[dict, dict, dict, dict, dict, dict]
     """Fine-tuning shows the model to start from and its options; its shape is the model's own."""
     fine_tune = choice == FROM_MODEL
     names = state.checkpoint_names()
-    return (gr.update(visible=fine_tune, choices=names, value=state.default_checkpoint(names)),
-            gr.update(visible=fine_tune), gr.update(visible=fine_tune),
-            *(gr.update(interactive=not fine_tune) for _ in range(3)))
+    return (
+        gr.update(visible=fine_tune, choices=names, value=state.default_checkpoint(names)),
+        gr.update(visible=fine_tune),
+        gr.update(visible=fine_tune),
+        *(gr.update(interactive=not fine_tune) for _ in range(3)),
+    )
 
 
 def custom_visible(mode: str) -> dict:
@@ -217,47 +254,65 @@ def build(demo: gr.Blocks, picker: gr.Dropdown) -> None:
             folder = gr.Textbox(label="Multi30K folder (empty: find it, or download)", visible=False)
             download = gr.Checkbox(value=True, label="Download Multi30K if it is not on this machine", visible=False)
             files = file_upload("Training files")
-            languages = gr.CheckboxGroup(language_choices(data.KNOWN_LANGUAGES[data.BUILTIN]),
-                                         value=DEFAULT_LANGUAGES, label="Languages",
-                                         info="none ticked: every language of the data")
-            directions = gr.Radio([ALL_PAIRS, EN_CENTRIC, CUSTOM], value=ALL_PAIRS, label="Directions",
-                                  info="English-centric: only to and from English; the rest is zero-shot")
+            languages = gr.CheckboxGroup(
+                language_choices(data.KNOWN_LANGUAGES[data.BUILTIN]),
+                value=DEFAULT_LANGUAGES,
+                label="Languages",
+                info="none ticked: every language of the data",
+            )
+            directions = gr.Radio(
+                [ALL_PAIRS, EN_CENTRIC, CUSTOM],
+                value=ALL_PAIRS,
+                label="Directions",
+                info="English-centric: only to and from English; the rest is zero-shot",
+            )
             custom = gr.Textbox(label="Custom directions", placeholder="en-de,de-en,en-fr", visible=False)
         with gr.Column():
-            start_from = gr.Radio([SCRATCH, FROM_MODEL], value=SCRATCH, label="Start from", elem_id="train-start-from",
-                                  info="a trained model: fine-tune it; it keeps its shape and vocabulary, and a "
-                                       "language it has never seen gets a tag and pieces")
+            start_from = gr.Radio(
+                [SCRATCH, FROM_MODEL],
+                value=SCRATCH,
+                label="Start from",
+                elem_id="train-start-from",
+                info="a trained model: fine-tune it; it keeps its shape and vocabulary, and a "
+                "language it has never seen gets a tag and pieces",
+            )
             base_model = gr.Dropdown(label="Model to start from", visible=False, elem_id="train-base-model")
             with gr.Row():
-                freeze = gr.CheckboxGroup(list(FREEZABLE), label="Keep frozen", visible=False,
-                                          info="these parts keep the starting weights")
-                replay = gr.Slider(0.0, 0.5, value=0.0, step=0.05, label="Replay its old directions", visible=False,
-                                   info="share of batches from the directions it was trained on, so it does not "
-                                        "forget them")
-            layers_default, d_model_default, steps_default, tokens_default, lr_default, direction_default = (
-                preset_knobs("tiny"))
+                freeze = gr.CheckboxGroup(list(FREEZABLE), label="Keep frozen", visible=False, info="these parts keep the starting weights")
+                replay = gr.Slider(
+                    0.0,
+                    0.5,
+                    value=0.0,
+                    step=0.05,
+                    label="Replay its old directions",
+                    visible=False,
+                    info="share of batches from the directions it was trained on, so it does not forget them",
+                )
+            layers_default, d_model_default, steps_default, tokens_default, lr_default, direction_default = preset_knobs("tiny")
             preset_name = gr.Dropdown(list(PRESETS), value="tiny", label="Preset")
             with gr.Row():
-                layers = gr.Slider(1, 6, value=layers_default, step=1, label="Layers (encoder and decoder)",
-                                   elem_id="train-layers")
+                layers = gr.Slider(1, 6, value=layers_default, step=1, label="Layers (encoder and decoder)", elem_id="train-layers")
                 d_model = gr.Slider(32, 512, value=d_model_default, step=32, label="d_model", elem_id="train-d-model")
             with gr.Row():
                 steps = gr.Number(value=steps_default, precision=0, minimum=1, label="Steps", elem_id="train-steps")
-                tokens = gr.Number(value=tokens_default, precision=0, minimum=100, label="Tokens per batch",
-                                   elem_id="train-tokens")
+                tokens = gr.Number(value=tokens_default, precision=0, minimum=100, label="Tokens per batch", elem_id="train-tokens")
             with gr.Row():
                 lr = gr.Number(value=lr_default, label="Learning rate")
-                direction_temperature = gr.Slider(1.0, 10.0, value=direction_default, step=0.5,
-                                                  label="Direction temperature",
-                                                  info="how often each direction is trained: 1 in proportion to its "
-                                                       "data; higher: more even")
-            run_name = gr.Textbox(label="Run name (optional)", placeholder="e.g. my-first-model",
-                                  elem_id="train-run-name")
+                direction_temperature = gr.Slider(
+                    1.0,
+                    10.0,
+                    value=direction_default,
+                    step=0.5,
+                    label="Direction temperature",
+                    info="how often each direction is trained: 1 in proportion to its data; higher: more even",
+                )
+            run_name = gr.Textbox(label="Run name (optional)", placeholder="e.g. my-first-model", elem_id="train-run-name")
     with gr.Row():
         start_button = gr.Button("Start training", variant="primary", elem_id="start-training")
         cancel_button = gr.Button("Cancel", variant="stop", elem_id="cancel-training")
-    loss_figure, speed_figure, bleu_figure = training_figures(state.JOBS.current.events if state.JOBS.current
-                                                              else model_training(picker.value))
+    loss_figure, speed_figure, bleu_figure = training_figures(
+        state.JOBS.current.events if state.JOBS.current else model_training(picker.value)
+    )
     status = gr.Markdown(status_text(state.JOBS.current), label="Training status", elem_id="training-status")
     progress = gr.HTML(progress_html(state.JOBS.current), label="Progress")
     with gr.Row():
@@ -267,20 +322,50 @@ def build(demo: gr.Blocks, picker: gr.Dropdown) -> None:
     timer = gr.Timer(POLL_SECONDS, active=state.JOBS.running is not None)
     seen = gr.State({})
 
-    form = [source, folder, download, files, languages, directions, custom, preset_name, layers, d_model, steps,
-            tokens, lr, direction_temperature, run_name, start_from, base_model, freeze, replay]
+    form = [
+        source,
+        folder,
+        download,
+        files,
+        languages,
+        directions,
+        custom,
+        preset_name,
+        layers,
+        d_model,
+        steps,
+        tokens,
+        lr,
+        direction_temperature,
+        run_name,
+        start_from,
+        base_model,
+        freeze,
+        replay,
+    ]
     start_button.click(start_training, form, [status, timer], api_name="start_training")
     cancel_button.click(cancel_training, None, status, api_name="cancel_training")
     watch = [status, progress, loss_chart, speed_chart, bleu_chart, timer, picker, seen]
-    timer.tick(training_status, [seen, picker], watch, api_name="training_status", concurrency_id="watch",
-               concurrency_limit=None, show_progress="hidden")
-    demo.load(training_on_load, [seen, picker], watch, api_visibility="private", concurrency_id="watch",
-              concurrency_limit=None, show_progress="hidden")
-    source.change(data_source_changed, [source, files], [folder, download, files, languages],
-                  api_visibility="private")
+    timer.tick(
+        training_status,
+        [seen, picker],
+        watch,
+        api_name="training_status",
+        concurrency_id="watch",
+        concurrency_limit=None,
+        show_progress="hidden",
+    )
+    demo.load(
+        training_on_load,
+        [seen, picker],
+        watch,
+        api_visibility="private",
+        concurrency_id="watch",
+        concurrency_limit=None,
+        show_progress="hidden",
+    )
+    source.change(data_source_changed, [source, files], [folder, download, files, languages], api_visibility="private")
     files.change(uploaded_languages, files, languages, api_visibility="private")
     directions.change(custom_visible, directions, custom, api_visibility="private")
-    start_from.change(start_from_changed, start_from, [base_model, freeze, replay, preset_name, layers, d_model],
-                      api_visibility="private")
-    preset_name.change(preset_knobs, preset_name, [layers, d_model, steps, tokens, lr, direction_temperature],
-                       api_visibility="private")
+    start_from.change(start_from_changed, start_from, [base_model, freeze, replay, preset_name, layers, d_model], api_visibility="private")
+    preset_name.change(preset_knobs, preset_name, [layers, d_model, steps, tokens, lr, direction_temperature], api_visibility="private")

@@ -44,8 +44,9 @@ def friendly_errors(handler: Handler) -> Handler:
             raise gr.Error(state.visitor_message(str(error))) from None
         except Exception as error:
             log.exception("Handler %s failed", handler.__name__)
-            raise gr.Error(state.visitor_message(f"Something went wrong ({type(error).__name__}: {error}). "
-                                                 "The server log has the details.")) from None
+            raise gr.Error(
+                state.visitor_message(f"Something went wrong ({type(error).__name__}: {error}). The server log has the details.")
+            ) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -82,6 +83,7 @@ def explain(text: str) -> gr.Markdown:
 
 
 # --- languages ---------------------------------------------------------------------------------
+
 
 def language_choices(codes: list[str]) -> list[tuple[str, str]]:
     """("German (de)", "de") pairs for a dropdown: readable label, code as value."""
@@ -136,6 +138,7 @@ def swap_languages(src: str | None, tgt: str | None) -> tuple[str | None, str | 
 
 # --- model pickers -----------------------------------------------------------------------------
 
+
 def picker_update(choices: list[str], current: str | None, fallback: str | None) -> dict:
     """New choices for a dropdown: keeps `current` when it is still among them, else `fallback`."""
     keep = current in choices or hf.is_hub_name(current)  # a typed "hf:owner/name" stays picked
@@ -161,18 +164,25 @@ def refresh_other(current: str | None) -> dict:
 
 def other_model_picker(label: str, info: str, elem_id: str | None = None) -> gr.Dropdown:
     """A second-model picker whose choices are re-read each time it is opened."""
-    other = gr.Dropdown(other_choices(state.checkpoint_names()), value=NONE, allow_custom_value=True, label=label,
-                        info=info, elem_id=elem_id)
+    other = gr.Dropdown(
+        other_choices(state.checkpoint_names()), value=NONE, allow_custom_value=True, label=label, info=info, elem_id=elem_id
+    )
     other.focus(refresh_other, other, other, api_visibility="private", show_progress="hidden")
     return other
 
 
 # --- uploads and test sets -------------------------------------------------------------------
 
+
 def file_upload(label: str) -> gr.File:
     """The upload widget, hidden until its data source is picked: two aligned text files or one TSV."""
-    return gr.File(file_count="multiple", file_types=[".txt", ".tsv"], type="filepath", visible=False,
-                   label=f"{label} (two aligned NAME.xx.txt files, or one TSV)")
+    return gr.File(
+        file_count="multiple",
+        file_types=[".txt", ".tsv"],
+        type="filepath",
+        visible=False,
+        label=f"{label} (two aligned NAME.xx.txt files, or one TSV)",
+    )
 
 
 def toggle_files(test_set: str) -> dict:
@@ -199,6 +209,7 @@ def show_uploads_for(test_set: gr.Radio, files: gr.File) -> None:
 
 
 # --- background jobs -------------------------------------------------------------------------
+
 
 def status_line(job: Job | None, idle: str, finished: Callable[[Job], str] | None = None) -> str:
     """One Markdown line about a background job: `idle` before the first, then what it is doing,
@@ -228,11 +239,14 @@ def progress_html(job: Job | None) -> str:
         detail = f"{fraction:.0%} · {duration(job.elapsed_seconds)} elapsed · {duration(job.eta_seconds)} left"
     else:
         detail = f"{status_words(job.status)} after {duration(job.elapsed_seconds)}"
-    return (f"<div class='train-progress'><progress value='{fraction:.3f}' max='1' "
-            f"aria-label='training progress'></progress> <span>{detail}</span></div>")
+    return (
+        f"<div class='train-progress'><progress value='{fraction:.3f}' max='1' "
+        f"aria-label='training progress'></progress> <span>{detail}</span></div>"
+    )
 
 
 # --- tables ----------------------------------------------------------------------------------
+
 
 def results_table(label: str, headers: list[str], elem_id: str | None = None, value: Any = None) -> gr.Dataframe:
     """A read-only table with fixed columns (empty unless `value` is given); handlers fill it with a pandas DataFrame."""

@@ -51,18 +51,23 @@ def copy_checkpoint(source: Path, checkpoints: Path, name: str) -> Path:
     return target
 
 
-def launch_app(checkpoints: Path, log: Path, timeout: float = START_TIMEOUT_S,
-               env: dict[str, str] | None = None) -> AppServer:
+def launch_app(checkpoints: Path, log: Path, timeout: float = START_TIMEOUT_S, env: dict[str, str] | None = None) -> AppServer:
     """Start app.py serving `checkpoints` and wait until it answers; raises with the log if it dies.
 
     `env` adds (or overrides) environment variables of the app, e.g. {"POLYGLOT_HOSTED": "1"}.
     """
     port = free_port()
-    env = {**os.environ, "POLYGLOT_CHECKPOINTS": str(checkpoints), "POLYGLOT_HOST": "127.0.0.1",
-           "POLYGLOT_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1", **(env or {})}
+    env = {
+        **os.environ,
+        "POLYGLOT_CHECKPOINTS": str(checkpoints),
+        "POLYGLOT_HOST": "127.0.0.1",
+        "POLYGLOT_PORT": str(port),
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "PYTHONUNBUFFERED": "1",
+        **(env or {}),
+    }
     handle = open(log, "w", encoding="utf-8")  # noqa: SIM115 - closed when the process ends
-    process = subprocess.Popen([sys.executable, "app.py"], cwd=PROJECT_ROOT, env=env, stdout=handle,
-                               stderr=subprocess.STDOUT)
+    process = subprocess.Popen([sys.executable, "app.py"], cwd=PROJECT_ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT)
     handle.close()  # the child keeps its own descriptor
     server = AppServer(f"http://127.0.0.1:{port}/", process, checkpoints, log)
     deadline = time.monotonic() + timeout

@@ -62,14 +62,16 @@ def distinct_sentences(lines: list[str], n: int) -> list[int]:
 
 # --- zero-shot -----------------------------------------------------------------------------
 
+
 def test_zero_shot_report_marks_held_out_directions_and_pivots(en_centric_run: Path, builtin_corpus: Corpus) -> None:
     config = checkpoint.read_config(en_centric_run)
     assert "de-fr" not in config["directions"] and "fr-de" not in config["directions"]
     translator = Translator.load(en_centric_run)
     test = builtin_corpus.split("test")
     fractions: list[float] = []
-    report = zero_shot_report(translator, test, ["en", "de", "fr"], beam_size=1, max_sentences=6,
-                              progress=lambda fraction, _: fractions.append(fraction))
+    report = zero_shot_report(
+        translator, test, ["en", "de", "fr"], beam_size=1, max_sentences=6, progress=lambda fraction, _: fractions.append(fraction)
+    )
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
 
     assert report["zero_shot"] == ["de-fr", "fr-de"]
@@ -125,14 +127,14 @@ def test_zero_shot_report_measures_the_off_target_rate(builtin_corpus: Corpus, e
 
 
 def test_model_trained_on_every_direction_has_no_zero_shot(tiny_translator, builtin_corpus: Corpus) -> None:
-    report = zero_shot_report(tiny_translator, builtin_corpus.split("test"), ["en", "de"], beam_size=1,
-                              max_sentences=3)
+    report = zero_shot_report(tiny_translator, builtin_corpus.split("test"), ["en", "de"], beam_size=1, max_sentences=3)
     assert report["zero_shot"] == [] and report["pivot_bleu"] == {}
     assert report["summary"]["mean_zero_shot_bleu"] is None
     assert report["summary"]["mean_supervised_bleu"] is not None
 
 
 # --- embedding space -----------------------------------------------------------------------
+
 
 def test_retrieval_finds_real_translations(builtin_corpus: Corpus) -> None:
     """Real en/de translations, encoded by the shipped model: the nearest German sentence to an
@@ -191,8 +193,9 @@ def test_parallel_sentences_keeps_the_rows_every_shared_language_has() -> None:
     assert shared_languages(["fr", "es", "en"], lines) == ["fr", "en"]
 
 
-def test_sentence_space_is_the_map_and_retrieval_from_one_pass(tiny_translator, builtin_corpus: Corpus,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sentence_space_is_the_map_and_retrieval_from_one_pass(
+    tiny_translator, builtin_corpus: Corpus, monkeypatch: pytest.MonkeyPatch
+) -> None:
     test = builtin_corpus.split("test")
     sentences = parallel_sentences(tiny_translator.languages, test, 8)
     expected_space = embedding_space(tiny_translator, sentences, layer=0, remove_language_mean=True)
@@ -225,6 +228,7 @@ def test_pca_finds_the_main_direction() -> None:
 
 
 # --- tokenization --------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def small_tokenizer(builtin_corpus: Corpus) -> Tokenizer:
@@ -280,6 +284,7 @@ def test_vocab_sweep_fertility_falls_as_the_vocabulary_grows(builtin_corpus: Cor
 
 
 # --- side by side --------------------------------------------------------------------------
+
 
 def test_compare_translations(tiny_translator, en_centric_run: Path) -> None:
     en_centric = Translator.load(en_centric_run)

@@ -34,10 +34,30 @@ def _figure(plot: dict) -> dict:
 
 def test_the_api_names_every_tab(client: Client) -> None:
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    expected = {"/refresh_models", "/describe_model", "/translate", "/translate_to_all", "/swap_languages", "/sample",
-                "/step_by_step", "/show_step", "/attention", "/attention_plots", "/evaluate", "/start_training",
-                "/cancel_training", "/training_status", "/zero_shot", "/start_transfer", "/cancel_transfer",
-                "/transfer_status", "/embedding_space", "/embedding_layer", "/tokenization", "/side_by_side"}
+    expected = {
+        "/refresh_models",
+        "/describe_model",
+        "/translate",
+        "/translate_to_all",
+        "/swap_languages",
+        "/sample",
+        "/step_by_step",
+        "/show_step",
+        "/attention",
+        "/attention_plots",
+        "/evaluate",
+        "/start_training",
+        "/cancel_training",
+        "/training_status",
+        "/zero_shot",
+        "/start_transfer",
+        "/cancel_transfer",
+        "/transfer_status",
+        "/embedding_space",
+        "/embedding_layer",
+        "/tokenization",
+        "/side_by_side",
+    }
     assert expected <= set(endpoints)
 
 
@@ -49,15 +69,13 @@ def test_model_picker(client: Client) -> None:
 
 
 def test_translate_lines_and_n_best(client: Client) -> None:
-    output, table = client.predict("tiny", f"{SENTENCE}\nThe cat sleeps.", "en", "de", "Greedy", 4, 1.0, 1,
-                                   api_name="/translate")
+    output, table = client.predict("tiny", f"{SENTENCE}\nThe cat sleeps.", "en", "de", "Greedy", 4, 1.0, 1, api_name="/translate")
     assert len(output.split("\n")) == 2 and [row[0] for row in _rows(table)] == [1, 2]
     output, table = client.predict("tiny", SENTENCE, "en", "fr", "Beam search", 4, 1.0, 3, api_name="/translate")
     assert [row[1] for row in _rows(table)] == [1, 2, 3] and _rows(table)[0][2] == output
     everywhere = client.predict("tiny", SENTENCE, "en", "Greedy", 4, 1.0, api_name="/translate_to_all")
     assert [row[0] for row in _rows(everywhere)] == ["German (de)", "French (fr)"]
-    quantized, table = client.predict("tiny", SENTENCE, "en", "fr", "Beam search", 3, 1.0, 2, "int8",
-                                      api_name="/translate")
+    quantized, table = client.predict("tiny", SENTENCE, "en", "fr", "Beam search", 3, 1.0, 2, "int8", api_name="/translate")
     assert len(_rows(table)) == 2 and _rows(table)[0][2] == quantized
 
 
@@ -80,7 +98,8 @@ def test_generate_sampling_and_steps(client: Client) -> None:
 
 def test_attention_and_replotting_from_state(client: Client) -> None:
     translation, layer, head, cross, grid, encoder, decoder, attribution, links = client.predict(
-        "tiny", SENTENCE, "en", "de", 1, api_name="/attention")
+        "tiny", SENTENCE, "en", "de", 1, api_name="/attention"
+    )
     assert "Input attribution" in _figure(attribution)["layout"]["title"]["text"]
     assert translation.startswith("**Translation:**")
     assert layer["choices"] == [["layer 1", 1]] and head["value"] == "mean"
@@ -91,8 +110,9 @@ def test_attention_and_replotting_from_state(client: Client) -> None:
 
 
 def test_evaluate_builtin_test_split(client: Client) -> None:
-    summary, bleu, chrf, matrix, second = client.predict("tiny", "(none)", "Built-in test split", [], "en-de,de-fr",
-                                                         1, 3, api_name="/evaluate")
+    summary, bleu, chrf, matrix, second = client.predict(
+        "tiny", "(none)", "Built-in test split", [], "en-de,de-fr", 1, 3, api_name="/evaluate"
+    )
     assert "BLEU signature: `nrefs:1" in summary and "de-fr (zero-shot)" not in summary
     assert _figure(bleu)["data"][0]["x"] == ["en-de", "de-fr"]
     assert _figure(matrix)["data"][0]["type"] == "heatmap"
@@ -106,8 +126,7 @@ def test_inside_zero_shot(client: Client) -> None:
 
 
 def test_inside_embedding_space(client: Client) -> None:
-    scatter, chart, table, layer = client.predict("tiny", "Built-in test split", [], 10, 1, False,
-                                                  api_name="/embedding_space")
+    scatter, chart, table, layer = client.predict("tiny", "Built-in test split", [], 10, 1, False, api_name="/embedding_space")
     assert [trace["name"] for trace in _figure(scatter)["data"]] == ["same sentence", "en", "de", "fr"]
     assert table["headers"][:2] == ["layer", "mean"] and [row[0] for row in _rows(table)] == [0, 1]
     assert _figure(chart)["data"][0]["name"] == "mean" and layer["maximum"] == 1

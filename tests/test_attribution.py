@@ -20,8 +20,9 @@ SENTENCE = "The dog runs in the garden."
 
 def random_model(seed: int = 0) -> Transformer:
     torch.manual_seed(seed)
-    config = ModelConfig(vocab_size=50, d_model=32, n_heads=4, d_ff=64, n_encoder_layers=2,
-                         n_decoder_layers=2, dropout=0.0, max_positions=64)
+    config = ModelConfig(
+        vocab_size=50, d_model=32, n_heads=4, d_ff=64, n_encoder_layers=2, n_decoder_layers=2, dropout=0.0, max_positions=64
+    )
     return Transformer(config).eval()
 
 
@@ -32,10 +33,10 @@ def test_integrated_gradients_of_a_known_function() -> None:
     weights = torch.tensor([[1.0, 2.0, 0.0, -1.0], [0.5, 0.0, 3.0, 1.0]])  # [T=2, S=4]
 
     def f(x: torch.Tensor) -> torch.Tensor:  # [N, S, d] -> [N, T]
-        return (x ** 2).sum(-1) @ weights.T
+        return (x**2).sum(-1) @ weights.T
 
     found = integrated_gradients(f, inputs, baseline, steps=64)
-    expected = weights * ((inputs ** 2).sum(-1) - (baseline ** 2).sum(-1))
+    expected = weights * ((inputs**2).sum(-1) - (baseline**2).sum(-1))
     assert torch.allclose(found.scores, expected, atol=1e-3)
     assert torch.allclose(found.scores.sum(1), found.difference, atol=1e-3) and found.gap < 1e-3
 

@@ -22,10 +22,16 @@ def _system(rate: float, bleu: float = 35.0) -> dict:
 
 
 def test_ratios_and_targets_are_like_for_like() -> None:
-    block = {"core": _system(120), "core_one_stream": _system(90), "hf": _system(60), "hf_streams": _system(80),
-             "ct2_float32": _system(110), "ct2_float32_streams": _system(170),
-             "ct2_float32_patience1": _system(200, 34.7),  # faster, but not core's BLEU: never the comparison
-             "ct2_float32_streams_patience1": _system(175, 34.95)}  # within 0.1 BLEU: CT2 at its best
+    block = {
+        "core": _system(120),
+        "core_one_stream": _system(90),
+        "hf": _system(60),
+        "hf_streams": _system(80),
+        "ct2_float32": _system(110),
+        "ct2_float32_streams": _system(170),
+        "ct2_float32_patience1": _system(200, 34.7),  # faster, but not core's BLEU: never the comparison
+        "ct2_float32_streams_patience1": _system(175, 34.95),
+    }  # within 0.1 BLEU: CT2 at its best
     r = decode_speed.ratios(block)
     assert r["best_layout"]["core_over_hf"] == 120 / 80
     assert r["one_batch_per_core"]["core_over_hf"] == 120 / 80

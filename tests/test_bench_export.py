@@ -22,8 +22,17 @@ def random_model(positions: str = "sinusoidal") -> Transformer:
     """A tiny core model with random weights large enough that its outputs depend on the input,
     and a nudge towards </s> so greedy hypotheses end at different lengths."""
     torch.manual_seed(0)
-    config = ModelConfig(vocab_size=300, d_model=64, n_heads=4, d_ff=128, n_encoder_layers=2,
-                         n_decoder_layers=2, dropout=0.0, max_positions=64, positions=positions)
+    config = ModelConfig(
+        vocab_size=300,
+        d_model=64,
+        n_heads=4,
+        d_ff=128,
+        n_encoder_layers=2,
+        n_decoder_layers=2,
+        dropout=0.0,
+        max_positions=64,
+        positions=positions,
+    )
     model = Transformer(config).eval()
     with torch.no_grad():
         for name, parameter in model.named_parameters():
@@ -66,8 +75,9 @@ def test_exported_greedy_outputs_identical() -> None:
     limits = SearchLimits()
     caps = limits.per_sentence(source, model.config.max_positions).tolist()  # tokens incl. </s>
     ours = [h.tokens for h in greedy(model, source, limits)]
-    generated = hf.generate(input_ids=source, attention_mask=(source != PAD_ID).long(), num_beams=1,
-                            do_sample=False, max_length=1 + max(caps))
+    generated = hf.generate(
+        input_ids=source, attention_mask=(source != PAD_ID).long(), num_beams=1, do_sample=False, max_length=1 + max(caps)
+    )
     theirs = []
     for row in generated[:, 1:].tolist():  # drop the decoder start token
         tokens = []
@@ -79,7 +89,7 @@ def test_exported_greedy_outputs_identical() -> None:
     assert {len(t) for t in ours} != {caps[0] - 1}, "the test model should end some hypotheses early"
     for mine, hf_tokens, cap in zip(ours, theirs, caps):
         if len(mine) == cap - 1:  # core stopped at its per-sentence length limit, HF runs on
-            assert hf_tokens[:len(mine)] == mine
+            assert hf_tokens[: len(mine)] == mine
         else:
             assert hf_tokens == mine
 
@@ -107,5 +117,5 @@ def test_export_command_writes_models_that_translate_like_core(tiny_translator, 
         ids = tiny_translator.tokenizer.source_ids(line, "de")
         limit = int(len(ids) * 1.5) + 10
         hypothesis = translator.translate_batch([[vocabulary[i] for i in ids]], beam_size=1, max_decoding_length=limit)[0].hypotheses[0]
-        assert hypothesis[:len(ours.pieces)] == ours.pieces
+        assert hypothesis[: len(ours.pieces)] == ours.pieces
         assert len(hypothesis) == len(ours.pieces) or len(ours.pieces) >= limit - 1  # core stops at its length limit

@@ -22,8 +22,7 @@ from tests.helpers import outcome_of, skip_unless_ci
 pytestmark = pytest.mark.slow
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--no-first-run"]
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"]
 SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
 TIMEOUT_MS = 60_000
 TRAIN_TIMEOUT_MS = 180_000
@@ -101,8 +100,9 @@ def test_translate_a_sentence_and_read_it_from_the_page(page, shots, app_server:
     from gradio_client import Client
 
     sentence = "The dog runs in the park."
-    expected, table = Client(app_server.url, verbose=False).predict("tiny", sentence, "en", "de", "Greedy", 4, 1.0,
-                                                                    1, api_name="/translate")
+    expected, table = Client(app_server.url, verbose=False).predict(
+        "tiny", sentence, "en", "de", "Greedy", 4, 1.0, 1, api_name="/translate"
+    )
     score = str(table["data"][0][3])
     _open(page, "Translate")
     page.locator("#translate-input textarea").fill(sentence)
@@ -207,8 +207,9 @@ def test_every_tab_opens_on_something_drawn(browser, first_visit: AppServer, sho
         stored_transfer = transfer.stored_result() is not None
         for tab in TAB_INTROS:
             _open(page, tab)
-            page.wait_for_function(f"() => ({SHOWN_JS})().figures > 0 || ({SHOWN_JS})().rows > 0 || {str(tab in WRITTEN_ONLY).lower()}",
-                                   timeout=TIMEOUT_MS)
+            page.wait_for_function(
+                f"() => ({SHOWN_JS})().figures > 0 || ({SHOWN_JS})().rows > 0 || {str(tab in WRITTEN_ONLY).lower()}", timeout=TIMEOUT_MS
+            )
             page.wait_for_timeout(500)  # let plotly finish drawing what it started
             shown = page.evaluate(SHOWN_JS)
             shots(page, f"first-visit-{tab.lower()}")

@@ -34,6 +34,7 @@ def _third_person_forms(table: dict[str, str]) -> tuple[set[str], set[str]]:
 
 # --- API, size, determinism -----------------------------------------------------------------
 
+
 def test_languages_and_alignment(corpus: dict[str, list[str]]) -> None:
     assert BUILTIN_LANGUAGES == ("en", "de", "fr", "cs", "es")
     assert tuple(corpus) == BUILTIN_LANGUAGES
@@ -91,6 +92,7 @@ def test_generation_computes_each_candidate_list_once() -> None:
 
 # --- lexicon tables are complete ------------------------------------------------------------
 
+
 def test_lexicon_tables_cover_the_same_words() -> None:
     for table in (bc.EN_NOUNS, bc.DE_NOUNS, bc.FR_NOUNS, bc.ES_NOUNS, bc.CS_NOUNS):
         assert table.keys() == bc.NOUN_TAGS.keys()
@@ -110,6 +112,7 @@ def test_lexicon_tables_cover_the_same_words() -> None:
 
 
 # --- surface form ---------------------------------------------------------------------------
+
 
 def test_capital_start_final_punctuation_and_length(corpus: dict[str, list[str]]) -> None:
     for lang, lines in corpus.items():
@@ -136,7 +139,8 @@ def test_german_nouns_are_capitalised(corpus: dict[str, list[str]]) -> None:
     assert all(form[0].isupper() for form in nouns)
     # lowercase words that merely look like nouns: "jungen" (adjective) vs. "Jungen" (boys)
     lowercase_words = {form.lower() for form in nouns} & {
-        stem + ending for stem in bc.DE_ADJ.values() for ending in ("e", "en", "er", "es")}
+        stem + ending for stem in bc.DE_ADJ.values() for ending in ("e", "en", "er", "es")
+    }
     for sentence in corpus["de"]:
         for word in _words(sentence)[1:]:
             if word[0].isupper():
@@ -153,6 +157,7 @@ def test_english_a_and_an(corpus: dict[str, list[str]]) -> None:
 
 # --- agreement and case ---------------------------------------------------------------------
 
+
 def test_german_verb_agrees_with_number_subject(corpus: dict[str, list[str]]) -> None:
     singular, plural = _third_person_forms(bc.DE_VERBS)
     animal_singular, animal_plural = _third_person_forms(bc.DE_ANIMAL_VERBS)
@@ -163,8 +168,7 @@ def test_german_verb_agrees_with_number_subject(corpus: dict[str, list[str]]) ->
     for en, de in zip(corpus["en"], corpus["de"]):
         en_words, de_words = _words(en), set(_words(de))
         subject_head = en_words[1:3]  # "The dogs" / "Two big dogs" / "The big dog"
-        if en_words[0] in EN_NUMBER_WORDS or (
-                en_words[0] == "The" and en_plural_nouns & set(subject_head)):
+        if en_words[0] in EN_NUMBER_WORDS or (en_words[0] == "The" and en_plural_nouns & set(subject_head)):
             assert de_words & plural and not de_words & singular, (en, de)
             checked_plural += 1
         elif en_words[0] in ("The", "A", "An") and en_singular_nouns & set(subject_head):
@@ -220,71 +224,83 @@ def test_czech_with_is_vocalised() -> None:
 GOLDEN: list[tuple[Clause, dict[str, str]]] = [
     (  # dative object in German and Czech, weak noun, personal "a", elision
         Clause("obj", NP("boy", "the", False), "help", NP("elephant", "a", False, adj="old")),
-        {"en": "The boy helps an old elephant.",
-         "de": "Der Junge hilft einem alten Elefanten.",
-         "fr": "Le garçon aide un vieil éléphant.",
-         "cs": "Chlapec pomáhá starému slonovi.",
-         "es": "El niño ayuda a un elefante viejo."},
+        {
+            "en": "The boy helps an old elephant.",
+            "de": "Der Junge hilft einem alten Elefanten.",
+            "fr": "Le garçon aide un vieil éléphant.",
+            "cs": "Chlapec pomáhá starému slonovi.",
+            "es": "El niño ayuda a un elefante viejo.",
+        },
     ),
     (  # Czech 5 + genitive plural + singular verb; German "fressen" for animals
         Clause("obj", NP("dog", "num", True, 5, "hungry"), "eat", NP("apple", "the", True)),
-        {"en": "Five hungry dogs eat the apples.",
-         "de": "Fünf hungrige Hunde fressen die Äpfel.",
-         "fr": "Cinq chiens affamés mangent les pommes.",
-         "cs": "Pět hladových psů jí jablka.",
-         "es": "Cinco perros hambrientos comen las manzanas."},
+        {
+            "en": "Five hungry dogs eat the apples.",
+            "de": "Fünf hungrige Hunde fressen die Äpfel.",
+            "fr": "Cinq chiens affamés mangent les pommes.",
+            "cs": "Pět hladových psů jí jablka.",
+            "es": "Cinco perros hambrientos comen las manzanas.",
+        },
     ),
     (  # companion: German dative, Czech "se" + instrumental and clitic "si", French l'
-        Clause("with", NP("girl", "the", False), "play", companion=NP("bird", "the", False),
-               place="garden"),
-        {"en": "The girl plays with the bird in the garden.",
-         "de": "Das Mädchen spielt mit dem Vogel im Garten.",
-         "fr": "La fille joue avec l'oiseau dans le jardin.",
-         "cs": "Dívka si hraje s ptákem na zahradě.",
-         "es": "La niña juega con el pájaro en el jardín."},
+        Clause("with", NP("girl", "the", False), "play", companion=NP("bird", "the", False), place="garden"),
+        {
+            "en": "The girl plays with the bird in the garden.",
+            "de": "Das Mädchen spielt mit dem Vogel im Garten.",
+            "fr": "La fille joue avec l'oiseau dans le jardin.",
+            "cs": "Dívka si hraje s ptákem na zahradě.",
+            "es": "La niña juega con el pájaro en el jardín.",
+        },
     ),
     (  # pronoun subject: French j', pro-drop in Spanish and Czech, contraction du / del
         Clause("obj", 0, "afraid", NP("dog", "the", False)),
-        {"en": "I am afraid of the dog.",
-         "de": "Ich habe Angst vor dem Hund.",
-         "fr": "J'ai peur du chien.",
-         "cs": "Bojím se psa.",
-         "es": "Tengo miedo del perro."},
+        {
+            "en": "I am afraid of the dog.",
+            "de": "Ich habe Angst vor dem Hund.",
+            "fr": "J'ai peur du chien.",
+            "cs": "Bojím se psa.",
+            "es": "Tengo miedo del perro.",
+        },
     ),
     (  # animate plural adjective in Czech, ser vs. estar, predicative agreement
         Clause("pred", NP("friend", "the", True), pred_adj="tired"),
-        {"en": "The friends are tired.",
-         "de": "Die Freunde sind müde.",
-         "fr": "Les amis sont fatigués.",
-         "cs": "Přátelé jsou unavení.",
-         "es": "Los amigos están cansados."},
+        {
+            "en": "The friends are tired.",
+            "de": "Die Freunde sind müde.",
+            "fr": "Les amis sont fatigués.",
+            "cs": "Přátelé jsou unavení.",
+            "es": "Los amigos están cansados.",
+        },
     ),
     (  # direction vs. location phrases, "se" before "psem", word order per language
-        Clause("with", NP("man", "the", False), "go", companion=NP("dog", "a", False),
-               place="park"),
-        {"en": "The man goes to the park with a dog.",
-         "de": "Der Mann geht mit einem Hund in den Park.",
-         "fr": "L'homme va au parc avec un chien.",
-         "cs": "Muž jde se psem do parku.",
-         "es": "El hombre va al parque con un perro."},
+        Clause("with", NP("man", "the", False), "go", companion=NP("dog", "a", False), place="park"),
+        {
+            "en": "The man goes to the park with a dog.",
+            "de": "Der Mann geht mit einem Hund in den Park.",
+            "fr": "L'homme va au parc avec un chien.",
+            "cs": "Muž jde se psem do parku.",
+            "es": "El hombre va al parque con un perro.",
+        },
     ),
     (  # feminine/neuter numerals, accusative adjective, aux / à la
-        Clause("obj", NP("woman", "num", True, 2), "talk", NP("cow", "the", True, adj="brown"),
-               place="beach"),
-        {"en": "Two women talk to the brown cows on the beach.",
-         "de": "Zwei Frauen sprechen mit den braunen Kühen am Strand.",
-         "fr": "Deux femmes parlent aux vaches brunes sur la plage.",
-         "cs": "Dvě ženy mluví s hnědými kravami na pláži.",
-         "es": "Dos mujeres hablan con las vacas marrones en la playa."},
+        Clause("obj", NP("woman", "num", True, 2), "talk", NP("cow", "the", True, adj="brown"), place="beach"),
+        {
+            "en": "Two women talk to the brown cows on the beach.",
+            "de": "Zwei Frauen sprechen mit den braunen Kühen am Strand.",
+            "fr": "Deux femmes parlent aux vaches brunes sur la plage.",
+            "cs": "Dvě ženy mluví s hnědými kravami na pláži.",
+            "es": "Dos mujeres hablan con las vacas marrones en la playa.",
+        },
     ),
     (  # masculine accusative in German (einen), inanimate accusative in Czech
-        Clause("obj", NP("student", "the", False, adj="young"), "buy",
-               NP("hat", "a", False, adj="black"), place="market"),
-        {"en": "The young student buys a black hat at the market.",
-         "de": "Der junge Student kauft einen schwarzen Hut auf dem Markt.",
-         "fr": "Le jeune étudiant achète un chapeau noir au marché.",
-         "cs": "Mladý student kupuje černý klobouk na trhu.",
-         "es": "El estudiante joven compra un sombrero negro en el mercado."},
+        Clause("obj", NP("student", "the", False, adj="young"), "buy", NP("hat", "a", False, adj="black"), place="market"),
+        {
+            "en": "The young student buys a black hat at the market.",
+            "de": "Der junge Student kauft einen schwarzen Hut auf dem Markt.",
+            "fr": "Le jeune étudiant achète un chapeau noir au marché.",
+            "cs": "Mladý student kupuje černý klobouk na trhu.",
+            "es": "El estudiante joven compra un sombrero negro en el mercado.",
+        },
     ),
 ]
 

@@ -38,8 +38,7 @@ def test_float16_storage_keeps_translations(tiny_checkpoint: Path, tiny_translat
     checkpoint.save_weights(checkpoint.load_weights(run / checkpoint.WEIGHTS), run / checkpoint.WEIGHTS, torch.float16)
     assert (run / checkpoint.WEIGHTS).stat().st_size < 0.6 * (tiny_checkpoint / checkpoint.WEIGHTS).stat().st_size
     lines = ["The dog runs.", "The old woman reads a book."]
-    assert [t.text for t in core.load(run).translate(lines, "en", "fr")] == \
-        [t.text for t in tiny_translator.translate(lines, "en", "fr")]
+    assert [t.text for t in core.load(run).translate(lines, "en", "fr")] == [t.text for t in tiny_translator.translate(lines, "en", "fr")]
 
 
 class Exploit:
@@ -60,8 +59,10 @@ def test_planted_pickle_is_refused_without_running(tiny_checkpoint: Path, tmp_pa
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
-        (lambda run: (run / "model.safetensors").write_bytes((run / "model.safetensors").read_bytes()[:1000]),
-         "model.safetensors: corrupt or truncated"),
+        (
+            lambda run: (run / "model.safetensors").write_bytes((run / "model.safetensors").read_bytes()[:1000]),
+            "model.safetensors: corrupt or truncated",
+        ),
         (lambda run: (run / "model.safetensors").unlink(), "missing model.safetensors"),
         (lambda run: (run / "spm.model").write_bytes(b"garbage"), "spm.model: unreadable tokenizer"),
         (lambda run: (run / "config.json").write_text("{not json"), "config.json: unreadable"),
@@ -130,8 +131,13 @@ def test_sigkill_while_saving_keeps_previous_checkpoint(tmp_path: Path) -> None:
 
     target, log = tmp_path / "model.safetensors", tmp_path / "saved.log"
     checkpoint.save_weights({"w": torch.zeros(10)}, target)
-    saver = subprocess.Popen([sys.executable, "-c", SAVER, str(target), str(log)], cwd=Path(__file__).parent.parent,
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    saver = subprocess.Popen(
+        [sys.executable, "-c", SAVER, str(target), str(log)],
+        cwd=Path(__file__).parent.parent,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     rng = random.Random(14)
     trials, killed_mid_write, temporaries_left = 12, 0, 0
 

@@ -13,15 +13,40 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "core", *args], cwd=ROOT, input=stdin, capture_output=True,
-                          text=True, timeout=600, env=child_env())
+    return subprocess.run(
+        [sys.executable, "-m", "core", *args], cwd=ROOT, input=stdin, capture_output=True, text=True, timeout=600, env=child_env()
+    )
 
 
 def test_train_translate_evaluate(tmp_path: Path) -> None:
     run = tmp_path / "cli-run"
-    trained = cli("train", "--preset", "tiny", "--data", "builtin", "--languages", "en,de", "--steps", "30",
-                  "--d-model", "64", "--d-ff", "128", "--layers", "1", "--vocab-size", "300",
-                  "--tokens-per-batch", "1500", "--eval-every", "15", "--threads", "1", "--out", str(run))
+    trained = cli(
+        "train",
+        "--preset",
+        "tiny",
+        "--data",
+        "builtin",
+        "--languages",
+        "en,de",
+        "--steps",
+        "30",
+        "--d-model",
+        "64",
+        "--d-ff",
+        "128",
+        "--layers",
+        "1",
+        "--vocab-size",
+        "300",
+        "--tokens-per-batch",
+        "1500",
+        "--eval-every",
+        "15",
+        "--threads",
+        "1",
+        "--out",
+        str(run),
+    )
     assert trained.returncode == 0, trained.stderr
     assert "done at step 30" in trained.stdout
     assert "valid step 30" in trained.stdout
@@ -36,13 +61,39 @@ def test_train_translate_evaluate(tmp_path: Path) -> None:
     assert translated.returncode == 0, translated.stderr
     out = translated.stdout.split("\n")
     assert len(out) == 4 and out[1] == "" and out[3] == ""  # exactly one output line per input line
-    side_by_side = cli("translate", "--checkpoint", str(run), "--src", "en", "--tgt", "de", "--beam", "2",
-                       "--batch-size", "1", "--workers", "2", stdin=lines)
+    side_by_side = cli(
+        "translate",
+        "--checkpoint",
+        str(run),
+        "--src",
+        "en",
+        "--tgt",
+        "de",
+        "--beam",
+        "2",
+        "--batch-size",
+        "1",
+        "--workers",
+        "2",
+        stdin=lines,
+    )
     assert side_by_side.returncode == 0 and side_by_side.stdout == translated.stdout, side_by_side.stderr
 
     report_file = tmp_path / "report.json"
-    evaluated = cli("evaluate", "--checkpoint", str(run), "--split", "test", "--beam", "2", "--max-sentences", "20",
-                    "--json", str(report_file), "--card")
+    evaluated = cli(
+        "evaluate",
+        "--checkpoint",
+        str(run),
+        "--split",
+        "test",
+        "--beam",
+        "2",
+        "--max-sentences",
+        "20",
+        "--json",
+        str(report_file),
+        "--card",
+    )
     assert evaluated.returncode == 0, evaluated.stderr
     assert "| en-de |" in evaluated.stdout and "BLEU signature: nrefs:1|case:mixed" in evaluated.stdout
     report = json.loads(report_file.read_text())
@@ -62,8 +113,7 @@ def test_clear_errors_instead_of_tracebacks(tmp_path: Path, tiny_checkpoint: Pat
     assert missing.returncode == 2 and missing.stderr.startswith("error:") and "Traceback" not in missing.stderr
     both = cli("translate", "--checkpoint", str(tmp_path), "--src", "en", "--tgt", "de", "--int8", "--bf16", stdin="hi\n")
     assert both.returncode == 2 and "exclude each other" in both.stderr and "Traceback" not in both.stderr
-    no_workers = cli("translate", "--checkpoint", str(tiny_checkpoint), "--src", "en", "--tgt", "de", "--workers", "0",
-                     stdin="hi\n")
+    no_workers = cli("translate", "--checkpoint", str(tiny_checkpoint), "--src", "en", "--tgt", "de", "--workers", "0", stdin="hi\n")
     assert no_workers.returncode == 2 and "workers must be at least 1" in no_workers.stderr
     bad_data = cli("train", "--data", "nowhere.xyz", "--out", str(tmp_path / "x"))
     assert bad_data.returncode == 2 and "Unknown data source" in bad_data.stderr
@@ -80,10 +130,37 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path: Path) -> None:
 
     run = tmp_path / "stopped"
     process = subprocess.Popen(
-        [sys.executable, "-m", "core", "train", "--preset", "tiny", "--languages", "en,de", "--steps", "100000",
-         "--d-model", "64", "--d-ff", "128", "--layers", "1", "--vocab-size", "300", "--eval-every", "100000",
-         "--threads", "1", "--out", str(run)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env(),
+        [
+            sys.executable,
+            "-m",
+            "core",
+            "train",
+            "--preset",
+            "tiny",
+            "--languages",
+            "en,de",
+            "--steps",
+            "100000",
+            "--d-model",
+            "64",
+            "--d-ff",
+            "128",
+            "--layers",
+            "1",
+            "--vocab-size",
+            "300",
+            "--eval-every",
+            "100000",
+            "--threads",
+            "1",
+            "--out",
+            str(run),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_env(),
     )
     deadline = time.monotonic() + 300
     while not (run / "spm.model").exists() and time.monotonic() < deadline:
@@ -108,16 +185,42 @@ def test_sigterm_then_resume_from_the_cli_equals_an_uninterrupted_run(tmp_path: 
 
     from core import checkpoint
 
-    flags = ["train", "--preset", "tiny", "--data", "builtin", "--languages", "en,de", "--steps", "40",
-             "--d-model", "64", "--d-ff", "128", "--layers", "1", "--vocab-size", "300", "--tokens-per-batch", "1500",
-             "--eval-every", "10", "--dropout", "0.1", "--threads", "1"]
+    flags = [
+        "train",
+        "--preset",
+        "tiny",
+        "--data",
+        "builtin",
+        "--languages",
+        "en,de",
+        "--steps",
+        "40",
+        "--d-model",
+        "64",
+        "--d-ff",
+        "128",
+        "--layers",
+        "1",
+        "--vocab-size",
+        "300",
+        "--tokens-per-batch",
+        "1500",
+        "--eval-every",
+        "10",
+        "--dropout",
+        "0.1",
+        "--threads",
+        "1",
+    ]
     command = [sys.executable, "-m", "core", *flags]
     logs = {name: tmp_path / f"{name}.log" for name in ("straight", "stopped")}  # files: a full pipe would block
     with open(logs["straight"], "w") as straight_log, open(logs["stopped"], "w") as stopped_log:
-        straight = subprocess.Popen([*command, "--out", str(tmp_path / "straight")], cwd=ROOT,
-                                    stdout=subprocess.DEVNULL, stderr=straight_log, env=child_env())
-        stopped = subprocess.Popen([*command, "--out", str(tmp_path / "stopped")], cwd=ROOT, stdout=subprocess.PIPE,
-                                   stderr=stopped_log, text=True, env=child_env())
+        straight = subprocess.Popen(
+            [*command, "--out", str(tmp_path / "straight")], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=straight_log, env=child_env()
+        )
+        stopped = subprocess.Popen(
+            [*command, "--out", str(tmp_path / "stopped")], cwd=ROOT, stdout=subprocess.PIPE, stderr=stopped_log, text=True, env=child_env()
+        )
     for line in stopped.stdout:  # the first validation is printed at step 10: stop the run then
         if line.startswith("valid step 10"):
             stopped.send_signal(signal.SIGTERM)

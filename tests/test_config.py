@@ -21,8 +21,8 @@ SHIPPED = ROOT / "checkpoints" / "multi30k-4lang"
 
 # --- training returns the config it used ---------------------------------------------------
 
-def test_training_leaves_the_callers_config_alone_and_returns_the_one_it_used(tmp_path: Path,
-                                                                              builtin_corpus: Corpus) -> None:
+
+def test_training_leaves_the_callers_config_alone_and_returns_the_one_it_used(tmp_path: Path, builtin_corpus: Corpus) -> None:
     from core.train import train
 
     config = tiny_config(steps=4, languages=("en", "de"))
@@ -50,24 +50,27 @@ def test_training_leaves_the_callers_config_alone_and_returns_the_one_it_used(tm
 
 # --- with_overrides ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("overrides, expected", [
-    ({"layers": 4}, {"model.n_encoder_layers": 4, "model.n_decoder_layers": 4}),
-    ({"n_decoder_layers": 1}, {"model.n_encoder_layers": 2, "model.n_decoder_layers": 1}),
-    ({"d_model": 96.0}, {"model.d_model": 96, "model.d_ff": 384}),  # d_ff follows, 4x
-    ({"d_model": 64, "d_ff": 100}, {"model.d_model": 64, "model.d_ff": 100}),
-    ({"steps": 50}, {"train.steps": 50, "train.warmup_steps": 10}),  # a short run warms up in a fifth of it
-    ({"steps": 5000}, {"train.steps": 5000, "train.warmup_steps": 100}),  # a long one keeps the preset's
-    ({"steps": 50, "warmup_steps": 30}, {"train.steps": 50, "train.warmup_steps": 30}),
-    ({"tokens_per_batch": 800, "lr": 1}, {"train.tokens_per_batch": 800, "train.lr": 1.0}),
-    ({"direction_temperature": 2}, {"train.direction_temperature": 2.0}),
-    ({"source": " multi30k "}, {"data.source": "multi30k"}),
-    ({"languages": ["en", "fr"], "directions": "en-centric"}, {"data.languages": ["en", "fr"],
-                                                               "data.directions": "en-centric"}),
-    ({"languages": "en, de ,fr"}, {"data.languages": ["en", "de", "fr"]}),
-    ({"vocab_size": 500}, {"data.vocab_size": 500, "model.vocab_size": 0}),
-    ({"train.seed": 7, "bf16": True}, {"train.seed": 7, "train.bf16": True}),
-    ({"betas": [0.9, 0.99]}, {"train.betas": (0.9, 0.99)}),
-])
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        ({"layers": 4}, {"model.n_encoder_layers": 4, "model.n_decoder_layers": 4}),
+        ({"n_decoder_layers": 1}, {"model.n_encoder_layers": 2, "model.n_decoder_layers": 1}),
+        ({"d_model": 96.0}, {"model.d_model": 96, "model.d_ff": 384}),  # d_ff follows, 4x
+        ({"d_model": 64, "d_ff": 100}, {"model.d_model": 64, "model.d_ff": 100}),
+        ({"steps": 50}, {"train.steps": 50, "train.warmup_steps": 10}),  # a short run warms up in a fifth of it
+        ({"steps": 5000}, {"train.steps": 5000, "train.warmup_steps": 100}),  # a long one keeps the preset's
+        ({"steps": 50, "warmup_steps": 30}, {"train.steps": 50, "train.warmup_steps": 30}),
+        ({"tokens_per_batch": 800, "lr": 1}, {"train.tokens_per_batch": 800, "train.lr": 1.0}),
+        ({"direction_temperature": 2}, {"train.direction_temperature": 2.0}),
+        ({"source": " multi30k "}, {"data.source": "multi30k"}),
+        ({"languages": ["en", "fr"], "directions": "en-centric"}, {"data.languages": ["en", "fr"], "data.directions": "en-centric"}),
+        ({"languages": "en, de ,fr"}, {"data.languages": ["en", "de", "fr"]}),
+        ({"vocab_size": 500}, {"data.vocab_size": 500, "model.vocab_size": 0}),
+        ({"train.seed": 7, "bf16": True}, {"train.seed": 7, "train.bf16": True}),
+        ({"betas": [0.9, 0.99]}, {"train.betas": (0.9, 0.99)}),
+    ],
+)
 def test_with_overrides_applies_each_override(overrides: dict, expected: dict) -> None:
     tiny = preset("tiny")
     changed = tiny.with_overrides(**overrides)
@@ -82,25 +85,28 @@ def test_with_overrides_applies_each_override(overrides: dict, expected: dict) -
                 assert getattr(getattr(changed, section), name) == value, f"{section}.{name} changed"
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"stepz": 5}, "Unknown config key 'stepz'"),
-    ({"train.d_model": 64}, "Unknown config key 'train.d_model'"),
-    ({"temperature": 2.0}, "Unknown config key 'temperature'"),  # ambiguous with decoding: say which
-    ({"model.vocab_size": 300}, "tokenizer's size"),
-    ({"steps": 0}, "steps must be at least 1"),
-    ({"steps": 10.5}, "steps must be a whole number"),
-    ({"steps": "10"}, "steps must be a whole number"),
-    ({"steps": True}, "steps must be a whole number"),
-    ({"steps": None}, "steps needs a value"),
-    ({"lr": 0}, "lr must be positive"),
-    ({"direction_temperature": -1}, "direction_temperature must be positive"),
-    ({"d_model": 90}, "divisible by n_heads"),
-    ({"dropout": 1.5}, r"dropout must be in \[0, 1\)"),
-    ({"schedule": "linear"}, "schedule must be 'inverse_sqrt' or 'cosine'"),
-    ({"source": ""}, "source must be a non-empty string"),
-    ({"languages": [1, 2]}, "languages must be a list of strings"),
-    ({"layers": 2, "n_encoder_layers": 3}, "both set model.n_encoder_layers"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"stepz": 5}, "Unknown config key 'stepz'"),
+        ({"train.d_model": 64}, "Unknown config key 'train.d_model'"),
+        ({"temperature": 2.0}, "Unknown config key 'temperature'"),  # ambiguous with decoding: say which
+        ({"model.vocab_size": 300}, "tokenizer's size"),
+        ({"steps": 0}, "steps must be at least 1"),
+        ({"steps": 10.5}, "steps must be a whole number"),
+        ({"steps": "10"}, "steps must be a whole number"),
+        ({"steps": True}, "steps must be a whole number"),
+        ({"steps": None}, "steps needs a value"),
+        ({"lr": 0}, "lr must be positive"),
+        ({"direction_temperature": -1}, "direction_temperature must be positive"),
+        ({"d_model": 90}, "divisible by n_heads"),
+        ({"dropout": 1.5}, r"dropout must be in \[0, 1\)"),
+        ({"schedule": "linear"}, "schedule must be 'inverse_sqrt' or 'cosine'"),
+        ({"source": ""}, "source must be a non-empty string"),
+        ({"languages": [1, 2]}, "languages must be a list of strings"),
+        ({"layers": 2, "n_encoder_layers": 3}, "both set model.n_encoder_layers"),
+    ],
+)
 def test_with_overrides_refuses_bad_keys_and_values(overrides: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         preset("tiny").with_overrides(**overrides)
@@ -115,10 +121,25 @@ def _cli_config(*flags: str) -> RunConfig:
 
 
 def test_the_cli_builds_its_config_with_the_same_overrides() -> None:
-    flags = ["--steps", "50", "--layers", "3", "--d-model", "96", "--languages", "en,fr", "--data", "builtin",
-             "--vocab-size", "500", "--direction-temperature", "2"]
-    expected = preset("tiny").with_overrides(steps=50, layers=3, d_model=96, languages=["en", "fr"], source="builtin",
-                                             vocab_size=500, direction_temperature=2)
+    flags = [
+        "--steps",
+        "50",
+        "--layers",
+        "3",
+        "--d-model",
+        "96",
+        "--languages",
+        "en,fr",
+        "--data",
+        "builtin",
+        "--vocab-size",
+        "500",
+        "--direction-temperature",
+        "2",
+    ]
+    expected = preset("tiny").with_overrides(
+        steps=50, layers=3, d_model=96, languages=["en", "fr"], source="builtin", vocab_size=500, direction_temperature=2
+    )
     assert _cli_config(*flags) == expected
     assert _cli_config("--temperature", "3").train.direction_temperature == 3.0  # the old flag still works
     assert _cli_config() == preset("tiny")
@@ -127,6 +148,7 @@ def test_the_cli_builds_its_config_with_the_same_overrides() -> None:
 
 
 # --- old config files ----------------------------------------------------------------------
+
 
 def test_old_config_keys_still_load(tmp_path: Path) -> None:
     old = preset("small").to_dict()
@@ -157,11 +179,11 @@ def test_the_shipped_run_folder_and_config_still_load() -> None:
 
 # --- events --------------------------------------------------------------------------------
 
+
 def test_event_names_match_the_metrics_files() -> None:
     shipped = {json.loads(line)["event"] for line in (SHIPPED / "metrics.jsonl").read_text().splitlines()}
     assert shipped <= {e.value for e in Event}
-    assert {e.value for e in Event} == {"start", "step", "valid", "checkpoint", "done", "early_stop", "time_limit",
-                                        "cancelled", "failed"}
+    assert {e.value for e in Event} == {"start", "step", "valid", "checkpoint", "done", "early_stop", "time_limit", "cancelled", "failed"}
     assert "done" in ENDINGS and "step" not in ENDINGS and json.dumps({"event": Event.DONE}) == '{"event": "done"}'
 
 
@@ -169,7 +191,6 @@ def test_stop_reasons_are_ordered_and_end_runs_with_their_event() -> None:
     # Ranks agree on the largest reason: a cancel beats early stopping beats the time limit.
     assert Stop.NO < Stop.TIME_LIMIT < Stop.EARLY_STOP < Stop.CANCELLED
     assert not Stop.NO
-    assert [s.event for s in (Stop.TIME_LIMIT, Stop.EARLY_STOP, Stop.CANCELLED)] == [
-        Event.TIME_LIMIT, Event.EARLY_STOP, Event.CANCELLED]
+    assert [s.event for s in (Stop.TIME_LIMIT, Stop.EARLY_STOP, Stop.CANCELLED)] == [Event.TIME_LIMIT, Event.EARLY_STOP, Event.CANCELLED]
     with pytest.raises(ValueError):
         _ = Stop.NO.event

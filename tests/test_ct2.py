@@ -61,20 +61,26 @@ def _same(a, b, exact: bool = True) -> int:
     return differ
 
 
-@pytest.mark.parametrize("options", [
-    {"beam_size": 1},
-    {"beam_size": 4},
-    {"beam_size": 4, "n_best": 3},
-    {"beam_size": 4, "length_penalty": 0.6},
-    {"beam_size": 4, "length_penalty": 1.0, "n_best": 2},
-], ids=["greedy", "beam4", "nbest3", "lp0.6", "lp1.0"])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"beam_size": 1},
+        {"beam_size": 4},
+        {"beam_size": 4, "n_best": 3},
+        {"beam_size": 4, "length_penalty": 0.6},
+        {"beam_size": 4, "length_penalty": 1.0, "n_best": 2},
+    ],
+    ids=["greedy", "beam4", "nbest3", "lp0.6", "lp1.0"],
+)
 def test_same_translations_as_core(translator, sentences, options) -> None:
     before = dict(ct2.stats)
     differ = 0
     for src, tgt in (("en", "de"), ("en", "fr")):
-        differ += _same(translator.translate(sentences, src, tgt, engine="ctranslate2", batch_size=16, **options),
-                        translator.translate(sentences, src, tgt, batch_size=16, **options),
-                        exact=options["beam_size"] == 1)
+        differ += _same(
+            translator.translate(sentences, src, tgt, engine="ctranslate2", batch_size=16, **options),
+            translator.translate(sentences, src, tgt, batch_size=16, **options),
+            exact=options["beam_size"] == 1,
+        )
     assert differ <= 0.05 * 2 * len(sentences), differ  # measured: 0 or 1 of 86
     # CT2 itself decided most of them (core redoes only beam searches that reached their limit)
     assert ct2.stats["ct2"] - before["ct2"] > 2 * (ct2.stats["redone"] - before["redone"])
@@ -156,8 +162,9 @@ def test_in_memory_translator_exports_to_a_temporary_folder(translator) -> None:
 
     memory = Translator(translator.model, translator.tokenizer, translator.config)
     assert ct2.cache_folder(memory).parent == ct2.TEMP_CACHE
-    assert [t.text for t in memory.translate(["a house"], "en", "de", engine="ctranslate2")] == \
-        [t.text for t in translator.translate(["a house"], "en", "de")]
+    assert [t.text for t in memory.translate(["a house"], "en", "de", engine="ctranslate2")] == [
+        t.text for t in translator.translate(["a house"], "en", "de")
+    ]
 
 
 def test_cli_engine_flag(ct2_run, tmp_path, capsys) -> None:
@@ -167,11 +174,24 @@ def test_cli_engine_flag(ct2_run, tmp_path, capsys) -> None:
     source.write_text("A dog runs.\nTwo men sit in the park.\n", encoding="utf-8")
     outputs = []
     for extra in ([], ["--engine", "ctranslate2"]):
-        main(["translate", "--checkpoint", str(ct2_run), "--src", "en", "--tgt", "de", "--beam", "1",
-              "--input", str(source), *extra])
+        main(["translate", "--checkpoint", str(ct2_run), "--src", "en", "--tgt", "de", "--beam", "1", "--input", str(source), *extra])
         outputs.append(capsys.readouterr().out)
     assert outputs[0] == outputs[1] and len(outputs[0].splitlines()) == 2
-    main(["translate", "--checkpoint", str(ct2_run), "--src", "en", "--tgt", "de", "--input", str(source),
-          "--engine", "ctranslate2", "--int8"])
+    main(
+        [
+            "translate",
+            "--checkpoint",
+            str(ct2_run),
+            "--src",
+            "en",
+            "--tgt",
+            "de",
+            "--input",
+            str(source),
+            "--engine",
+            "ctranslate2",
+            "--int8",
+        ]
+    )
     assert len(capsys.readouterr().out.splitlines()) == 2
     assert any(p.name.endswith("-int8") for p in ct2_run.iterdir())

@@ -73,6 +73,7 @@ def _figure_text(figure) -> str:
 
 # --- model picker and cache ------------------------------------------------------------------
 
+
 def test_picker_lists_checkpoints_and_resolves_names_and_paths(checkpoints: Path) -> None:
     assert "tiny" in state.checkpoint_names()
     assert state.default_checkpoint(["a", "multi30k-4lang"]) == "multi30k-4lang"
@@ -124,8 +125,9 @@ def test_tab_modules_import_no_other_tab() -> None:
                 assert set(modules) <= allowed, f"{path.name} imports {modules}"
 
 
-@pytest.mark.parametrize("text, message", [(None, "Enter a sentence"), (" \n\t", "Enter a sentence"),
-                                           ("x" * 20_001, "at most 20000 characters")])
+@pytest.mark.parametrize(
+    "text, message", [(None, "Enter a sentence"), (" \n\t", "Enter a sentence"), ("x" * 20_001, "at most 20000 characters")]
+)
 def test_the_enter_a_sentence_check(text: str | None, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         ui.entered_text(text)
@@ -164,6 +166,7 @@ def test_the_app_builds_with_and_without_models(monkeypatch: pytest.MonkeyPatch,
 
 # --- Translate -------------------------------------------------------------------------------
 
+
 def test_translate_each_line_greedy() -> None:
     output, table = translate_tab.translate("tiny", f"{SENTENCE}\n\nThe cat sleeps.", "en", "de")
     lines = output.split("\n")  # the tiny model's output is gibberish (or empty): check the shape only
@@ -194,12 +197,15 @@ def test_translate_at_int8_and_bfloat16_uses_cached_variants_of_the_model() -> N
         translate_tab.translate("tiny", SENTENCE, "en", "de", precision="float8")
 
 
-@pytest.mark.parametrize("text, src, tgt, message", [
-    ("", "en", "de", "Enter a sentence"),
-    (SENTENCE, "en", "en", "two different languages"),
-    (SENTENCE, "en", "xx", "Unknown language"),
-    ("a\n" * (translate_tab.MAX_LINES + 1), "en", "de", "more than"),
-])
+@pytest.mark.parametrize(
+    "text, src, tgt, message",
+    [
+        ("", "en", "de", "Enter a sentence"),
+        (SENTENCE, "en", "en", "two different languages"),
+        (SENTENCE, "en", "xx", "Unknown language"),
+        ("a\n" * (translate_tab.MAX_LINES + 1), "en", "de", "more than"),
+    ],
+)
 def test_translate_bad_input_is_a_readable_error(text: str, src: str, tgt: str, message: str) -> None:
     with pytest.raises(gr.Error, match=message):
         translate_tab.translate("tiny", text, src, tgt)
@@ -234,6 +240,7 @@ def test_language_dropdowns_follow_the_model() -> None:
 
 # --- Generate --------------------------------------------------------------------------------
 
+
 def test_sampling_gives_candidates_with_log_probabilities() -> None:
     table = generate_tab.sample("tiny", SENTENCE, "en", "de", n=4, temperature=1.2, top_k=20, top_p=0.9, seed=3)
     assert list(table.columns) == generate_tab.SAMPLE_COLUMNS and len(table) == 4
@@ -266,9 +273,9 @@ def test_step_by_step_can_follow_a_given_translation() -> None:
 
 # --- Attention -------------------------------------------------------------------------------
 
+
 def test_attention_figures_belong_to_the_translation_shown() -> None:
-    view, translation, layer, head, cross, grid, encoder, decoder, attribution, links = attention_tab.attend(
-        "tiny", SENTENCE, "en", "de")
+    view, translation, layer, head, cross, grid, encoder, decoder, attribution, links = attention_tab.attend("tiny", SENTENCE, "en", "de")
     assert view.translation.text in translation
     assert np.asarray(attribution.data[0].z).shape == np.asarray(cross.data[0].z).shape  # the same sentence's pieces
     assert layer["value"] == view.cross.shape[0] and head["value"] == attention_tab.AVERAGE
@@ -296,9 +303,9 @@ def test_changing_head_replots_without_translating_again() -> None:
 
 # --- Evaluate --------------------------------------------------------------------------------
 
+
 def test_evaluate_one_checkpoint_on_the_builtin_test_split() -> None:
-    summary, bleu, chrf, matrix, second = evaluate_tab.run_evaluation(
-        "tiny", ui.NONE, "Built-in test split", None, "en-centric", 1, 4)
+    summary, bleu, chrf, matrix, second = evaluate_tab.run_evaluation("tiny", ui.NONE, "Built-in test split", None, "en-centric", 1, 4)
     assert "BLEU signature: `nrefs:1" in summary and "chrF signature" in summary
     assert list(bleu.data[0].x) == ["en-de", "en-fr", "de-en", "fr-en"]
     assert len(chrf.data) == 1 and second["visible"] is False
@@ -310,8 +317,9 @@ def test_evaluation_results_are_cached(monkeypatch: pytest.MonkeyPatch) -> None:
     translator = state.get_translator("tiny")
     calls: list[tuple[str, str]] = []
     translate = translator.translate
-    monkeypatch.setattr(translator, "translate",
-                        lambda texts, src, tgt, **options: calls.append((src, tgt)) or translate(texts, src, tgt, **options))
+    monkeypatch.setattr(
+        translator, "translate", lambda texts, src, tgt, **options: calls.append((src, tgt)) or translate(texts, src, tgt, **options)
+    )
     args = ("tiny", ui.NONE, "Built-in test split", None, "en-de,de-fr", 1, 3)
     first = evaluate_tab.run_evaluation(*args)
     assert calls == [("en", "de"), ("de", "fr")]
@@ -322,14 +330,15 @@ def test_evaluation_results_are_cached(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_evaluate_two_checkpoints_side_by_side(second_model: str) -> None:
-    summary, bleu, _, matrix, second = evaluate_tab.run_evaluation(
-        "tiny", second_model, "Built-in test split", None, "de-fr", 1, 3)
+    summary, bleu, _, matrix, second = evaluate_tab.run_evaluation("tiny", second_model, "Built-in test split", None, "de-fr", 1, 3)
     assert [trace.name for trace in bleu.data] == ["tiny", second_model]
     assert second["visible"] is True and f"### {second_model}" in summary
     # Each model's bar is its own score, and the two models really score differently.
     test = load_builtin().split("test")
-    expected = [evaluate(state.get_translator(name), test, ["de-fr"], beam_size=1, max_sentences=3).scores["de-fr"].bleu
-                for name in ("tiny", second_model)]
+    expected = [
+        evaluate(state.get_translator(name), test, ["de-fr"], beam_size=1, max_sentences=3).scores["de-fr"].bleu
+        for name in ("tiny", second_model)
+    ]
     assert [float(trace.y[0]) for trace in bleu.data] == pytest.approx(expected)
     assert expected[1] > expected[0] + 5
 
@@ -361,26 +370,47 @@ def test_evaluate_errors_are_readable(tmp_path: Path) -> None:
 
 # --- Train -----------------------------------------------------------------------------------
 
-TINY_FORM = dict(source=data.BUILTIN, multi30k_folder="", download=False, files=None, languages=["en", "de"],
-                 directions_mode=train_tab.ALL_PAIRS, custom_directions="", preset_name="tiny", layers=1,
-                 d_model=32, steps=10, tokens_per_batch=600, lr=3e-3, direction_temperature=1.0)
+TINY_FORM = dict(
+    source=data.BUILTIN,
+    multi30k_folder="",
+    download=False,
+    files=None,
+    languages=["en", "de"],
+    directions_mode=train_tab.ALL_PAIRS,
+    custom_directions="",
+    preset_name="tiny",
+    layers=1,
+    d_model=32,
+    steps=10,
+    tokens_per_batch=600,
+    lr=3e-3,
+    direction_temperature=1.0,
+)
 
 
 def test_preset_knobs_fill_the_form() -> None:
     tiny = preset("tiny")
-    assert train_tab.preset_knobs("tiny") == (tiny.model.n_encoder_layers, tiny.model.d_model, tiny.train.steps,
-                                              tiny.train.tokens_per_batch, tiny.train.lr,
-                                              tiny.train.direction_temperature)
+    assert train_tab.preset_knobs("tiny") == (
+        tiny.model.n_encoder_layers,
+        tiny.model.d_model,
+        tiny.train.steps,
+        tiny.train.tokens_per_batch,
+        tiny.train.lr,
+        tiny.train.direction_temperature,
+    )
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"d_model": 90}, "divisible"),
-    ({"steps": None}, "steps needs a value"),
-    ({"languages": ["en"]}, "at least two languages"),
-    ({"directions_mode": train_tab.CUSTOM, "custom_directions": "en-cs"}, "not among"),
-    ({"run_name": "../up"}, "Invalid run name"),
-    ({"source": data.UPLOAD, "files": None}, "Got 0 file"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"d_model": 90}, "divisible"),
+        ({"steps": None}, "steps needs a value"),
+        ({"languages": ["en"]}, "at least two languages"),
+        ({"directions_mode": train_tab.CUSTOM, "custom_directions": "en-cs"}, "not among"),
+        ({"run_name": "../up"}, "Invalid run name"),
+        ({"source": data.UPLOAD, "files": None}, "Got 0 file"),
+    ],
+)
 def test_start_training_refuses_a_bad_form(changes: dict, message: str) -> None:
     with pytest.raises(gr.Error, match=message):
         train_tab.start_training(**{**TINY_FORM, "run_name": "bad-form", **changes})
@@ -429,6 +459,7 @@ def test_form_helpers(tmp_path: Path) -> None:
 
 # --- Inside ----------------------------------------------------------------------------------
 
+
 def test_zero_shot_section_on_a_model_trained_on_every_direction() -> None:
     summary, matrix, bars = inside_tab.zero_shot("tiny", "Built-in test split", None, 1, 3)
     assert "none is zero-shot" in summary and "BLEU signature" in summary
@@ -458,11 +489,20 @@ def test_transfer_section_opens_on_the_stored_multi30k_result() -> None:
 
 def test_the_small_transfer_experiment_runs_in_the_background(monkeypatch: pytest.MonkeyPatch) -> None:
     tiny = dataclasses.replace(
-        transfer.SMALL, sizes=(40,), helper_sentences=300, vocab_size=300, new_language_pieces=100, pretrained="",
+        transfer.SMALL,
+        sizes=(40,),
+        helper_sentences=300,
+        vocab_size=300,
+        new_language_pieces=100,
+        pretrained="",
         model=ModelConfig(d_model=32, n_heads=2, d_ff=64, n_encoder_layers=1, n_decoder_layers=1),
-        train=dataclasses.replace(transfer.SMALL.train, tokens_per_batch=600, eval_every=3, save_every=3,
-                                  eval_sentences=3),
-        pretrain_steps=3, scratch_steps=3, finetune_steps=2, test_sentences=4, bootstrap_samples=20)
+        train=dataclasses.replace(transfer.SMALL.train, tokens_per_batch=600, eval_every=3, save_every=3, eval_sentences=3),
+        pretrain_steps=3,
+        scratch_steps=3,
+        finetune_steps=2,
+        test_sentences=4,
+        bootstrap_samples=20,
+    )
     monkeypatch.setattr(transfer, "SMALL", tiny)
     monkeypatch.setattr(data, "transfer_corpus", lambda: data.builtin_corpus())
     assert inside_tab.transfer_status()[0].startswith("No experiment of yours yet")
@@ -486,10 +526,13 @@ def test_the_small_transfer_experiment_runs_in_the_background(monkeypatch: pytes
 
 
 def test_the_train_tab_fine_tunes_a_trained_model_into_a_new_language() -> None:
-    status, timer = train_tab.start_training(**{**TINY_FORM, "languages": ["en", "es"], "directions_mode": "Custom",
-                                                "custom_directions": "en-es", "steps": 4},
-                                             run_name="tiny-to-spanish", start_from=train_tab.FROM_MODEL,
-                                             base_model="tiny", freeze=["encoder"])
+    status, timer = train_tab.start_training(
+        **{**TINY_FORM, "languages": ["en", "es"], "directions_mode": "Custom", "custom_directions": "en-es", "steps": 4},
+        run_name="tiny-to-spanish",
+        start_from=train_tab.FROM_MODEL,
+        base_model="tiny",
+        freeze=["encoder"],
+    )
     assert "Started **tiny-to-spanish**" in status
     state.JOBS.current.wait(300)
     assert state.JOBS.current.status == "done", state.JOBS.current.error
@@ -546,8 +589,9 @@ def test_two_models_side_by_side(second_model: str, tiny_translator) -> None:
     for figure, name, view in zip((first, second), ("tiny", second_model), views, strict=True):
         assert figure.data[0].type == "heatmap" and figure.layout.title.text.startswith(name)
         assert np.allclose(np.asarray(figure.data[0].z, dtype=float), view.cross[-1].mean(axis=0), atol=1e-5)
-    assert np.asarray(first.data[0].z).shape != np.asarray(second.data[0].z).shape or \
-        not np.allclose(np.asarray(first.data[0].z, dtype=float), np.asarray(second.data[0].z, dtype=float))
+    assert np.asarray(first.data[0].z).shape != np.asarray(second.data[0].z).shape or not np.allclose(
+        np.asarray(first.data[0].z, dtype=float), np.asarray(second.data[0].z, dtype=float)
+    )
     with pytest.raises(gr.Error, match="Pick a second model"):
         inside_tab.side_by_side("tiny", ui.NONE, SENTENCE, "en", "de")
     with pytest.raises(gr.Error, match="Enter a sentence"):
@@ -556,27 +600,32 @@ def test_two_models_side_by_side(second_model: str, tiny_translator) -> None:
 
 # --- hosted mode ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("call, message", [
-    (lambda: translate_tab.translate("tiny", SENTENCE, "en", "de", translate_tab.BEAM, 8), "a beam of at most 6"),
-    (lambda: translate_tab.translate("tiny", "a\n" * 60, "en", "de"), "at most 50 lines"),
-    (lambda: translate_tab.translate_to_all("tiny", "x" * 2001, "en"), "at most 2000 characters"),
-    (lambda: translate_tab.translate_to_all("tiny", SENTENCE, "en", translate_tab.BEAM, 7), "a beam of at most 6"),
-    (lambda: generate_tab.sample("tiny", SENTENCE, "en", "de", n=11), "at most 10 candidates"),
-    (lambda: generate_tab.decode_steps("tiny", "x" * 2001, "en", "de"), "at most 2000 characters"),
-    (lambda: attention_tab.attend("tiny", SENTENCE, "en", "de", 7), "a beam of at most 6"),
-    (lambda: evaluate_tab.run_evaluation("tiny", None, "Built-in test split", None, "en-de", 1, 201),
-     "at most 200 sentences per direction"),
-    (lambda: evaluate_tab.run_evaluation("tiny", None, "Built-in test split", None, "en-de", 8, 5), "a beam of at most 6"),
-    (lambda: train_tab.start_training(**{**TINY_FORM, "steps": 5000}, run_name="too-long"), "at most 2000 training steps"),
-    (lambda: train_tab.start_training(**{**TINY_FORM, "d_model": 512}, run_name="too-wide"), "d_model at most 256"),
-    (lambda: inside_tab.zero_shot("tiny", "Built-in test split", None, 1, 500), "at most 200 sentences"),
-    (lambda: inside_tab.zero_shot("tiny", "Built-in test split", None, 8, 5), "a beam of at most 6"),
-    (lambda: inside_tab.side_by_side("tiny", "zz-shipped-copy", SENTENCE, "en", "de", 8), "a beam of at most 6"),
-    (lambda: inside_tab.side_by_side("tiny", "zz-shipped-copy", "x" * 2001, "en", "de"), "at most 2000 characters"),
-    (lambda: train_tab.start_training(**{**TINY_FORM, "layers": 5}, run_name="too-deep"), "at most 4 layers"),
-    (lambda: train_tab.start_training(**{**TINY_FORM, "tokens_per_batch": 8001}, run_name="too-big"),
-     "at most 8000 tokens per batch"),
-])
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: translate_tab.translate("tiny", SENTENCE, "en", "de", translate_tab.BEAM, 8), "a beam of at most 6"),
+        (lambda: translate_tab.translate("tiny", "a\n" * 60, "en", "de"), "at most 50 lines"),
+        (lambda: translate_tab.translate_to_all("tiny", "x" * 2001, "en"), "at most 2000 characters"),
+        (lambda: translate_tab.translate_to_all("tiny", SENTENCE, "en", translate_tab.BEAM, 7), "a beam of at most 6"),
+        (lambda: generate_tab.sample("tiny", SENTENCE, "en", "de", n=11), "at most 10 candidates"),
+        (lambda: generate_tab.decode_steps("tiny", "x" * 2001, "en", "de"), "at most 2000 characters"),
+        (lambda: attention_tab.attend("tiny", SENTENCE, "en", "de", 7), "a beam of at most 6"),
+        (
+            lambda: evaluate_tab.run_evaluation("tiny", None, "Built-in test split", None, "en-de", 1, 201),
+            "at most 200 sentences per direction",
+        ),
+        (lambda: evaluate_tab.run_evaluation("tiny", None, "Built-in test split", None, "en-de", 8, 5), "a beam of at most 6"),
+        (lambda: train_tab.start_training(**{**TINY_FORM, "steps": 5000}, run_name="too-long"), "at most 2000 training steps"),
+        (lambda: train_tab.start_training(**{**TINY_FORM, "d_model": 512}, run_name="too-wide"), "d_model at most 256"),
+        (lambda: inside_tab.zero_shot("tiny", "Built-in test split", None, 1, 500), "at most 200 sentences"),
+        (lambda: inside_tab.zero_shot("tiny", "Built-in test split", None, 8, 5), "a beam of at most 6"),
+        (lambda: inside_tab.side_by_side("tiny", "zz-shipped-copy", SENTENCE, "en", "de", 8), "a beam of at most 6"),
+        (lambda: inside_tab.side_by_side("tiny", "zz-shipped-copy", "x" * 2001, "en", "de"), "at most 2000 characters"),
+        (lambda: train_tab.start_training(**{**TINY_FORM, "layers": 5}, run_name="too-deep"), "at most 4 layers"),
+        (lambda: train_tab.start_training(**{**TINY_FORM, "tokens_per_batch": 8001}, run_name="too-big"), "at most 8000 tokens per batch"),
+    ],
+)
 def test_hosted_mode_refuses_oversize_requests(hosted: None, second_model: str, call, message: str) -> None:
     with pytest.raises(gr.Error, match=f"Too large for this hosted app: {message}"):
         call()
@@ -600,8 +649,7 @@ def test_hosted_mode_allows_what_fits_and_says_what_the_caps_are(hosted: None) -
     folder, *_ = train_tab.data_source_changed(data.MULTI30K, None)
     assert folder["visible"] is False  # no free-text server folder on a public Space
     with pytest.raises(gr.Error, match="reads Multi30K from its own folder only"):
-        train_tab.start_training(**{**TINY_FORM, "source": data.MULTI30K, "multi30k_folder": "/etc"},
-                                 run_name="server-path")
+        train_tab.start_training(**{**TINY_FORM, "source": data.MULTI30K, "multi30k_folder": "/etc"}, run_name="server-path")
     blocks = demo_app.build_demo()
     notes = [str(block.value) for block in blocks.blocks.values() if isinstance(block, gr.Markdown)]
     caps = next(note for note in notes if "Hosted mode: training ≤ 2000 steps" in note)
@@ -619,6 +667,7 @@ def test_local_mode_shows_its_caps_in_the_guide_only(monkeypatch: pytest.MonkeyP
 
 
 # --- app.py ----------------------------------------------------------------------------------
+
 
 def test_host_and_port_from_flags_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     import app

@@ -15,9 +15,36 @@ from tests.helpers import child_env
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = child_env()
-TINY = ["--preset", "tiny", "--data", "builtin", "--languages", "en,de", "--steps", "6", "--d-model", "32", "--d-ff", "64",
-        "--layers", "1", "--vocab-size", "200", "--tokens-per-batch", "800", "--eval-every", "6", "--dropout", "0",
-        "--threads", "1", "--warmup-steps", "2", "--device", "cpu"]
+TINY = [
+    "--preset",
+    "tiny",
+    "--data",
+    "builtin",
+    "--languages",
+    "en,de",
+    "--steps",
+    "6",
+    "--d-model",
+    "32",
+    "--d-ff",
+    "64",
+    "--layers",
+    "1",
+    "--vocab-size",
+    "200",
+    "--tokens-per-batch",
+    "800",
+    "--eval-every",
+    "6",
+    "--dropout",
+    "0",
+    "--threads",
+    "1",
+    "--warmup-steps",
+    "2",
+    "--device",
+    "cpu",
+]
 
 
 def run(command: list[str]) -> None:
@@ -31,8 +58,22 @@ def steps(folder: Path) -> list[dict]:
 
 @pytest.mark.slow
 def test_two_ranks_match_one_process_with_the_same_global_batch(tmp_path: Path) -> None:
-    run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "core", "train", *TINY, "--out", str(tmp_path / "ddp")])
+    run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "core",
+            "train",
+            *TINY,
+            "--out",
+            str(tmp_path / "ddp"),
+        ]
+    )
     run([sys.executable, "-m", "core", "train", *TINY, "--accumulation", "2", "--out", str(tmp_path / "single")])
 
     done = [r for r in checkpoint.read_metrics(tmp_path / "ddp") if r["event"] == "done"][0]
@@ -56,8 +97,24 @@ def test_two_ranks_match_one_process_with_the_same_global_batch(tmp_path: Path) 
     # rate must not depend on --steps for this, hence inverse_sqrt, not the tiny preset's cosine.)
     steady = [*TINY, "--schedule", "inverse_sqrt"]
     run([sys.executable, "-m", "core", "train", *steady, "--accumulation", "2", "--out", str(tmp_path / "steady")])
-    run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "core", "train", *steady, "--steps", "3", "--out", str(tmp_path / "mixed")])
+    run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "core",
+            "train",
+            *steady,
+            "--steps",
+            "3",
+            "--out",
+            str(tmp_path / "mixed"),
+        ]
+    )
     run([sys.executable, "-m", "core", "train", *steady, "--accumulation", "2", "--resume", "--out", str(tmp_path / "mixed")])
     starts = [r for r in checkpoint.read_metrics(tmp_path / "mixed") if r["event"] == "start"]
     assert [(r["step"], r["ranks"]) for r in starts] == [(0, 2), (3, 1)]

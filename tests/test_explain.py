@@ -22,8 +22,9 @@ SENTENCE = "The dog runs in the garden."
 
 def random_model(seed: int = 0) -> Transformer:
     torch.manual_seed(seed)
-    config = ModelConfig(vocab_size=50, d_model=32, n_heads=4, d_ff=64, n_encoder_layers=2,
-                         n_decoder_layers=2, dropout=0.0, max_positions=64)
+    config = ModelConfig(
+        vocab_size=50, d_model=32, n_heads=4, d_ff=64, n_encoder_layers=2, n_decoder_layers=2, dropout=0.0, max_positions=64
+    )
     return Transformer(config).eval()
 
 
@@ -82,8 +83,27 @@ def test_sentence_confidence_is_the_geometric_mean_and_the_hint_says_what_the_mo
 def test_cli_scores_writes_one_json_object_per_line(tiny_checkpoint, tmp_path) -> None:
     source, out = tmp_path / "in.txt", tmp_path / "out.jsonl"
     source.write_text(f"{SENTENCE}\n\nA cat.\n", encoding="utf-8")
-    assert cli(["translate", "--checkpoint", str(tiny_checkpoint), "--src", "en", "--tgt", "de", "--beam", "2",
-                "--scores", "--input", str(source), "--output", str(out)]) == 0
+    assert (
+        cli(
+            [
+                "translate",
+                "--checkpoint",
+                str(tiny_checkpoint),
+                "--src",
+                "en",
+                "--tgt",
+                "de",
+                "--beam",
+                "2",
+                "--scores",
+                "--input",
+                str(source),
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert len(records) == 3 and records[1] == {"translation": "", "confidence": None, "pieces": []}
     assert records[0]["pieces"][-1][0] == "</s>" and 0 < records[0]["confidence"] <= 1
@@ -95,9 +115,12 @@ def test_cli_scores_writes_one_json_object_per_line(tiny_checkpoint, tmp_path) -
 def test_a_prefix_is_kept_and_scored_with_the_models_own_probability(tiny_translator) -> None:
     model, source = trained(tiny_translator)
     prefix = tiny_translator.tokenizer.encode("Zwei Katzen")
-    for hypothesis in [greedy(model, source, prefix=prefix)[0], beam_search(model, source, 3, prefix=prefix)[0][0],
-                       *sample(model, source, n=3, seed=1, prefix=prefix)[0]]:
-        assert hypothesis.tokens[:len(prefix)] == prefix
+    for hypothesis in [
+        greedy(model, source, prefix=prefix)[0],
+        beam_search(model, source, 3, prefix=prefix)[0][0],
+        *sample(model, source, n=3, seed=1, prefix=prefix)[0],
+    ]:
+        assert hypothesis.tokens[: len(prefix)] == prefix
         (pieces,) = score_tokens(model, source, [hypothesis.tokens])
         assert searched(pieces, limit_of(model, source)) == pytest.approx(hypothesis.log_prob, abs=1e-4)
 
@@ -135,8 +158,28 @@ def test_the_greedy_continuation_of_a_prefix_takes_the_top_next_piece(tiny_trans
 def test_cli_prefix(tiny_checkpoint, tmp_path) -> None:
     source, out = tmp_path / "in.txt", tmp_path / "out.txt"
     source.write_text(f"{SENTENCE}\nTwo cats sleep.\n", encoding="utf-8")
-    assert cli(["translate", "--checkpoint", str(tiny_checkpoint), "--src", "en", "--tgt", "de", "--beam", "2",
-                "--prefix", "Ein Hund", "--input", str(source), "--output", str(out)]) == 0
+    assert (
+        cli(
+            [
+                "translate",
+                "--checkpoint",
+                str(tiny_checkpoint),
+                "--src",
+                "en",
+                "--tgt",
+                "de",
+                "--beam",
+                "2",
+                "--prefix",
+                "Ein Hund",
+                "--input",
+                str(source),
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert all(line.startswith("Ein Hund") for line in out.read_text(encoding="utf-8").splitlines())
 
 
@@ -149,8 +192,9 @@ def test_the_beam_tree_ends_in_the_n_best(tiny_translator) -> None:
         (expected,) = tiny_translator.translate(SENTENCE, "en", "de", beam_size=beam, n_best=beam)
         ranked = sorted((n for n in view.nodes if n["rank"] is not None), key=lambda n: n["rank"])
         assert [n["rank"] for n in ranked] == list(range(len(expected.n_best)))
-        assert [n["log_prob"] for n in ranked] == pytest.approx([
-            s * (n["step"] if view.beam_size > 1 else 1) for n, (_, s) in zip(ranked, expected.n_best)], abs=1e-4)
+        assert [n["log_prob"] for n in ranked] == pytest.approx(
+            [s * (n["step"] if view.beam_size > 1 else 1) for n, (_, s) in zip(ranked, expected.n_best)], abs=1e-4
+        )
         assert [path_text(tiny_translator, view.nodes, n) for n in ranked] == [text for text, _ in expected.n_best]
         assert view.translation.text == expected.text
 
@@ -282,10 +326,12 @@ def state_folder(name: str):
 def test_beam_tree_figure_marks_the_n_best_and_refuses_bad_parents() -> None:
     from core import plots
 
-    nodes = [{"parent": None, "piece": "<s>", "step": 0, "log_prob": 0.0, "status": "start", "rank": None},
-             {"parent": 0, "piece": "▁A", "step": 1, "log_prob": -0.1, "status": "kept", "rank": None},
-             {"parent": 0, "piece": "▁B", "step": 1, "log_prob": -2.0, "status": "dropped", "rank": None},
-             {"parent": 1, "piece": "</s>", "step": 2, "log_prob": -0.3, "status": "finished", "rank": 0}]
+    nodes = [
+        {"parent": None, "piece": "<s>", "step": 0, "log_prob": 0.0, "status": "start", "rank": None},
+        {"parent": 0, "piece": "▁A", "step": 1, "log_prob": -0.1, "status": "kept", "rank": None},
+        {"parent": 0, "piece": "▁B", "step": 1, "log_prob": -2.0, "status": "dropped", "rank": None},
+        {"parent": 1, "piece": "</s>", "step": 2, "log_prob": -0.3, "status": "finished", "rank": 0},
+    ]
     figure = plots.beam_tree(nodes)
     best = next(t for t in figure.data if t.name == "the translation")
     assert list(best.x) == [2, 1, 0]  # the path from the end back to the start
@@ -367,15 +413,52 @@ def test_cli_alignments(tiny_checkpoint, tmp_path, tiny_translator) -> None:
     source = tmp_path / "in.txt"
     source.write_text(f"{SENTENCE}\n\n", encoding="utf-8")
     out = tmp_path / "out.txt"
-    assert cli(["translate", "--checkpoint", str(tiny_checkpoint), "--src", "en", "--tgt", "de", "--beam", "2",
-                "--alignments", "--input", str(source), "--output", str(out)]) == 0
+    assert (
+        cli(
+            [
+                "translate",
+                "--checkpoint",
+                str(tiny_checkpoint),
+                "--src",
+                "en",
+                "--tgt",
+                "de",
+                "--beam",
+                "2",
+                "--alignments",
+                "--input",
+                str(source),
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     first, empty = out.read_text(encoding="utf-8").splitlines()
     text, pairs = first.split("\t")
     assert text == tiny_translator.translate(SENTENCE, "en", "de", beam_size=2)[0].text  # translation unchanged
     assert pairs == tiny_translator.alignments(SENTENCE, "en", "de", forced=text).pharaoh and pairs
     assert empty == "\t"
-    assert cli(["translate", "--checkpoint", str(tiny_checkpoint), "--src", "en", "--tgt", "de", "--scores",
-                "--alignments", "--input", str(source), "--output", str(out)]) == 0
+    assert (
+        cli(
+            [
+                "translate",
+                "--checkpoint",
+                str(tiny_checkpoint),
+                "--src",
+                "en",
+                "--tgt",
+                "de",
+                "--scores",
+                "--alignments",
+                "--input",
+                str(source),
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert json.loads(out.read_text(encoding="utf-8").splitlines()[0])["alignments"]
 
 
@@ -405,8 +488,19 @@ def test_every_ending_reads_as_words_in_each_status_line() -> None:
     assert status_words(Event.TIME_LIMIT) == "stopped at its time limit"
     assert status_words(Event.EARLY_STOP) == "stopped early: validation stopped improving"
     assert status_words("some_new_state") == "some new state"
-    job = SimpleNamespace(name="run", status=Event.TIME_LIMIT, stage="training", step=3, total_steps=10, error=None,
-                          progress=1.0, elapsed_seconds=75.0, eta_seconds=None, kind="transfer", events=[])
+    job = SimpleNamespace(
+        name="run",
+        status=Event.TIME_LIMIT,
+        stage="training",
+        step=3,
+        total_steps=10,
+        error=None,
+        progress=1.0,
+        elapsed_seconds=75.0,
+        eta_seconds=None,
+        kind="transfer",
+        events=[],
+    )
     for shown in (ui.status_line(job, ""), ui.progress_html(job), inside_tab._transfer_status_text(job)):
         assert "stopped at its time limit" in shown and "time_limit" not in shown
     job.status = Event.EARLY_STOP

@@ -19,8 +19,7 @@ SCRIPT = ROOT / "bench" / "check_figures.py"
 
 
 def run_check(readme: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), "--readme", str(readme)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run([sys.executable, str(SCRIPT), "--readme", str(readme)], cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
 def test_the_real_readme_passes() -> None:
@@ -39,7 +38,7 @@ def _copy_with(tmp_path: Path, old_line: str, new_line: str) -> Path:
 def test_an_altered_speed_figure_fails(tmp_path: Path) -> None:
     """One sentences/s figure of the generated table changed by hand."""
     text = (ROOT / "README.md").read_text(encoding="utf-8")
-    block = text[text.index(check_figures.BEGIN):text.index(check_figures.END)]
+    block = text[text.index(check_figures.BEGIN) : text.index(check_figures.END)]
     line = next(row for row in block.splitlines() if row.startswith("| greedy, one batch at a time"))
     figure = re.search(r"\*\*([\d,.]+)\*\*", line).group(1)
     changed = line.replace(f"**{figure}**", "**7,777**", 1)

@@ -22,8 +22,17 @@ from tests.helpers import child_env
 
 def finetune_config(start: Path, steps: int = 20, **overrides):
     """A short fine-tuning run of the tiny test model into English→Spanish (new to it)."""
-    settings = {"languages": "en,es", "directions": "en-es", "steps": steps, "eval_every": steps,
-                "save_every": steps, "warmup_steps": 2, "lr": 3e-3, "threads": 1, "log_every": 2}
+    settings = {
+        "languages": "en,es",
+        "directions": "en-es",
+        "steps": steps,
+        "eval_every": steps,
+        "save_every": steps,
+        "warmup_steps": 2,
+        "lr": 3e-3,
+        "threads": 1,
+        "log_every": 2,
+    }
     return starting_config(start, **(settings | overrides))
 
 
@@ -48,8 +57,7 @@ def test_starts_from_exactly_the_given_weights_and_keeps_the_tokenizer(tmp_path,
 
 def test_a_new_language_gets_a_tag_and_pieces_and_the_loss_falls(tmp_path, tiny_checkpoint, builtin_corpus):
     events: list[dict] = []
-    result = train(finetune_config(tiny_checkpoint, steps=30), tmp_path / "es", corpus=builtin_corpus,
-                   listeners=[events.append])
+    result = train(finetune_config(tiny_checkpoint, steps=30), tmp_path / "es", corpus=builtin_corpus, listeners=[events.append])
     old = Tokenizer.load(tiny_checkpoint / checkpoint.TOKENIZER, ["en", "de", "fr"])
     translator = core.load(result.folder)
     new = translator.tokenizer
@@ -123,10 +131,35 @@ def test_a_cancelled_finetuning_run_resumes_exactly(tmp_path, tiny_checkpoint, b
 def test_cli_fine_tunes_from_a_run_folder(tmp_path, tiny_checkpoint) -> None:
     out = tmp_path / "cli"
     done = subprocess.run(
-        [sys.executable, "-m", "core", "train", "--init-from", str(tiny_checkpoint), "--languages", "en,es",
-         "--directions", "en-es", "--steps", "4", "--eval-every", "4", "--lr", "1e-3", "--freeze", "encoder",
-         "--threads", "1", "--out", str(out)],
-        capture_output=True, text=True, env=child_env(), cwd=Path(__file__).parent.parent, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "core",
+            "train",
+            "--init-from",
+            str(tiny_checkpoint),
+            "--languages",
+            "en,es",
+            "--directions",
+            "en-es",
+            "--steps",
+            "4",
+            "--eval-every",
+            "4",
+            "--lr",
+            "1e-3",
+            "--freeze",
+            "encoder",
+            "--threads",
+            "1",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        cwd=Path(__file__).parent.parent,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr
     config = checkpoint.read_config(out)
@@ -134,6 +167,10 @@ def test_cli_fine_tunes_from_a_run_folder(tmp_path, tiny_checkpoint) -> None:
     assert config["run"]["model"]["d_model"] == 64  # the starting model's shape, not the preset's
     refused = subprocess.run(
         [sys.executable, "-m", "core", "train", "--init-from", str(tmp_path / "missing"), "--out", str(tmp_path / "x")],
-        capture_output=True, text=True, env=child_env(), cwd=Path(__file__).parent.parent, timeout=120,
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        cwd=Path(__file__).parent.parent,
+        timeout=120,
     )
     assert refused.returncode == 2 and "not a trained run folder" in refused.stderr

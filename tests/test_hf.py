@@ -30,8 +30,14 @@ from tests.helpers import child_env
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SENTENCE = "The dog runs in the park."
 TEXTS = [SENTENCE, "A cat sleeps on the mat.", "Zwei Kinder spielen im Sand."]
-CORPUS = ["The dog runs in the park.", "Der Hund läuft im Park.", "Le chien court dans le parc.",
-          "A cat sleeps on the mat.", "Eine Katze schläft auf der Matte.", "Un chat dort sur le tapis."] * 4
+CORPUS = [
+    "The dog runs in the park.",
+    "Der Hund läuft im Park.",
+    "Le chien court dans le parc.",
+    "A cat sleeps on the mat.",
+    "Eine Katze schläft auf der Matte.",
+    "Un chat dort sur le tapis.",
+] * 4
 
 
 @pytest.fixture(autouse=True)
@@ -45,17 +51,37 @@ def _sentencepiece(folder: Path, name: str) -> Path:
     import sentencepiece as spm
 
     model = io.BytesIO()
-    spm.SentencePieceTrainer.train(sentence_iterator=iter(CORPUS), model_writer=model, vocab_size=60, model_type="unigram",
-                                   character_coverage=1.0, hard_vocab_limit=False, minloglevel=2,
-                                   unk_id=0, bos_id=-1, eos_id=1, pad_id=2, num_threads=1)
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(CORPUS),
+        model_writer=model,
+        vocab_size=60,
+        model_type="unigram",
+        character_coverage=1.0,
+        hard_vocab_limit=False,
+        minloglevel=2,
+        unk_id=0,
+        bos_id=-1,
+        eos_id=1,
+        pad_id=2,
+        num_threads=1,
+    )
     path = folder / name
     path.write_bytes(model.getvalue())
     return path
 
 
 def _layers(**sizes) -> dict:
-    return dict(d_model=16, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2, decoder_attention_heads=2,
-                encoder_ffn_dim=32, decoder_ffn_dim=32, max_position_embeddings=64, **sizes)
+    return dict(
+        d_model=16,
+        encoder_layers=2,
+        decoder_layers=2,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        max_position_embeddings=64,
+        **sizes,
+    )
 
 
 def build_marian(folder: Path, targets: list[str] | None = None) -> Path:
@@ -72,14 +98,21 @@ def build_marian(folder: Path, targets: list[str] | None = None) -> Path:
     for i in range(processor.get_piece_size()):
         vocab.setdefault(processor.id_to_piece(i), len(vocab))
     (folder / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
-    tokenizer = MarianTokenizer(str(folder / "source.spm"), str(folder / "target.spm"), str(folder / "vocab.json"),
-                                source_lang="en", target_lang=None if targets else "de")
+    tokenizer = MarianTokenizer(
+        str(folder / "source.spm"),
+        str(folder / "target.spm"),
+        str(folder / "vocab.json"),
+        source_lang="en",
+        target_lang=None if targets else "de",
+    )
     tokenizer.save_pretrained(folder)
     torch.manual_seed(0)
-    model = MarianMTModel(MarianConfig(vocab_size=len(vocab), pad_token_id=0, eos_token_id=1, decoder_start_token_id=0,
-                                       forced_eos_token_id=1, **_layers()))
-    model.generation_config = GenerationConfig(pad_token_id=0, eos_token_id=1, decoder_start_token_id=0,
-                                               bad_words_ids=[[0]], max_length=64)  # as opus-mt: never <pad>
+    model = MarianMTModel(
+        MarianConfig(vocab_size=len(vocab), pad_token_id=0, eos_token_id=1, decoder_start_token_id=0, forced_eos_token_id=1, **_layers())
+    )
+    model.generation_config = GenerationConfig(
+        pad_token_id=0, eos_token_id=1, decoder_start_token_id=0, bad_words_ids=[[0]], max_length=64
+    )  # as opus-mt: never <pad>
     model.save_pretrained(folder)
     return folder
 
@@ -107,9 +140,11 @@ def build_m2m100(folder: Path) -> Path:
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("hf-models")
-    return {"marian": build_marian(root / "opus-mt-en-de"),
-            "multi": build_marian(root / "opus-mt-en-mul", targets=["de", "fr"]),
-            "m2m": build_m2m100(root / "m2m100-tiny")}
+    return {
+        "marian": build_marian(root / "opus-mt-en-de"),
+        "multi": build_marian(root / "opus-mt-en-mul", targets=["de", "fr"]),
+        "m2m": build_m2m100(root / "m2m100-tiny"),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -126,8 +161,13 @@ def m2m(models: dict[str, Path]) -> hf.HFTranslator:
 def exported(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny Lab model written as an M2M100 folder by the CLI."""
     out = tmp_path_factory.mktemp("export") / "tiny-hf"
-    subprocess.run([sys.executable, "-m", "core", "export", "--checkpoint", str(tiny_checkpoint), "--format", "hf",
-                    "--out", str(out)], cwd=PROJECT_ROOT, env=child_env(), check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "core", "export", "--checkpoint", str(tiny_checkpoint), "--format", "hf", "--out", str(out)],
+        cwd=PROJECT_ROOT,
+        env=child_env(),
+        check=True,
+        capture_output=True,
+    )
     return out
 
 
@@ -136,8 +176,7 @@ def exported(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
 def test_importing_core_and_the_app_does_not_import_transformers() -> None:
     code = "import sys, core, app; bad = [m for m in ('transformers', 'core.hf') if m in sys.modules]; print(bad)"
-    out = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, env=child_env(), capture_output=True,
-                         text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, env=child_env(), capture_output=True, text=True, check=True)
     assert out.stdout.strip() in ("[]", "['core.hf']"), out.stdout  # core.hf itself is light: no transformers
 
 
@@ -294,8 +333,7 @@ def test_precisions(marian: hf.HFTranslator) -> None:
 
 
 def test_evaluate_and_side_by_side(marian: hf.HFTranslator, tiny_translator) -> None:
-    report = evaluate(marian, {"en": TEXTS[:2], "de": ["Der Hund läuft im Park.", "Eine Katze schläft."]}, ["en-de"],
-                      beam_size=1)
+    report = evaluate(marian, {"en": TEXTS[:2], "de": ["Der Hund läuft im Park.", "Eine Katze schläft."]}, ["en-de"], beam_size=1)
     assert report.model == "opus-mt-en-de" and report.scores["en-de"].sentences == 2 and not report.zero_shot
     rows = compare_translations([tiny_translator, marian], SENTENCE, "en", "de", beam_size=1)
     assert [r["model"] for r in rows] == [tiny_translator.name, "opus-mt-en-de"]
@@ -322,8 +360,7 @@ def test_round_trip_of_an_exported_lab_model(exported: Path, tiny_checkpoint: Pa
         np.testing.assert_allclose(getattr(theirs, name), getattr(ours, name), atol=1e-4)
     steps_ours, steps_theirs = lab.step_by_step(SENTENCE, "en", "fr", top_k=3), other.step_by_step(SENTENCE, "en", "fr", top_k=3)
     assert [s.chosen for s in steps_theirs] == [s.chosen for s in steps_ours]
-    np.testing.assert_allclose([s.chosen_probability for s in steps_theirs], [s.chosen_probability for s in steps_ours],
-                               atol=1e-4)
+    np.testing.assert_allclose([s.chosen_probability for s in steps_theirs], [s.chosen_probability for s in steps_ours], atol=1e-4)
     # Both use the tag of the first language for every sentence; the export does not keep the Lab's order.
     lab.languages = list(other.languages)
     np.testing.assert_allclose(other.sentence_embeddings(TEXTS, "en"), lab.sentence_embeddings(TEXTS, "en"), atol=1e-4)
@@ -353,8 +390,7 @@ def test_hosted_mode_opens_only_allowed_ids(monkeypatch: pytest.MonkeyPatch) -> 
         core.load("hf:facebook/m2m100_418M")
 
 
-def test_memory_is_reported_and_checked(models: dict[str, Path], marian: hf.HFTranslator,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_memory_is_reported_and_checked(models: dict[str, Path], marian: hf.HFTranslator, monkeypatch: pytest.MonkeyPatch) -> None:
     assert hf.memory_line(615_000_000) == "615M parameters, about 2.5 GB in float32"
     assert marian.parameters == sum(p.numel() for p in marian.model.parameters())
     assert hf.memory_line(marian.parameters) in marian.summary()
@@ -369,8 +405,26 @@ def test_memory_is_reported_and_checked(models: dict[str, Path], marian: hf.HFTr
 def test_cli_translate_and_evaluate(models: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     source, output = tmp_path / "in.txt", tmp_path / "out.txt"
     source.write_text(f"{SENTENCE}\n\nA cat.\n", encoding="utf-8")
-    assert cli(["translate", "--checkpoint", str(models["marian"]), "--src", "en", "--tgt", "de", "--beam", "2",
-                "--input", str(source), "--output", str(output)]) == 0
+    assert (
+        cli(
+            [
+                "translate",
+                "--checkpoint",
+                str(models["marian"]),
+                "--src",
+                "en",
+                "--tgt",
+                "de",
+                "--beam",
+                "2",
+                "--input",
+                str(source),
+                "--output",
+                str(output),
+            ]
+        )
+        == 0
+    )
     expected = [t.text for t in core.load(models["marian"]).translate([SENTENCE, "", "A cat."], "en", "de", beam_size=2)]
     assert output.read_text(encoding="utf-8").splitlines() == expected
     assert cli(["evaluate", "--checkpoint", str(models["marian"]), "--beam", "1", "--max-sentences", "3"]) == 0

@@ -38,6 +38,7 @@ def _wait(job: Job) -> None:
 
 # --- ownership --------------------------------------------------------------------------------
 
+
 def test_a_visitor_sees_the_shipped_models_and_their_own_runs_only(tmp_path: Path) -> None:
     folders = [_fake_checkpoint(tmp_path / name) for name in ("shipped", "alice-run", "bob-run")]
     runs = VisitorRuns(tmp_path)
@@ -64,6 +65,7 @@ def test_a_damaged_owners_file_hides_every_run_and_removes_none(tmp_path: Path) 
 
 
 # --- retention --------------------------------------------------------------------------------
+
 
 def test_retention_removes_the_oldest_finished_runs_never_shipped_nor_training(tmp_path: Path) -> None:
     _fake_checkpoint(tmp_path / "shipped")
@@ -116,6 +118,7 @@ def test_retention_settings_come_from_the_environment_with_safe_defaults(monkeyp
 
 
 # --- runs in the background (real tiny trainings) ----------------------------------------------
+
 
 class Visitor:
     """Who `VisitorJobs` thinks is asking; a test switches it."""
@@ -193,20 +196,25 @@ def test_retention_with_two_runs_keeps_the_training_one(tmp_path: Path, builtin_
 
 # --- messages ---------------------------------------------------------------------------------
 
+
 def test_public_messages_name_no_server_path() -> None:
     root = "/srv/space/checkpoints"
-    text = (f"Cannot read {root}/tiny/config.json line 3; /tmp/gradio/3f2a/talks.en.txt has 2 lines, "
-            "'/etc/passwd' unknown; en-de/fr 1/2 http://example.org/x stay")
+    text = (
+        f"Cannot read {root}/tiny/config.json line 3; /tmp/gradio/3f2a/talks.en.txt has 2 lines, "
+        "'/etc/passwd' unknown; en-de/fr 1/2 http://example.org/x stay"
+    )
     public = public_message(text, root)
-    assert public == ("Cannot read checkpoints/tiny/config.json line 3; talks.en.txt has 2 lines, "
-                      "'passwd' unknown; en-de/fr 1/2 http://example.org/x stay")
+    assert public == (
+        "Cannot read checkpoints/tiny/config.json line 3; talks.en.txt has 2 lines, "
+        "'passwd' unknown; en-de/fr 1/2 http://example.org/x stay"
+    )
     assert not ABSOLUTE_PATH.search(public)
 
 
 # --- the demo's state: local mode lists every run -----------------------------------------------
 
-def test_local_mode_lists_every_run_and_hosted_mode_the_visitors_own(tmp_path: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+
+def test_local_mode_lists_every_run_and_hosted_mode_the_visitors_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from demo import state
 
     monkeypatch.setenv("POLYGLOT_CHECKPOINTS", str(tmp_path))
@@ -241,8 +249,11 @@ def hosted_app(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path):
     folder = tmp_path_factory.mktemp("hosted-checkpoints")
     copy_checkpoint(tiny_checkpoint, folder, "tiny")
     uploads = tmp_path_factory.mktemp("gradio-cache")
-    server = launch_app(folder, tmp_path_factory.mktemp("hosted-log") / "app.log",
-                        env={"POLYGLOT_HOSTED": "1", "POLYGLOT_MAX_VISITOR_RUNS": "2", "GRADIO_TEMP_DIR": str(uploads)})
+    server = launch_app(
+        folder,
+        tmp_path_factory.mktemp("hosted-log") / "app.log",
+        env={"POLYGLOT_HOSTED": "1", "POLYGLOT_MAX_VISITOR_RUNS": "2", "GRADIO_TEMP_DIR": str(uploads)},
+    )
     server.uploads = uploads  # type: ignore[attr-defined]
     yield server
     server.stop()
@@ -276,8 +287,9 @@ def test_two_visitors_each_see_only_their_own_runs(hosted_app, tmp_path: Path, b
 
     alice, bob = Client(hosted_app.url, verbose=False), Client(hosted_app.url, verbose=False)
     upload = _training_tsv(tmp_path, builtin_corpus)
-    status, _timer = alice.predict("Uploaded files", *TRAIN_FORM[:2], [handle_file(str(upload))], *TRAIN_FORM[3:],
-                                   "alice-run", api_name="/start_training")
+    status, _timer = alice.predict(
+        "Uploaded files", *TRAIN_FORM[:2], [handle_file(str(upload))], *TRAIN_FORM[3:], "alice-run", api_name="/start_training"
+    )
     assert "alice-run" in status
     # Uploads are deleted once read: nothing of talks.tsv is left in Gradio's cache.
     assert not [p for p in hosted_app.uploads.rglob("*") if p.is_file() and p.name == "talks.tsv"]
@@ -331,15 +343,15 @@ def test_hostile_calls_get_messages_without_server_paths(hosted_app, tmp_path: P
         lambda: client.predict("", SENTENCE, "en", "de", "Greedy", 4, 1.0, 1, api_name="/translate"),
         lambda: client.predict(None, SENTENCE, "en", "de", "Greedy", 4, 1.0, 1, api_name="/translate"),
         lambda: client.predict("../../etc/passwd", SENTENCE, "en", "de", "Greedy", 4, 1.0, 1, api_name="/translate"),
-        lambda: client.predict(str(hosted_app.checkpoints / "tiny"), SENTENCE, "en", "xx", "Greedy", 4, 1.0, 1,
-                               api_name="/translate"),
+        lambda: client.predict(str(hosted_app.checkpoints / "tiny"), SENTENCE, "en", "xx", "Greedy", 4, 1.0, 1, api_name="/translate"),
         lambda: client.predict("tiny", SENTENCE, "en", "xx", "Greedy", 4, 1.0, 1, api_name="/translate"),
-        lambda: client.predict("Uploaded files", *TRAIN_FORM[:2], [handle_file(str(lonely))], *TRAIN_FORM[3:],
-                               "hostile-1", api_name="/start_training"),
-        lambda: client.predict("Uploaded files", *TRAIN_FORM[:2], [handle_file(str(broken))], *TRAIN_FORM[3:],
-                               "hostile-2", api_name="/start_training"),
-        lambda: client.predict("tiny", "(none)", "Uploaded files", [handle_file(str(broken))], "en-de", 1, 3,
-                               api_name="/evaluate"),
+        lambda: client.predict(
+            "Uploaded files", *TRAIN_FORM[:2], [handle_file(str(lonely))], *TRAIN_FORM[3:], "hostile-1", api_name="/start_training"
+        ),
+        lambda: client.predict(
+            "Uploaded files", *TRAIN_FORM[:2], [handle_file(str(broken))], *TRAIN_FORM[3:], "hostile-2", api_name="/start_training"
+        ),
+        lambda: client.predict("tiny", "(none)", "Uploaded files", [handle_file(str(broken))], "en-de", 1, 3, api_name="/evaluate"),
     ]
     messages = []
     for call in calls:

@@ -125,11 +125,9 @@ def _two_runs(folder: Path, corpus: Corpus, steps: int):
     return task
 
 
-def test_a_task_runs_in_the_background_and_counts_the_steps_of_all_its_runs(tmp_path: Path,
-                                                                            builtin_corpus: Corpus) -> None:
+def test_a_task_runs_in_the_background_and_counts_the_steps_of_all_its_runs(tmp_path: Path, builtin_corpus: Corpus) -> None:
     jobs = TrainingJobs()
-    job = jobs.start_task("two-runs", tmp_path, _two_runs(tmp_path / "two-runs", builtin_corpus, 6), total_steps=12,
-                          kind="experiment")
+    job = jobs.start_task("two-runs", tmp_path, _two_runs(tmp_path / "two-runs", builtin_corpus, 6), total_steps=12, kind="experiment")
     assert isinstance(job, TaskJob) and job.kind == "experiment"
     with pytest.raises(JobError, match="A experiment is already in progress"):
         jobs.start(tiny_config(steps=4), "meanwhile", tmp_path, corpus=builtin_corpus)
@@ -147,8 +145,7 @@ def test_a_task_runs_in_the_background_and_counts_the_steps_of_all_its_runs(tmp_
 
 def test_cancelling_a_task_stops_its_training(tmp_path: Path, builtin_corpus: Corpus) -> None:
     jobs = TrainingJobs()
-    job = jobs.start_task("long-task", tmp_path, _two_runs(tmp_path / "long-task", builtin_corpus, 5000),
-                          total_steps=10000)
+    job = jobs.start_task("long-task", tmp_path, _two_runs(tmp_path / "long-task", builtin_corpus, 5000), total_steps=10000)
     for _ in range(RUN_TIMEOUT_S * 10):
         if job.step > 0 or not job.running:
             break

@@ -12,8 +12,17 @@ from core.vocab import BOS_ID, EOS_ID, PAD_ID
 
 def random_model(seed: int = 0, positions: str = "sinusoidal") -> Transformer:
     torch.manual_seed(seed)
-    config = ModelConfig(vocab_size=50, d_model=32, n_heads=4, d_ff=64, n_encoder_layers=2,
-                         n_decoder_layers=2, dropout=0.0, max_positions=64, positions=positions)
+    config = ModelConfig(
+        vocab_size=50,
+        d_model=32,
+        n_heads=4,
+        d_ff=64,
+        n_encoder_layers=2,
+        n_decoder_layers=2,
+        dropout=0.0,
+        max_positions=64,
+        positions=positions,
+    )
     return Transformer(config).eval()
 
 
@@ -22,7 +31,7 @@ def test_attention_is_softmax_of_scaled_scores_times_values() -> None:
     query, key, value = torch.randn(2, 3, 4, 8), torch.randn(2, 3, 5, 8), torch.randn(2, 3, 5, 8)
     mask = torch.tensor([True, True, True, False, False])
     context, weights = attention(query, key, value, mask)
-    expected = torch.softmax((query @ key.transpose(-2, -1) / 8 ** 0.5).masked_fill(~mask, float("-inf")), dim=-1)
+    expected = torch.softmax((query @ key.transpose(-2, -1) / 8**0.5).masked_fill(~mask, float("-inf")), dim=-1)
     torch.testing.assert_close(weights, expected)
     torch.testing.assert_close(context, expected @ value)
     assert float(weights[..., 3:].abs().max()) == 0.0
@@ -42,8 +51,7 @@ def test_incremental_decoding_matches_full_recomputation() -> None:
         full = model.logits(model(source, target))
         caches = model.start_cache(model.encode(source))
         mask = model.source_mask(source)
-        steps = [model.logits(model.decode(target[:, t:t + 1], caches, mask, offset=t, incremental=True))
-                 for t in range(target.shape[1])]
+        steps = [model.logits(model.decode(target[:, t : t + 1], caches, mask, offset=t, incremental=True)) for t in range(target.shape[1])]
     torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=1e-4, atol=1e-5)
 
 

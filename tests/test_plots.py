@@ -316,9 +316,7 @@ def test_next_token_bars_chosen_missing_or_none():
     for chosen in (None, "zzz"):
         fig = next_token_bars(candidates, chosen=chosen)
         assert plots.HIGHLIGHT not in list(fig.data[0].marker.color)
-    assert any(
-        "zzz" in a.text for a in next_token_bars(candidates, "zzz").layout.annotations
-    )
+    assert any("zzz" in a.text for a in next_token_bars(candidates, "zzz").layout.annotations)
 
 
 def test_embedding_scatter_links_translations():

@@ -29,12 +29,15 @@ def _project_files(tmp_path: Path) -> Path:
     return copy
 
 
-@pytest.mark.parametrize("old, new, complaint", [
-    ('python_version: "3.11"', 'python_version: "3.10"', "does not satisfy requires-python"),
-    ('python_version: "3.11"\n', "", "no python_version"),
-    ("sdk_version: 6.31.0", "sdk_version: 6.30.0", "differs from the Gradio pin"),
-    ("app_file: app.py", "app_file: main.py", "'main.py' is not a file"),
-])
+@pytest.mark.parametrize(
+    "old, new, complaint",
+    [
+        ('python_version: "3.11"', 'python_version: "3.10"', "does not satisfy requires-python"),
+        ('python_version: "3.11"\n', "", "no python_version"),
+        ("sdk_version: 6.31.0", "sdk_version: 6.30.0", "differs from the Gradio pin"),
+        ("app_file: app.py", "app_file: main.py", "'main.py' is not a file"),
+    ],
+)
 def test_a_front_matter_mismatch_fails(tmp_path: Path, old: str, new: str, complaint: str) -> None:
     copy = _project_files(tmp_path)
     readme = copy / "README.md"
@@ -48,8 +51,7 @@ def test_a_front_matter_mismatch_fails(tmp_path: Path, old: str, new: str, compl
 def test_the_gradio_pin_is_what_sdk_version_is_checked_against(tmp_path: Path) -> None:
     copy = _project_files(tmp_path)
     requirements = copy / "requirements.txt"
-    requirements.write_text(requirements.read_text(encoding="utf-8").replace("gradio==6.31.0", "gradio==7.0.0"),
-                            encoding="utf-8")
+    requirements.write_text(requirements.read_text(encoding="utf-8").replace("gradio==6.31.0", "gradio==7.0.0"), encoding="utf-8")
     assert any("Gradio pin 7.0.0" in p for p in space.check_front_matter(copy))
 
 
@@ -70,8 +72,7 @@ def _git_repo(tmp_path: Path, files: dict[str, bytes]) -> Path:
 
 def test_prepare_space_on_a_temporary_copy(tmp_path: Path) -> None:
     big = b"\0" * (11 * 1024 * 1024)
-    repo = _git_repo(tmp_path, {"checkpoints/m/model.safetensors": big, "checkpoints/m/spm.model": b"spm",
-                                "core/x.py": b"print(1)\n"})
+    repo = _git_repo(tmp_path, {"checkpoints/m/model.safetensors": big, "checkpoints/m/spm.model": b"spm", "core/x.py": b"print(1)\n"})
     report = space.prepare_space(tmp_path / "space", repo, use_git=False)  # the path taken without git-lfs
     assert report.ok, report.problems
     assert report.copied == 7 and not (tmp_path / "space" / "untracked.txt").exists()

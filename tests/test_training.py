@@ -26,8 +26,7 @@ def test_training_lowers_the_loss(tiny_checkpoint: Path) -> None:
 
 
 def test_run_folder_is_complete(tiny_checkpoint: Path) -> None:
-    for name in ("config.json", "model.safetensors", "spm.model", "metrics.jsonl", "README.md",
-                 "last.safetensors", "training_state.pt"):
+    for name in ("config.json", "model.safetensors", "spm.model", "metrics.jsonl", "README.md", "last.safetensors", "training_state.pt"):
         assert (tiny_checkpoint / name).exists(), name
     card = (tiny_checkpoint / "README.md").read_text()
     assert "Parameters" in card and "en-de" in card
@@ -71,8 +70,10 @@ def test_cancel_then_resume_equals_uninterrupted_run(tmp_path: Path, builtin_cor
 
 def test_batch_stream_resumes_at_the_same_batch(builtin_corpus) -> None:
     encoded = {"en": [[5, 6, 7]] * 50 + [[8, 9]] * 50, "de": [[10, 11]] * 100}
-    make = lambda: BatchStream(encoded, ["en-de", "de-en"], {"en": 3, "de": 4}, 200, 1.0, seed=3,  # noqa: E731
-                               max_tokens_per_sentence=64)
+
+    def make() -> BatchStream:
+        return BatchStream(encoded, ["en-de", "de-en"], {"en": 3, "de": 4}, 200, 1.0, seed=3, max_tokens_per_sentence=64)
+
     whole = make()
     batches = iter(whole)
     first = [next(batches) for _ in range(30)]
@@ -129,8 +130,10 @@ def test_learning_rate_schedules() -> None:
 
 # --- checkpoint selection, early stopping, time limit ------------------------------------------
 
-def _scripted_run(folder: Path, corpus, scores: list[float], steps: int = 20, patience: int = 0,
-                  average_last: int = 3) -> tuple[object, list[dict], dict[int, dict]]:
+
+def _scripted_run(
+    folder: Path, corpus, scores: list[float], steps: int = 20, patience: int = 0, average_last: int = 3
+) -> tuple[object, list[dict], dict[int, dict]]:
     """A tiny run validated every 5 steps (and once more on the average of the last
     `average_last` validated weights), with the mean BLEU of each validation replaced by the next
     of `scores`, so which checkpoint wins is known in advance. Returns the result, the events,
@@ -187,8 +190,9 @@ def test_the_best_single_checkpoint_is_kept_when_the_average_validates_worse(tmp
 def test_early_stopping_after_patience_validations_without_gain(tmp_path: Path, builtin_corpus) -> None:
     # Validations at 5 (best), 10 (no gain), 15 (best again: the count restarts), 20 and 25 (no
     # gain twice, patience 2): the run stops at step 25 of 60.
-    result, events, weights = _scripted_run(tmp_path / "run", builtin_corpus, [5.0, 4.0, 6.0, 6.0, 5.0], steps=60,
-                                            patience=2, average_last=0)
+    result, events, weights = _scripted_run(
+        tmp_path / "run", builtin_corpus, [5.0, 4.0, 6.0, 6.0, 5.0], steps=60, patience=2, average_last=0
+    )
     assert result.status == "early_stop" and result.step == 25 and result.best_bleu == 6.0
     assert [e["step"] for e in events if e["event"] == "valid"] == [5, 10, 15, 20, 25]
     assert events[-1]["event"] == "early_stop"

@@ -19,11 +19,20 @@ from core.language_id import identify, off_target_rate
 from core.transfer import METHODS, SMALL, findings, low_resource_corpus, run_experiment, total_steps, transfer_table
 
 TINY = dataclasses.replace(
-    SMALL, sizes=(60, 200), helper_sentences=None, vocab_size=300, new_language_pieces=150, pretrained="",
+    SMALL,
+    sizes=(60, 200),
+    helper_sentences=None,
+    vocab_size=300,
+    new_language_pieces=150,
+    pretrained="",
     model=ModelConfig(d_model=32, n_heads=2, d_ff=64, n_encoder_layers=1, n_decoder_layers=1, max_positions=128),
-    train=dataclasses.replace(SMALL.train, tokens_per_batch=800, eval_every=4, save_every=4, eval_sentences=4,
-                              log_every=2, threads=1),
-    pretrain_steps=8, scratch_steps=12, finetune_steps=4, test_sentences=12, bootstrap_samples=50)
+    train=dataclasses.replace(SMALL.train, tokens_per_batch=800, eval_every=4, save_every=4, eval_sentences=4, log_every=2, threads=1),
+    pretrain_steps=8,
+    scratch_steps=12,
+    finetune_steps=4,
+    test_sentences=12,
+    bootstrap_samples=50,
+)
 
 
 def test_low_resource_corpus_leaves_only_low_size_usable_pairs(builtin_corpus: Corpus) -> None:
@@ -48,7 +57,8 @@ def experiment(tmp_path_factory: pytest.TempPathFactory, builtin_corpus: Corpus)
 def test_the_three_methods_train_on_what_they_should(experiment, builtin_corpus: Corpus) -> None:
     result, folder, events = experiment
     assert sorted({e["run"] for e in events if e["event"] == "start"}) == sorted(
-        ["pretrain", "n60/joint", "n60/bilingual", "n60/finetuned", "n200/joint", "n200/bilingual", "n200/finetuned"])
+        ["pretrain", "n60/joint", "n60/bilingual", "n60/finetuned", "n200/joint", "n200/bilingual", "n200/finetuned"]
+    )
     pretrain = checkpoint.read_config(folder / "pretrain")
     assert "cs" not in pretrain["languages"]  # the pretrained model has never seen Czech
     for n in (60, 200):
@@ -71,7 +81,7 @@ def test_the_three_methods_train_on_what_they_should(experiment, builtin_corpus:
 def test_the_stored_numbers_can_be_recomputed_from_the_saved_models(experiment, builtin_corpus: Corpus) -> None:
     result, folder, _ = experiment
     test = builtin_corpus.split("test")
-    sources, references = test["en"][:TINY.test_sentences], test["cs"][:TINY.test_sentences]
+    sources, references = test["en"][: TINY.test_sentences], test["cs"][: TINY.test_sentences]
     assert result["test_sentences"] == len(sources)
     for n in TINY.sizes:
         for method in METHODS:
@@ -96,11 +106,9 @@ def test_the_experiment_resumes_and_refuses_other_settings(experiment, builtin_c
         run_experiment(builtin_corpus, dataclasses.replace(TINY, finetune_steps=5), folder)
 
 
-def test_a_given_pretrained_model_replaces_the_pretraining_run(tmp_path: Path, tiny_checkpoint: Path,
-                                                               builtin_corpus: Corpus) -> None:
+def test_a_given_pretrained_model_replaces_the_pretraining_run(tmp_path: Path, tiny_checkpoint: Path, builtin_corpus: Corpus) -> None:
     shape = core.load(tiny_checkpoint).model.config
-    setup = dataclasses.replace(TINY, sizes=(60,), pretrained=str(tiny_checkpoint), model=dataclasses.replace(
-        shape, vocab_size=0))
+    setup = dataclasses.replace(TINY, sizes=(60,), pretrained=str(tiny_checkpoint), model=dataclasses.replace(shape, vocab_size=0))
     events: list[dict] = []
     result = run_experiment(builtin_corpus, setup, tmp_path, listeners=[events.append])
     assert sorted({e["run"] for e in events if e["event"] == "start"}) == ["n60/bilingual", "n60/finetuned", "n60/joint"]
@@ -138,9 +146,29 @@ def test_report_table_and_plot(experiment) -> None:
 def test_transfer_command_writes_the_artifact_and_the_plot(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from core.__main__ import main
 
-    code = main(["transfer", "--data", "builtin", "--setup", "small", "--sizes", "40", "--pretrain-steps", "3",
-                 "--scratch-steps", "3", "--finetune-steps", "2", "--test-sentences", "4", "--out", str(tmp_path / "runs"),
-                 "--json", str(tmp_path / "result.json")])
+    code = main(
+        [
+            "transfer",
+            "--data",
+            "builtin",
+            "--setup",
+            "small",
+            "--sizes",
+            "40",
+            "--pretrain-steps",
+            "3",
+            "--scratch-steps",
+            "3",
+            "--finetune-steps",
+            "2",
+            "--test-sentences",
+            "4",
+            "--out",
+            str(tmp_path / "runs"),
+            "--json",
+            str(tmp_path / "result.json"),
+        ]
+    )
     assert code == 0
     assert "| 40 |" in capsys.readouterr().out
     saved = json.loads((tmp_path / "result.json").read_text())
@@ -151,6 +179,7 @@ def test_transfer_command_writes_the_artifact_and_the_plot(tmp_path: Path, capsy
 
 
 # --- the off-target rate -------------------------------------------------------------------------
+
 
 def test_language_identification_tells_the_model_languages_apart(builtin_corpus: Corpus) -> None:
     test = builtin_corpus.split("test")

@@ -138,7 +138,8 @@ def test_bf16_translator_shares_the_model_and_multiplies_in_bf16(tiny_translator
     assert fast.model is tiny_translator.model and fast.bf16 and not tiny_translator.bf16
     seen: list[torch.dtype] = []
     hook = tiny_translator.model.decoder_layers[0].feed_forward.linear1.register_forward_hook(
-        lambda module, inputs, output: seen.append(output.dtype))
+        lambda module, inputs, output: seen.append(output.dtype)
+    )
     try:
         plain = tiny_translator.translate(["The dog runs in the park."], "en", "de", beam_size=2)
         assert set(seen) == {torch.float32}
@@ -164,11 +165,19 @@ def test_batches_decoded_side_by_side_give_the_same_translations(tiny_translator
 
     import torch
 
-    lines = ["The dog runs.", "The old man buys two red apples in the city.", "We sleep.", "A girl reads.",
-             "Two men play football in the park.", "The cat sleeps on the red chair.", ""]
+    lines = [
+        "The dog runs.",
+        "The old man buys two red apples in the city.",
+        "We sleep.",
+        "A girl reads.",
+        "Two men play football in the park.",
+        "The cat sleeps on the red chair.",
+        "",
+    ]
     threads_seen: set[int] = set()
     hook = tiny_translator.model.decoder_layers[0].register_forward_hook(
-        lambda module, inputs, output: threads_seen.add(threading.get_ident()))
+        lambda module, inputs, output: threads_seen.add(threading.get_ident())
+    )
     before = torch.get_num_threads()
     try:
         for beam in (1, 3):
@@ -186,4 +195,3 @@ def test_batches_decoded_side_by_side_give_the_same_translations(tiny_translator
     fresh.start()
     fresh.join()
     assert in_new_thread == [before]  # threads started later are not left on one core
-

@@ -141,8 +141,9 @@ def prepare_space(target: Path, repo: Path = PROJECT_ROOT, use_git: bool | None 
     patterns = lfs_patterns(existing)
     missing = [LFS_RULE.format(p) for p in LFS_PATTERNS if p not in patterns]
     if missing:
-        attributes.write_text(existing + ("\n" if existing and not existing.endswith("\n") else "") + "\n".join(missing) + "\n",
-                              encoding="utf-8")
+        attributes.write_text(
+            existing + ("\n" if existing and not existing.endswith("\n") else "") + "\n".join(missing) + "\n", encoding="utf-8"
+        )
     patterns = lfs_patterns(attributes.read_text(encoding="utf-8"))
 
     for path in sorted(p for p in target.rglob("*") if p.is_file() and ".git" not in p.relative_to(target).parts):
@@ -150,20 +151,26 @@ def prepare_space(target: Path, repo: Path = PROJECT_ROOT, use_git: bool | None 
         if is_lfs(name, patterns):
             report.lfs_files.append(name)
         elif path.stat().st_size > PLAIN_FILE_LIMIT:
-            report.problems.append(f"{name}: {path.stat().st_size / 1e6:.1f} MB, over the 10 MB a Space takes outside "
-                                   "Git LFS (add its pattern to .gitattributes)")
+            report.problems.append(
+                f"{name}: {path.stat().st_size / 1e6:.1f} MB, over the 10 MB a Space takes outside "
+                "Git LFS (add its pattern to .gitattributes)"
+            )
 
     if use_git is None:
         use_git = lfs_available()
     if use_git:
         for command in (["git", "init", "-q"], ["git", "lfs", "install", "--local"], ["git", "add", "-A"]):
             subprocess.run(command, cwd=target, check=True, capture_output=True)
-        report.notes.append(f"git repository with LFS set up and files staged: cd {target} && git commit -m 'Space' && "
-                            "git remote add space https://huggingface.co/spaces/OWNER/NAME && git push space HEAD:main")
+        report.notes.append(
+            f"git repository with LFS set up and files staged: cd {target} && git commit -m 'Space' && "
+            "git remote add space https://huggingface.co/spaces/OWNER/NAME && git push space HEAD:main"
+        )
     else:
-        report.notes.append("git lfs is not installed: .gitattributes is written, but install Git LFS "
-                            f"(https://git-lfs.com) and run `git init && git lfs install` in {target} before committing, "
-                            "or the Space will refuse the weights")
+        report.notes.append(
+            "git lfs is not installed: .gitattributes is written, but install Git LFS "
+            f"(https://git-lfs.com) and run `git init && git lfs install` in {target} before committing, "
+            "or the Space will refuse the weights"
+        )
     return report
 
 
