@@ -314,9 +314,7 @@ def speed_block(results: dict) -> str:
     git = (results.get("provenance") or {}).get("git") or {}
     machine = results.get("machine") or {}
     source = (
-        f"commit {git['commit'][:7]}{' with uncommitted changes' if git.get('dirty') else ''}"
-        if git.get("commit")
-        else "commit not recorded (written before commits were recorded)"
+        f"commit {git['commit'][:7]}{_dirt(git)}" if git.get("commit") else "commit not recorded (written before commits were recorded)"
     )
     lines_after.append(
         f"From `bench/results.json`: {'quick' if results.get('quick') else 'full'} run of "
@@ -407,6 +405,16 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"every table figure in {args.readme} matches a stored artifact")
     return 0
+
+
+def _dirt(git: dict) -> str:
+    """How the tree differed from the commit while the benchmarks ran: the results files a run writes
+    are no code, so a tree that differed only in those is said so, not called dirty."""
+    if not git.get("dirty"):
+        return ""
+    if all(name.startswith("bench/results") for name in git.get("dirty_files", [])):
+        return " (the tree differed only in the results files the run was writing)"
+    return " with uncommitted changes"
 
 
 if __name__ == "__main__":
