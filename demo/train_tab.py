@@ -276,7 +276,15 @@ def build(demo: gr.Blocks, picker: gr.Dropdown) -> None:
                 info="a trained model: fine-tune it; it keeps its shape and vocabulary, and a "
                 "language it has never seen gets a tag and pieces",
             )
-            base_model = gr.Dropdown(label="Model to start from", visible=False, elem_id="train-base-model")
+            # Filled at build so the API accepts a model name as well; the handler checks who may open it.
+            base_model = gr.Dropdown(
+                state.checkpoint_names(),
+                value=state.default_checkpoint(),
+                allow_custom_value=True,
+                label="Model to start from",
+                visible=False,
+                elem_id="train-base-model",
+            )
             with gr.Row():
                 freeze = gr.CheckboxGroup(list(FREEZABLE), label="Keep frozen", visible=False, info="these parts keep the starting weights")
                 replay = gr.Slider(

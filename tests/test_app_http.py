@@ -205,6 +205,23 @@ def test_a_short_training_run_ends_up_in_the_picker(client: Client) -> None:
     assert isinstance(output, str)
 
 
+def test_fine_tuning_a_named_model_over_the_api(client: Client) -> None:
+    form = ["Built-in corpus", "", False, None, ["en", "es"], "Custom", "en-es", "tiny", 1, 32, 3, 600, 0.003, 1.0]
+    status, _ = client.predict(*form, "http-finetuned", "a trained model", "tiny", ["encoder"], 0.0, api_name="/start_training")
+    assert "http-finetuned" in status
+    deadline = time.monotonic() + TRAIN_TIMEOUT_S
+    while True:
+        status, *_, timer, picker = client.predict("tiny", api_name="/training_status")
+        if not timer["active"] or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert "**done**" in status, status
+    picker, _ = client.predict("tiny", api_name="/refresh_models")
+    assert ["http-finetuned", "http-finetuned"] in picker["choices"]
+    output, _ = client.predict("http-finetuned", SENTENCE, "en", "de", "Greedy", 4, 1.0, 1, api_name="/translate")
+    assert isinstance(output, str)
+
+
 @pytest.fixture(scope="module")
 def hosted_server(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path):
     """A second app, launched with POLYGLOT_HOSTED=1 (the caps of a public Space)."""
