@@ -11,31 +11,22 @@ renamed into place, so a half-written export is never read. New weights have a n
 new folder. A translator with no folder (in memory) or a read-only one exports under the system's
 temporary folder instead, keyed by the hash of its weights.
 
-Same output as core in float32, option by option:
-- Greedy search: CT2's greedy search with `max_decoding_length` the batch's longest limit, and a
-  step callback that ends each sentence at its own limit. Core's rule (`SearchLimits.per_sentence`:
-  at most `L = int(1.5·source) + 10` tokens, </s> included, capped by the position table) forces
-  </s> at step L at no cost, so the translation is the first L - 1 pieces; the callback stops CT2
-  after the same L - 1 pieces, with the same summed log-probability.
-- Beam search: CT2 ranks the same 2·beam candidates per step, finishes those ending in </s> among
-  the top `beam` and continues the best `beam` others, as `decoding.beam_search` does. Three options
-  make the rest agree: the length in `log P / length^penalty` counts </s> in both (CT2 4.8 counts it;
-  `return_end_token` keeps it in the hypothesis, which tells a finished one from one cut at the
-  limit), `min_decoding_length=0` (an empty translation is allowed) and `max_input_length=0` (core
-  already cut the source). CT2 takes one length limit per call, so each batch is decoded in groups of
-  sentences with the same limit L, with `max_decoding_length = L - 1`. At the limit the two searches
-  differ (core appends </s> to every live beam for free; CT2 keeps the top `beam` candidates), so a
-  sentence whose CT2 search reached its last step is translated again by core: the output is core's.
-- What no option makes agree exactly: when a beam search stops before the limit. Core stops a
-  sentence once it has `beam` finished hypotheses and no live beam, normalised at the next length,
-  beats the worst of them (with a length penalty > 0 a live beam could still win later, so this is
-  a heuristic); CT2 once it has `beam × patience` finished hypotheses (with length penalty 0: once
-  the top beam finished and n-best are). Both searches see the same hypotheses in the same order,
-  so they agree whenever they stop late enough; `PATIENCE` = 4 makes CT2 stop later than core in
-  nearly all cases. Measured on a small trained model (60 sentences, beam 4): every translation
-  identical at length penalty 1.0 and 0.6 (patience 2: 3 of 60 differ at 1.0). The n-best lists
-  beyond the first can still differ where core stopped early: there CT2 finds better-scoring
-  hypotheses than core (tests/test_ct2.py checks both).
+Same output as core in float32, option by option. Core's searches follow CTranslate2's rules
+(`core.decoding`), so the same options give the same search:
+- Length limit: core's rule (`SearchLimits.per_sentence`: at most `L = int(1.5·source) + 10`
+  tokens, </s> included, capped by the position table; at step L a translation ends, cut there if
+  its token was not </s>) is CT2's `max_decoding_length = L`. CT2 takes one limit per call, so
+  greedy search passes the batch's longest and a step callback ends each sentence at its own; beam
+  search decodes each batch in groups of sentences with the same L.
+- Beam search: the same 2·beam candidates per step, those ending in </s> among the top `beam`
+  finish, the best `beam` others continue; a sentence stops once `beam × patience` have finished
+  (`core.decoding.PATIENCE`, CT2's `patience`), or with length penalty 0 once its best candidate
+  ended and n-best have. Scores are `log P / length^penalty`, with </s> counted in the length
+  (`return_end_token` keeps it in CT2's hypotheses).
+- `min_decoding_length=0` (an empty translation is allowed), `max_input_length=0` (core already
+  cut the source), n-best as CT2's `num_hypotheses`.
+tests/test_ct2.py checks every option against core; `bench/decode_speed.py` measures the agreement
+on the test set (identical up to float rounding, where two candidates' scores nearly tie).
 """
 
 from __future__ import annotations
@@ -46,6 +37,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -53,7 +45,7 @@ import torch
 
 from core import export
 from core.checkpoint import WEIGHTS
-from core.decoding import SearchLimits
+from core.decoding import PATIENCE, SearchLimits
 from core.parallel import parallel_map, workers_for
 from core.vocab import EOS_ID
 
@@ -62,7 +54,6 @@ if TYPE_CHECKING:
 
 ENGINES = ("torch", "ctranslate2", "ctranslate2-int8")  # what `Translator.translate(engine=...)` accepts
 INSTALL = "pip install ctranslate2==4.8.5"  # also: pip install -r requirements-ct2.txt
-PATIENCE = 4  # CT2 goes on until beam × patience hypotheses are finished (see the module docstring)
 TEMP_CACHE = Path(tempfile.gettempdir()) / "polyglot-lab-ct2"  # exports of in-memory or read-only models
 
 _loaded: dict[tuple[str, str, str, int], object] = {}  # (folder, device, compute type, workers) → ctranslate2.Translator
@@ -217,6 +208,7 @@ def translate(
     batch_size: int = 64,
     limits: SearchLimits | None = None,
     workers: int | None = None,
+    patience: float = PATIENCE,
 ) -> list[Translation]:
     """`Translator.translate` on CTranslate2: same arguments, same translations (module docstring)."""
     from core.decoding import DEFAULT_LIMITS
@@ -235,65 +227,51 @@ def translate(
     lines, results, encoded, batches = batched_lines(texts, lambda line: translator._encode(line, tgt), batch_size)
     max_positions = translator.model.config.max_positions
 
-    def search(chunk: list[int]) -> list[list[tuple[list[int], float]] | None]:
-        """Each sentence's hypotheses (ids without </s>, score), best first; None: redo with core."""
+    def search(chunk: list[int]) -> list[list[tuple[list[int], float]]]:
+        """Each sentence's hypotheses (ids without </s>, score), best first."""
         ids = [encoded[i][0] for i in chunk]
         caps = limits.per_sentence(pad(ids), max_positions).tolist()  # core's own rule, per sentence
         tokens = [[vocabulary[t] for t in row] for row in ids]
         if beam_size == 1:
             return _greedy(model, tokens, caps, piece_id)
-        found: list[list[tuple[list[int], float]] | None] = [None] * len(chunk)
+        found: list[list[tuple[list[int], float]]] = [[] for _ in chunk]
         for cap in sorted(set(caps)):
             rows = [r for r, c in enumerate(caps) if c == cap]
-            for r, hyps in zip(rows, _beam(model, [tokens[r] for r in rows], cap, beam_size, length_penalty, n_best, piece_id)):
+            for r, hyps in zip(rows, _beam(model, [tokens[r] for r in rows], cap, beam_size, length_penalty, n_best, patience, piece_id)):
                 found[r] = hyps
         return found
 
-    redo = []
     for chunk, found in zip(batches, parallel_map(search, batches, workers)):
         for i, hyps in zip(chunk, found):
-            if hyps is None:
-                redo.append(i)
-                continue
-            best = hyps[0][0]
-            log_prob = hyps[0][1] * (len(best) + 1) ** length_penalty if beam_size > 1 else hyps[0][1]
+            best = hyps[0]
             results[i] = Translation(
                 source=lines[i],
-                text=translator.tokenizer.decode(best),
-                pieces=translator.tokenizer.pieces(best),
-                log_prob=log_prob,
-                score=hyps[0][1],
-                n_best=[(translator.tokenizer.decode(h), s) for h, s in hyps],
+                text=translator.tokenizer.decode(best.ids),
+                pieces=translator.tokenizer.pieces(best.ids),
+                log_prob=best.log_prob,
+                score=best.score,
+                n_best=[(translator.tokenizer.decode(h.ids), h.score) for h in hyps],
                 truncated=encoded[i][1],
             )
-    if redo:  # sentences whose CT2 beam search reached its length limit: core's search decides
-        again = translator.translate(
-            [lines[i] for i in redo],
-            src,
-            tgt,
-            beam_size=beam_size,
-            n_best=n_best,
-            length_penalty=length_penalty,
-            batch_size=batch_size,
-            limits=limits,
-            workers=workers,
-        )
-        for i, translation in zip(redo, again):
-            results[i] = translation
-    stats["ct2"] += len(encoded) - len(redo)
-    stats["redone"] += len(redo)
+    stats["ct2"] += len(encoded)
     return results  # type: ignore[return-value]
 
 
-stats = {"ct2": 0, "redone": 0}  # sentences translated by CT2, and redone by core at the length limit
+stats = {"ct2": 0}  # sentences translated by CT2 (tests check that the engine really ran)
 
 
-def _greedy(model, tokens: list[list[str]], caps: list[int], piece_id) -> list[list[tuple[list[int], float]]]:
-    """Greedy search, each sentence ended by the callback after `cap - 1` pieces (core then forces
-    </s> at no cost) unless it ended with </s> before."""
+@dataclass
+class _Found:
+    ids: list[int]  # without </s>
+    log_prob: float
+    score: float  # what the search ranked by
+
+
+def _greedy(model, tokens: list[list[str]], caps: list[int], piece_id) -> list[list[_Found]]:
+    """Greedy search, each sentence ended by the callback at its own limit (`cap` tokens)."""
 
     def stop_at_limit(step) -> bool:
-        return step.step + 2 >= caps[step.batch_id]
+        return step.step + 1 >= caps[step.batch_id]
 
     results = model.translate_batch(
         tokens,
@@ -303,39 +281,30 @@ def _greedy(model, tokens: list[list[str]], caps: list[int], piece_id) -> list[l
         return_scores=True,
         min_decoding_length=0,
         max_input_length=0,
-        max_decoding_length=max(max(caps) - 1, 1),
+        max_decoding_length=max(caps),
         callback=stop_at_limit,
     )
-    return [[(_ids(result.hypotheses[0], piece_id), result.scores[0])] for result in results]
+    return [[_Found(_ids(result.hypotheses[0], piece_id), result.scores[0], result.scores[0])] for result in results]
 
 
 def _beam(
-    model, tokens: list[list[str]], cap: int, beam_size: int, length_penalty: float, n_best: int, piece_id
-) -> list[list[tuple[list[int], float]] | None]:
-    """Beam search on sentences sharing one length limit `cap`; None for those whose search reached
-    CT2's last step (`cap - 1` tokens), where CT2 and core part ways."""
-    if cap < 2:
-        return [None] * len(tokens)
-    wanted = round(beam_size * PATIENCE)  # all CT2 keeps, so a hypothesis cut at the limit is seen
+    model, tokens: list[list[str]], cap: int, beam_size: int, length_penalty: float, n_best: int, patience: float, piece_id
+) -> list[list[_Found]]:
+    """Beam search on sentences sharing one length limit (`cap` tokens)."""
     results = model.translate_batch(
         tokens,
         beam_size=beam_size,
-        patience=PATIENCE,
-        num_hypotheses=wanted,
+        patience=patience,
+        num_hypotheses=min(n_best, beam_size),
         length_penalty=length_penalty,
         return_end_token=True,
         return_scores=True,
         min_decoding_length=0,
         max_input_length=0,
-        max_decoding_length=cap - 1,
+        max_decoding_length=cap,
     )
-    found: list[list[tuple[list[int], float]] | None] = []
-    for result in results:
-        if any(len(h) >= cap - 1 for h in result.hypotheses):
-            found.append(None)
-        else:
-            found.append([(_ids(h, piece_id), s) for h, s in zip(result.hypotheses, result.scores)][: min(n_best, beam_size)])
-    return found
+    # CT2 returns log P / length^penalty, the length counting </s> (kept by return_end_token)
+    return [[_Found(_ids(h, piece_id), s * len(h) ** length_penalty, s) for h, s in zip(r.hypotheses, r.scores)] for r in results]
 
 
 def _ids(pieces: list[str], piece_id) -> list[int]:

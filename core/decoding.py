@@ -3,7 +3,10 @@
 All searches take a padded batch of encoded sources [B, S] and run the decoder incrementally:
 one new position per step, earlier positions' keys/values read from the cache, and the source
 keys/values for cross-attention computed once (`Transformer.start_cache`).
-A sentence may produce at most `max_len_a · source_length + max_len_b` target tokens.
+A sentence's search takes at most `max_len_a · source_length + max_len_b` steps, one token each,
+</s> included; at its last step a translation ends whether or not its token was </s> (it is then
+cut at the limit). These rules, and beam search's stopping rule, are CTranslate2's, so the
+`ctranslate2` engine (`core.ct2`) finds the same translations.
 
 Three views of a search sit beside it, each in its own small function or class:
 - `prefix`: every search can be made to start with given target pieces (`_follow_prefix`: while
@@ -49,13 +52,14 @@ class SearchLimits:
     max_len_b: int = 10
 
     def per_sentence(self, source: Tensor, max_positions: int) -> Tensor:
-        """[B] maximum number of generated tokens (</s> included)."""
+        """[B] the most tokens each translation may have (</s> included): its search's last step."""
         lengths = (source != PAD_ID).sum(dim=1)
         limits = (lengths.float() * self.max_len_a).long() + self.max_len_b
         return limits.clamp(max=max_positions - 1)
 
 
 DEFAULT_LIMITS = SearchLimits()  # frozen, so one shared default is safe
+PATIENCE = 1.0  # beam search stops once beam_size × patience hypotheses have finished (chosen on validation: bench/results/patience.json)
 Prefix = list[int] | None  # target pieces every translation must start with
 
 
@@ -77,15 +81,6 @@ def _start(model: Transformer, source: Tensor) -> tuple[list[LayerCache], Tensor
 def _next_log_probs(model: Transformer, tokens: Tensor, caches: list[LayerCache], mask: Tensor, step: int) -> Tensor:
     hidden = model.decode(tokens, caches, mask, offset=step, incremental=True)
     return model.logits(hidden[:, -1]).float().log_softmax(dim=-1)
-
-
-def _force_end(log_probs: Tensor, over_limit: Tensor) -> Tensor:
-    """Rows that reached their length limit may only produce </s>."""
-    if over_limit.any():
-        forced = torch.full_like(log_probs[0], -torch.inf)
-        forced[EOS_ID] = 0.0
-        log_probs = torch.where(over_limit[:, None], forced, log_probs)
-    return log_probs
 
 
 @dataclass
@@ -115,12 +110,11 @@ def _extend(
     ids = torch.arange(batch, device=device)  # which sentence each live row is
     previous = torch.full((batch, 1), BOS_ID, dtype=torch.long, device=device)
     for step in range(history.shape[1]):
-        log_probs = _next_log_probs(model, previous, live.caches, live.mask, step)
-        log_probs = _force_end(_follow_prefix(log_probs, prefix, step), step + 1 >= live.max_tokens)
+        log_probs = _follow_prefix(_next_log_probs(model, previous, live.caches, live.mask, step), prefix, step)
         choice = choose(log_probs)
         log_prob[ids] += log_probs.gather(1, choice[:, None]).squeeze(1)
         history[ids, step] = choice
-        going = choice != EOS_ID
+        going = (choice != EOS_ID) & (step + 1 < live.max_tokens)  # a row at its length limit ends too
         if not going.any():
             break
         if not going.all():
@@ -155,18 +149,25 @@ def beam_search(
     limits: SearchLimits = DEFAULT_LIMITS,
     prefix: Prefix = None,
     tree: BeamTree | None = None,
+    patience: float = PATIENCE,
 ) -> list[list[Hypothesis]]:
     """Batched beam search; returns the `n_best` hypotheses of each sentence, best first.
 
     Hypotheses are ranked by log P(y|x) / |y|^length_penalty (|y| counts </s>): 0 ranks by raw
     probability (short outputs win), 1 by mean log-probability per token.
     All B·K beams are rows of one tensor, so each step is a single batched decoder call.
+    A sentence stops once `round(beam_size · patience)` hypotheses have finished; with length
+    penalty 0, once its best candidate ended (no continuation can beat it: log-probabilities only
+    fall) and `n_best` have finished (`_sentence_done`).
     `tree` (one sentence only) records every candidate the search weighed (`BeamTree`).
     """
     batch, width = source.shape[0], beam_size
     if tree is not None and batch != 1:
         raise ValueError("A beam tree records one sentence: pass a batch of one")
+    if patience <= 0:
+        raise ValueError("patience must be positive")
     n_best = min(n_best, width)
+    stop = _StoppingRule(max(1, round(width * patience)), n_best, length_penalty == 0)
     caches, mask = _start(model, source)
     device = source.device
     live = _Rows(caches, mask, limits.per_sentence(source, model.config.max_positions))
@@ -177,24 +178,28 @@ def beam_search(
     scores = torch.zeros(batch, beams, device=device)
     tokens = torch.full((batch, 1), BOS_ID, dtype=torch.long, device=device)
     finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
+    best_ended = [False] * batch  # whether a sentence's best candidate has ended with </s>
     ids = torch.arange(batch, device=device)  # which sentence each live group of `beams` rows is
 
     for step in range(int(live.max_tokens.max())):
-        log_probs = _next_log_probs(model, tokens[:, -1:], live.caches, live.mask, step)
-        log_probs = _force_end(_follow_prefix(log_probs, prefix, step), step + 1 >= live.max_tokens)
+        log_probs = _follow_prefix(_next_log_probs(model, tokens[:, -1:], live.caches, live.mask, step), prefix, step)
         groups, vocab = len(ids), log_probs.shape[-1]
         candidates = (scores.view(-1, 1) + log_probs).view(groups, beams * vocab)
         top_scores, top_index = candidates.topk(2 * width, dim=1)
         origin, token = top_index // vocab, top_index % vocab
         is_end = token == EOS_ID
+        last = step + 1 >= live.max_tokens.view(groups, beams)[:, 0]  # [groups]: the sentence's last step
 
-        # Candidates ending with </s> among the top `width` become finished hypotheses.
+        # Among the top `width` candidates, those ending with </s> finish; at a sentence's last
+        # step all of them finish, cut at the limit.
         length = step + 1
-        for g, k in is_end[:, :width].nonzero().tolist():
-            raw = float(top_scores[g, k])
-            if raw > -torch.inf:
-                row = g * beams + int(origin[g, k])
-                finished[int(ids[g])].append(Hypothesis(tokens[row, 1:].tolist(), raw, raw / length**length_penalty))
+        for g, k in (is_end[:, :width] | last[:, None]).nonzero().tolist():
+            raw, sentence = float(top_scores[g, k]), int(ids[g])
+            if raw == -torch.inf:  # ruled out by a prefix
+                continue
+            path = tokens[g * beams + int(origin[g, k]), 1:].tolist() + ([] if is_end[g, k] else [int(token[g, k])])
+            finished[sentence].append(Hypothesis(path, raw, raw / length**length_penalty))
+            best_ended[sentence] |= k == 0 and bool(is_end[g, k])
 
         # The best `width` candidates that do not end continue as the beams of the next step
         # (at most `width` of the 2·width candidates can end, so there are always enough).
@@ -202,7 +207,7 @@ def beam_search(
         # sentence out to `width` rows) the source keys/values stay where they are.
         keep = (is_end.long() * 2 * width + torch.arange(2 * width, device=device)).argsort(dim=1)[:, :width]
         if tree is not None:
-            tree.record(origin[0], token[0], top_scores[0], keep[0], width)
+            tree.record(origin[0], token[0], top_scores[0], keep[0], width, bool(last[0]))
         scores = top_scores.gather(1, keep)
         rows = (origin.gather(1, keep) + torch.arange(groups, device=device)[:, None] * beams).view(-1)
         tokens = torch.cat([tokens.index_select(0, rows), token.gather(1, keep).view(-1, 1)], dim=1)
@@ -211,24 +216,15 @@ def beam_search(
         else:
             live = _Rows(reorder_caches(live.caches, rows, cross=False), live.mask, live.max_tokens)
 
-        done = _beams_done([finished[i] for i in ids.tolist()], scores, length + 1, width, length_penalty)
+        sentences = ids.tolist()
+        done = torch.tensor([last[g] or stop.done(finished[i], best_ended[i]) for g, i in enumerate(sentences)], device=device)
         if done.all():
             break
         if done.any():  # drop finished sentences from the batch
             going = (~done).nonzero().squeeze(1)
             rows = (going[:, None] * width + torch.arange(width, device=device)).view(-1)
             ids, scores, tokens, live = ids[going], scores[going], tokens.index_select(0, rows), live.select(rows)
-    else:
-        done = torch.zeros(len(ids), dtype=torch.bool, device=device)
 
-    # Sentences that hit the step limit without finishing keep their live beams as hypotheses.
-    for g, sentence in enumerate(ids.tolist()):
-        if not finished[sentence] and not done[g]:
-            finished[sentence] = [
-                Hypothesis(tokens[g * beams + k, 1:].tolist(), float(scores[g, k]), float(scores[g, k]))
-                for k in range(beams)
-                if scores[g, k] > -torch.inf
-            ]  # -inf: beams a prefix ruled out
     results = []
     for hypotheses in finished:
         hypotheses.sort(key=lambda h: h.score, reverse=True)
@@ -236,6 +232,20 @@ def beam_search(
     if tree is not None:
         tree.mark_best(results[0])
     return results
+
+
+@dataclass(frozen=True)
+class _StoppingRule:
+    """When a sentence's beam search stops before its length limit (CTranslate2's rule)."""
+
+    enough: int  # finished hypotheses that end the search: round(beam_size · patience)
+    n_best: int
+    raw_scores: bool  # length penalty 0: hypotheses are ranked by log-probability alone
+
+    def done(self, finished: list[Hypothesis], best_ended: bool) -> bool:
+        if self.raw_scores:
+            return best_ended and len(finished) >= self.n_best
+        return len(finished) >= self.enough
 
 
 @dataclass
@@ -246,7 +256,7 @@ class TreeNode:
     token: int
     step: int  # 0 for the start (<s>), then the position of `token`
     log_prob: float  # log P of the whole path up to and including `token`
-    status: str  # "start", "kept" (a live beam), "finished" (ended with </s>) or "dropped"
+    status: str  # "start", "kept" (a live beam), "finished" (ended with </s> or cut at the length limit) or "dropped"
     rank: int | None = None  # place in the final n-best (0 = the translation), None if not in it
 
 
@@ -256,23 +266,25 @@ class BeamTree:
 
     At each step the search ranks 2·width continuations of the live beams: the best `width`
     that do not end stay live ("kept"), those among the top `width` that end with </s> are
-    "finished", the rest are "dropped". A node's `log_prob` minus its parent's is the model's
-    log-probability of its token after that path. Beam size 1 with length penalty 0 is greedy
-    search: one branch, with the runner-up of each step dropped beside it.
+    "finished" (at the length limit all of the top `width` are), the rest are "dropped". A
+    node's `log_prob` minus its parent's is the model's log-probability of its token after that
+    path. Beam size 1 with length penalty 0 is greedy search: one branch, with the runner-up of each step dropped beside it.
     """
 
     nodes: list[TreeNode] = field(default_factory=lambda: [TreeNode(None, BOS_ID, 0, 0.0, "start")])
     rows: list[int] = field(default_factory=lambda: [0])  # the node each live beam row ends in
 
-    def record(self, origin: Tensor, token: Tensor, scores: Tensor, keep: Tensor, width: int) -> None:
-        """One step: [2·width] candidates (beam row, token, path log-probability) and the kept indices."""
+    def record(self, origin: Tensor, token: Tensor, scores: Tensor, keep: Tensor, width: int, last: bool = False) -> None:
+        """One step: [2·width] candidates (beam row, token, path log-probability) and the kept
+        indices; at the `last` step (the length limit) the top `width` all finish."""
         step = self.nodes[-1].step + 1
         kept = keep.tolist()
         new_rows = dict.fromkeys(kept, -1)
         for k, (row, piece, score) in enumerate(zip(origin.tolist(), token.tolist(), scores.tolist())):
             if score == -torch.inf:  # ruled out by a prefix
                 continue
-            status = "kept" if k in new_rows else "finished" if piece == EOS_ID and k < width else "dropped"
+            ends = k < width and (last or piece == EOS_ID)
+            status = "finished" if ends else "kept" if k in new_rows else "dropped"
             self.nodes.append(TreeNode(self.rows[row], piece, step, score, status))
             if k in new_rows:
                 new_rows[k] = len(self.nodes) - 1
@@ -288,7 +300,7 @@ class BeamTree:
 
     def mark_best(self, hypotheses: list[Hypothesis]) -> None:
         """Mark the nodes where the final n-best end (a hypothesis cut at the length limit ends
-        in a kept node)."""
+        in a node that is not </s>)."""
         for rank, hypothesis in enumerate(hypotheses):
             for index in range(len(self.nodes) - 1, 0, -1):
                 node = self.nodes[index]
@@ -297,20 +309,6 @@ class BeamTree:
                 if node.rank is None and ends == hypothesis.tokens and abs(node.log_prob - hypothesis.log_prob) < 1e-4:
                     node.rank = rank
                     break
-
-
-def _beams_done(finished: list[list[Hypothesis]], scores: Tensor, length: int, width: int, alpha: float) -> Tensor:
-    """A sentence is done once it has `width` finished hypotheses and no live beam can still
-    beat the worst of them (log-probabilities only fall, so the best live score now bounds it)."""
-    flags = []
-    for b, hypotheses in enumerate(finished):
-        if len(hypotheses) < width:
-            flags.append(False)
-            continue
-        worst = sorted(h.score for h in hypotheses)[-width]
-        best_live = float(scores[b].max()) / length**alpha
-        flags.append(best_live <= worst)
-    return torch.tensor(flags, device=scores.device)
 
 
 @torch.inference_mode()
@@ -383,7 +381,7 @@ def step_by_step(
         if forced is not None:
             chosen = forced[step] if step < len(forced) else EOS_ID
         else:
-            chosen = int(top.indices[0]) if step + 1 < max_tokens else EOS_ID
+            chosen = int(top.indices[0])
         steps.append(Step(list(zip(top.indices.tolist(), top.values.tolist())), chosen, float(probs[chosen])))
         if chosen == EOS_ID:
             break
@@ -395,8 +393,8 @@ def step_by_step(
 def score_tokens(model: Transformer, source: Tensor, targets: list[list[int]]) -> list[list[float]]:
     """log P(y_t | y_<t, x) of every token of given translations, </s> included: one
     teacher-forced pass over [B, S] sources and B target id lists (without <s> and </s>).
-    Their sum is the hypothesis's log-probability (except where a search forced </s> at the
-    length limit, which costs the search nothing)."""
+    Their sum is the hypothesis's log-probability, except for a translation cut at the length
+    limit: its search never produced the </s> scored here."""
     width = max(len(t) for t in targets) + 1
     target_in = torch.full((len(targets), width), PAD_ID, dtype=torch.long, device=source.device)
     target_out = target_in.clone()

@@ -11,8 +11,10 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sacrebleu.metrics import BLEU, CHRF
+from sacrebleu.significance import PairedTest
 
 from core.checkpoint import write_json
 from core.corpus import non_empty_pairs
@@ -45,6 +47,7 @@ class EvalReport:
     scores: dict[str, DirectionScore]
     bleu_signature: str
     chrf_signature: str
+    engine: str = "torch"  # what translated: "torch", "ctranslate2[-int8]" (core.ct2), or "transformers" (core.hf)
 
     def metric(self, name: str = "bleu") -> dict[str, float]:
         return {d: getattr(s, name) for d, s in self.scores.items()}
@@ -74,7 +77,15 @@ class EvalReport:
         try:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
             scores = {d: DirectionScore(**{k: v for k, v in s.items() if k in DIRECTION_FIELDS}) for d, s in data["scores"].items()}
-            return cls(data["model"], data["split"], int(data["beam_size"]), scores, data["bleu_signature"], data["chrf_signature"])
+            return cls(
+                data["model"],
+                data["split"],
+                int(data["beam_size"]),
+                scores,
+                data["bleu_signature"],
+                data["chrf_signature"],
+                data.get("engine", "torch"),  # reports written before the engine was recorded came from torch
+            )
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise ValueError(f"{path}: not a readable evaluation report ({error})") from error
 
@@ -134,4 +145,33 @@ def evaluate(
         scores[name] = DirectionScore(name, bleu, chrf, len(sources), zero_shot, wrong_language, hypotheses)
     if progress:
         progress(1.0, "Done")
-    return EvalReport(translator.name, split, beam_size, scores, bleu_signature, chrf_signature)
+    ran = translator.config.get("engine", engine)  # a Hugging Face model (core.hf) names its own
+    return EvalReport(translator.name, split, beam_size, scores, bleu_signature, chrf_signature, ran)
+
+
+def paired_bootstrap(systems: dict[str, list[str]], references: list[str], samples: int) -> dict[str, dict[str, Any]]:
+    """Every system's BLEU and chrF, with sacreBLEU's paired bootstrap: the bootstrap mean, the
+    95% interval and the p-value against the first system."""
+    names = list(systems)
+    metrics = {"bleu": BLEU(), "chrf": CHRF()}
+    test = PairedTest([(name, systems[name]) for name in names], metrics, [references], test_type="bs", n_samples=samples)
+    _, results = test()
+    columns = dict(zip(metrics, (key for key in results if key != "System"), strict=True))  # "bleu" → "BLEU"
+    out: dict[str, dict[str, Any]] = {}
+    for i, name in enumerate(names):
+        bleu, chrf, *_ = corpus_scores(systems[name], references)
+        out[name] = {
+            metric: {
+                "score": score,
+                **{
+                    key: _number(getattr(results[columns[metric]][i], field))
+                    for key, field in (("mean", "mean"), ("ci95", "ci"), ("p_value", "p_value"))
+                },
+            }
+            for metric, score in (("bleu", bleu), ("chrf", chrf))
+        }
+    return out
+
+
+def _number(value: Any) -> float | None:
+    return None if value is None else float(value)  # sacreBLEU gives numpy floats: JSON wants Python's

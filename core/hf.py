@@ -551,9 +551,8 @@ class HFTranslator:
         return ids, mask
 
     def _max_tokens(self, source_length: int, limits: SearchLimits) -> int:
-        """Tokens a translation may have before </s>: core's rule (`SearchLimits.per_sentence`)."""
-        limit = min(int(source_length * limits.max_len_a) + limits.max_len_b, self.model.config.max_position_embeddings - 1)
-        return limit - 1
+        """Tokens a translation may have, </s> included: core's rule (`SearchLimits.per_sentence`)."""
+        return min(int(source_length * limits.max_len_a) + limits.max_len_b, self.model.config.max_position_embeddings - 1)
 
     # --- scoring --------------------------------------------------------------------------
 
@@ -582,7 +581,7 @@ class HFTranslator:
         self, sources: list[list[int]], tgt: str, limits: SearchLimits, prefix: list[int] | None = None, **options
     ) -> list[list[tuple[list[int], bool]]]:
         """transformers' generate(): for each source, its hypotheses as (pieces, ended with </s>),
-        forced tokens left out and cut to core's length limit (where core forces </s>). With
+        forced tokens left out and cut at core's length limit (as core's searches cut them). With
         `prefix`, every hypothesis starts with those pieces (given to the decoder; they count
         towards the length limit, which grows by as many)."""
         forced = self.tokenizer.forced(tgt)
@@ -610,7 +609,7 @@ class HFTranslator:
                         ended = True
                         break
                     tokens.append(token)
-                if len(tokens) >= allow:  # at core's limit </s> is forced, not chosen
+                if len(tokens) >= allow:  # no room left for </s>: cut at core's limit
                     tokens, ended = tokens[:allow], False
                 hypotheses.append((tokens, ended))
             results.append(hypotheses)
@@ -620,12 +619,12 @@ class HFTranslator:
         self, source: list[int], tgt: str, hypotheses: list[tuple[list[int], bool]], length_penalty: float | None = None
     ) -> list[tuple[list[int], float, float]]:
         """(pieces, log P, score) of each hypothesis; the score is log P, or with `length_penalty`
-        log P / |y|^length_penalty with </s> counted, also where core's limit forces it (core's ranking)."""
+        log P / |y|^length_penalty with </s> counted where it ended the translation (core's ranking)."""
         prefix = self.tokenizer.start + self.tokenizer.forced(tgt)
         rows = [tokens + [self.tokenizer.eos_id] * ended for tokens, ended in hypotheses]
         scored = []
-        for (tokens, _), log_prob in zip(hypotheses, self._log_probs(source, prefix, rows)):
-            score = log_prob if length_penalty is None else log_prob / (len(tokens) + 1) ** length_penalty
+        for (tokens, _), row, log_prob in zip(hypotheses, rows, self._log_probs(source, prefix, rows)):
+            score = log_prob if length_penalty is None else log_prob / max(1, len(row)) ** length_penalty
             scored.append((tokens, log_prob, score))
         return scored
 
@@ -750,7 +749,7 @@ class HFTranslator:
         ids = self._encode(text, src, tgt)[0]
         source, mask = self._batch([ids])
         forced = self.tokenizer.target(follow) if follow is not None else None
-        max_tokens = self._max_tokens(len(ids), SearchLimits()) + 1 if forced is None else len(forced) + 1
+        max_tokens = self._max_tokens(len(ids), SearchLimits()) if forced is None else len(forced) + 1
         eos = self.tokenizer.eos_id
         with self._precision():
             memory = self.model.get_encoder()(input_ids=source, attention_mask=mask)
@@ -766,7 +765,7 @@ class HFTranslator:
             if forced is not None:
                 chosen = forced[step] if step < len(forced) else eos
             else:
-                chosen = int(top.indices[0]) if step + 1 < max_tokens else eos
+                chosen = int(top.indices[0])
             candidates = list(zip(self.tokenizer.pieces(top.indices.tolist()), top.values.tolist()))
             steps.append(StepView(candidates, self.tokenizer.pieces([chosen])[0], float(probs[chosen])))
             if chosen == eos:

@@ -35,13 +35,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sacrebleu.metrics import BLEU, CHRF
-from sacrebleu.significance import PairedTest
-
 from core import checkpoint
 from core.config import ModelConfig, RunConfig, TrainConfig
 from core.corpus import Corpus, CorpusError
-from core.evaluate import corpus_scores
+from core.evaluate import corpus_scores, paired_bootstrap
 from core.events import FINISHED
 from core.languages import direction
 from core.train import Listener, hardware_description, train
@@ -266,34 +263,6 @@ def _hypotheses(folder: Path, sources: list[str], setup: TransferSetup) -> list[
     return lines
 
 
-def _paired(systems: dict[str, list[str]], references: list[str], samples: int) -> dict[str, dict[str, Any]]:
-    """Every system's BLEU and chrF, with sacreBLEU's paired bootstrap: the bootstrap mean, the
-    95% interval and the p-value against the first system."""
-    names = list(systems)
-    metrics = {"bleu": BLEU(), "chrf": CHRF()}
-    test = PairedTest([(name, systems[name]) for name in names], metrics, [references], test_type="bs", n_samples=samples)
-    _, results = test()
-    columns = dict(zip(metrics, (key for key in results if key != "System"), strict=True))  # "bleu" → "BLEU"
-    out: dict[str, dict[str, Any]] = {}
-    for i, name in enumerate(names):
-        bleu, chrf, *_ = corpus_scores(systems[name], references)
-        out[name] = {
-            metric: {
-                "score": score,
-                **{
-                    key: _number(getattr(results[columns[metric]][i], field))
-                    for key, field in (("mean", "mean"), ("ci95", "ci"), ("p_value", "p_value"))
-                },
-            }
-            for metric, score in (("bleu", bleu), ("chrf", chrf))
-        }
-    return out
-
-
-def _number(value: Any) -> float | None:
-    return None if value is None else float(value)  # sacreBLEU gives numpy floats: JSON wants Python's
-
-
 def validation_curve(folder: Path, name: str) -> list[dict[str, float]]:
     """A run's validations of direction `name`: step, greedy BLEU and the loss over all its directions."""
     return [
@@ -312,8 +281,9 @@ def score(out: Path, setup: TransferSetup, test: dict[str, list[str]], progress:
         if progress:
             progress(index / len(setup.sizes), f"Translating the test set with the three N={n} models")
         systems = {m: _hypotheses(out / f"n{n}" / m, sources, setup) for m in METHODS}
-        against_bilingual = _paired(systems, references, setup.bootstrap_samples)
-        finetuned_vs_joint = _paired({m: systems[m] for m in ("joint", "finetuned")}, references, setup.bootstrap_samples)["finetuned"]
+        against_bilingual = paired_bootstrap(systems, references, setup.bootstrap_samples)
+        pair = {m: systems[m] for m in ("joint", "finetuned")}
+        finetuned_vs_joint = paired_bootstrap(pair, references, setup.bootstrap_samples)["finetuned"]
         by_size[str(n)] = {
             method: {
                 **against_bilingual[method],

@@ -19,6 +19,7 @@ from core.confidence import sentence_confidence
 from core.config import ModelConfig
 from core.decoding import (
     DEFAULT_LIMITS,
+    PATIENCE,
     BeamTree,
     Hypothesis,
     SearchLimits,
@@ -200,6 +201,7 @@ class Translator:
         scores: bool = False,
         prefix: str = "",
         engine: str = "torch",
+        patience: float = PATIENCE,
     ) -> list[Translation]:
         """Translate each line; empty lines give empty translations. beam_size 1 is greedy search.
         Several batches are decoded at once on a multi-core CPU (`core.parallel`); `workers` sets
@@ -208,6 +210,7 @@ class Translator:
         `scores=True` adds each piece's probability and the sentence confidence (one more
         teacher-forced pass per batch). `prefix`: every translation starts with these words and
         the model completes it (the prefix's pieces count towards the length limit's extra room).
+        `patience`: a beam search stops once beam_size × patience hypotheses have finished.
 
         `engine="ctranslate2"` (or "ctranslate2-int8") decodes the same weights with CTranslate2,
         for bulk work: core's translations (greedy exactly; beam search see `core.ct2`), no scores or prefix."""
@@ -216,7 +219,7 @@ class Translator:
 
             ct2.check_engine(engine)
             ct2.check_options(self, scores, prefix)
-            return ct2.translate(self, texts, src, tgt, engine, beam_size, length_penalty, n_best, batch_size, limits, workers)
+            return ct2.translate(self, texts, src, tgt, engine, beam_size, length_penalty, n_best, batch_size, limits, workers, patience)
         self.check_pair(src, tgt)
         if beam_size < 1 or n_best < 1:
             raise ValueError("beam_size and n_best must be at least 1")
@@ -231,7 +234,7 @@ class Translator:
                 if beam_size == 1:
                     found = [[h] for h in greedy(self.model, source, limits, forced)]
                 else:
-                    found = beam_search(self.model, source, beam_size, length_penalty, n_best, limits, forced)
+                    found = beam_search(self.model, source, beam_size, length_penalty, n_best, limits, forced, patience=patience)
                 if scores:
                     for hyps, piece_log_probs in zip(found, score_tokens(self.model, source, [h[0].tokens for h in found])):
                         hyps[0].piece_log_probs = piece_log_probs

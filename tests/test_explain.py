@@ -46,8 +46,9 @@ def limit_of(model: Transformer, source: torch.Tensor) -> int:
 
 
 def searched(pieces: list[float], limit: int) -> float:
-    """What a search scores these per-token log-probabilities as: a </s> forced at the length limit costs nothing."""
-    return sum(pieces[:-1]) if len(pieces) >= limit else sum(pieces)
+    """What a search scores these per-token log-probabilities (</s> last) as: a translation cut at the
+    length limit (`limit` pieces) never produced the </s>."""
+    return sum(pieces[:-1]) if len(pieces) > limit else sum(pieces)
 
 
 def test_piece_log_probs_add_up_to_the_searched_log_prob(tiny_translator) -> None:
@@ -219,9 +220,7 @@ def test_scores_along_a_path_add_up() -> None:
     scored = score_tokens(model, SOURCE.expand(len(paths), -1), targets)
     for index, (path, pieces) in enumerate(zip(paths, scored), start=1):
         node, parent = nodes[index], nodes[nodes[index].parent]
-        forced_end = path[-1] == EOS_ID and len(path) >= limit_of(model, SOURCE)
-        step_log_prob = 0.0 if forced_end else pieces[len(path) - 1]
-        assert node.log_prob == pytest.approx(parent.log_prob + step_log_prob, abs=1e-4)
+        assert node.log_prob == pytest.approx(parent.log_prob + pieces[len(path) - 1], abs=1e-4)
         assert node.step == parent.step + 1 == len(path)
 
 
@@ -231,7 +230,8 @@ def test_greedy_is_the_one_branch_tree(tiny_translator) -> None:
     kept = [n for n in view.nodes if n["status"] in ("start", "kept")]
     assert [n["step"] for n in kept] == list(range(len(kept)))  # one live node per step: a single branch
     assert view.translation.text == greedy_translation.text
-    assert [n["piece"] for n in kept[1:]] == greedy_translation.pieces
+    (end,) = [n for n in view.nodes if n["rank"] == 0]  # </s>, or the last piece where the limit cut it
+    assert [n["piece"] for n in [*kept[1:], end] if n["piece"] != "</s>"] == greedy_translation.pieces
 
 
 # --- the app: every view is one core call plus formatting ------------------------------------------

@@ -24,6 +24,7 @@ import core
 from core import hf
 from core.__main__ import main as cli
 from core.analysis import compare_translations
+from core.decoding import SearchLimits
 from core.evaluate import evaluate
 from tests.helpers import child_env
 
@@ -199,10 +200,9 @@ def test_greedy_is_what_the_step_by_step_view_takes(marian: hf.HFTranslator) -> 
     """generate() and the hand-made step loop agree: same pieces, and their probabilities make the score."""
     translation = marian.translate(SENTENCE, "en", "de")[0]
     steps = marian.step_by_step(SENTENCE, "en", "de", top_k=5)
-    assert [s.chosen for s in steps] == [*translation.pieces, "</s>"]
-    assert all(s.candidates[0][0] == s.chosen for s in steps[:-1])  # greedy: the most probable piece
-    chosen = steps if steps[-1].candidates[0][0] == "</s>" else steps[:-1]  # at the length limit </s> is forced
-    assert sum(math.log(s.chosen_probability) for s in chosen) == pytest.approx(translation.log_prob, abs=1e-3)
+    assert [s.chosen for s in steps] in ([*translation.pieces, "</s>"], translation.pieces)  # no </s>: cut at the limit
+    assert all(s.candidates[0][0] == s.chosen for s in steps)  # greedy: the most probable piece
+    assert sum(math.log(s.chosen_probability) for s in steps) == pytest.approx(translation.log_prob, abs=1e-3)
     followed = marian.step_by_step(SENTENCE, "en", "de", follow="Der Hund")
     assert "".join(s.chosen for s in followed[:-1]).replace("▁", " ").strip() == "Der Hund" and followed[-1].chosen == "</s>"
 
@@ -213,7 +213,9 @@ def test_beam_search_n_best(marian: hf.HFTranslator) -> None:
     scores = [score for _, score in beam.n_best]
     assert len(beam.n_best) == 3 and scores == sorted(scores, reverse=True)
     assert beam.n_best[0] == (beam.text, beam.score)
-    assert beam.score == pytest.approx(beam.log_prob / (len(beam.pieces) + 1))  # core's ranking: </s> counted
+    limit = marian._max_tokens(len(marian._encode(SENTENCE, "en", "de")[0]), SearchLimits())
+    length = len(beam.pieces) + (len(beam.pieces) < limit)  # core's ranking: </s> counted, unless cut at the limit
+    assert beam.score == pytest.approx(beam.log_prob / length)
     assert marian.translate(SENTENCE, "en", "de", beam_size=4, length_penalty=0.0)[0].score < 0
     assert marian.translate(SENTENCE, "en", "de", beam_size=1, n_best=3)[0].n_best == greedy.n_best
 
@@ -453,13 +455,26 @@ def test_app_handlers(app_folder: Path) -> None:
     assert state.checkpoint_names() == ["tiny", "opus-mt-en-de"]
     assert "Hugging Face Marian" in demo_app.describe_model("opus-mt-en-de")
     assert "not in the Hugging Face cache" in demo_app.describe_model("hf:Helsinki-NLP/opus-mt-en-fr")
-    output, _ = translate_tab.translate("opus-mt-en-de", SENTENCE, "en", "de")
+    output, *_ = translate_tab.translate("opus-mt-en-de", SENTENCE, "en", "de")
     assert output == core.load(app_folder / "opus-mt-en-de").translate(SENTENCE, "en", "de")[0].text
     view = attention_tab.attend("opus-mt-en-de", SENTENCE, "en", "de", 1)[0]
     assert view.cross.shape[:2] == (2, 2)
     table, first, second = inside_tab.side_by_side("tiny", "opus-mt-en-de", SENTENCE, "en", "de", 1)
     assert list(table.iloc[:, 0]) == ["tiny", "opus-mt-en-de"] and table.iloc[1, 1] == output
     assert not any(str(text).startswith("⚠️") for text in table.iloc[:, 1])
+
+
+def test_the_bulk_engine_choice_leaves_hugging_face_models_on_transformers(app_folder: Path) -> None:
+    """They have no CTranslate2 path: the engine picked for the Lab's models is not passed on, and
+    the output says transformers translated."""
+    pytest.importorskip("ctranslate2")
+    from demo import evaluate_tab, translate_tab, ui
+
+    output, _, note = translate_tab.translate("opus-mt-en-de", SENTENCE, "en", "de", engine="ctranslate2")
+    assert output == translate_tab.translate("opus-mt-en-de", SENTENCE, "en", "de", engine="torch")[0]
+    assert note.startswith("Engine: Transformers (a Hugging Face model")
+    summary, *_ = evaluate_tab.run_evaluation("opus-mt-en-de", ui.NONE, "Built-in test split", None, "en-de", 1, 2, "ctranslate2")
+    assert "Engine: Transformers (a Hugging Face model" in summary
 
 
 @pytest.mark.slow
@@ -474,7 +489,7 @@ def test_app_over_http(models: dict[str, Path], tmp_path: Path) -> None:
     try:
         client = Client(server.url, verbose=False)
         assert "Hugging Face Marian" in client.predict("opus-mt-en-de", api_name="/describe_model")
-        output, table = client.predict("opus-mt-en-de", SENTENCE, "en", "de", "Greedy", 4, 1.0, 1, api_name="/translate")
+        output, table, _ = client.predict("opus-mt-en-de", SENTENCE, "en", "de", "Greedy", 4, 1.0, 1, api_name="/translate")
         assert output == core.load(models["marian"]).translate(SENTENCE, "en", "de")[0].text and table["data"]
     finally:
         server.stop()

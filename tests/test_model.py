@@ -119,7 +119,7 @@ def test_step_by_step_follows_greedy_and_reports_distributions() -> None:
     model = random_model(seed=7)
     source = torch.tensor([[5, 6, 7, EOS_ID]])
     steps = step_by_step(model, source, top_k=5)
-    assert [s.chosen for s in steps[:-1]] == greedy(model, source)[0].tokens
+    assert [s.chosen for s in steps if s.chosen != EOS_ID] == greedy(model, source)[0].tokens  # a random model runs to the limit
     for s in steps:
         probabilities = [p for _, p in s.candidates]
         assert probabilities == sorted(probabilities, reverse=True) and sum(probabilities) <= 1 + 1e-6
@@ -132,9 +132,11 @@ def test_length_limit_is_respected() -> None:
     source = torch.tensor([[5, 6, EOS_ID]])
     from core.decoding import SearchLimits
 
-    limits = SearchLimits(max_len_a=0.0, max_len_b=2)
-    assert len(greedy(model, source, limits)[0].tokens) <= 1
-    assert len(beam_search(model, source, 3, limits=limits)[0][0].tokens) <= 1
+    for most in (1, 2, 5):  # tokens, </s> included: a translation cut at the limit has `most` pieces
+        limits = SearchLimits(max_len_a=0.0, max_len_b=most)
+        assert len(greedy(model, source, limits)[0].tokens) <= most
+        assert all(len(h.tokens) <= most for h in beam_search(model, source, 3, n_best=3, limits=limits)[0])
+    assert len(greedy(model, source, SearchLimits(max_len_a=0.0, max_len_b=5))[0].tokens) == 5  # this model never ends
 
 
 def test_training_loss_on_packed_real_tokens_equals_the_padded_computation() -> None:

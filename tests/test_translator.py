@@ -61,8 +61,7 @@ def test_sampling_candidates(tiny_translator) -> None:
 def test_step_by_step_reproduces_greedy_translation(tiny_translator) -> None:
     greedy = tiny_translator.translate("The dog runs.", "en", "de")[0]
     steps = tiny_translator.step_by_step("The dog runs.", "en", "de", top_k=5)
-    assert [s.chosen for s in steps[:-1]] == greedy.pieces
-    assert steps[-1].chosen == "</s>"
+    assert [s.chosen for s in steps] in (greedy.pieces, [*greedy.pieces, "</s>"])  # no </s>: cut at the limit
 
 
 def test_attention_view_belongs_to_shown_translation(tiny_translator) -> None:
