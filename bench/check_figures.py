@@ -227,11 +227,6 @@ def speed_block(results: dict) -> str:
                 if cells[1] != "—" and layout == "one_batch_per_core":
                     cells[1] += "¹"
                 rows.append(f"| {what} | " + " | ".join(cells) + " |")
-        if "ct2_float32_patience1" in beam:
-            rows.append(
-                "| beam 4, CTranslate2's default stopping rule (`patience=1`): one batch per core / at a time | — | — | "
-                f"{_speed(beam, 'ct2_float32_streams_patience1')} / {_speed(beam, 'ct2_float32_patience1')} | — |"
-            )
         if "core_int8" in beam or "core_bf16" in beam:
             rows.append(
                 f"| beam 4, int8 dynamic quantization (`--int8`) / bf16 autocast (`--bf16`) | "
