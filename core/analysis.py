@@ -56,6 +56,7 @@ def zero_shot_report(
     max_sentences: int | None = None,
     via: str = "en",
     progress: Progress | None = None,
+    engine: str = "torch",
 ) -> dict[str, Any]:
     """BLEU of every direction among `languages`, split into what the model was trained on
     (supervised) and what it never saw (zero-shot), and for each zero-shot direction the BLEU of
@@ -63,7 +64,8 @@ def zero_shot_report(
 
     Zero-shot is usually far below pivoting: the model often answers in the wrong language
     ("off-target"), because it never had to produce that target from that source.
-    `languages` defaults to the model's languages that `split_lines` has.
+    `languages` defaults to the model's languages that `split_lines` has; `engine` translates
+    both the direct and the pivoted directions ("torch" or "ctranslate2[-int8]", `core.ct2`).
     """
     languages = list(languages) if languages else [lang for lang in translator.languages if lang in split_lines]
     for lang in languages:
@@ -92,6 +94,7 @@ def zero_shot_report(
         max_sentences=max_sentences,
         progress=direct_progress if progress else None,
         off_target=True,
+        engine=engine,
     )
     rows: dict[str, dict[str, Any]] = {}
     for name, score in report.scores.items():
@@ -108,7 +111,7 @@ def zero_shot_report(
         src, tgt = split_direction(name)
         if progress:
             progress((len(directions) + 2 * index) / total, f"Pivoting {src}→{via}→{tgt}")
-        translations = translator.pivot(split_lines[src][:max_sentences], src, tgt, via=via, beam_size=beam_size)
+        translations = translator.pivot(split_lines[src][:max_sentences], src, tgt, via=via, beam_size=beam_size, engine=engine)
         bleu, chrf, _, _ = corpus_scores([t.text for t in translations], split_lines[tgt][:max_sentences])
         rows[name].update(pivot_bleu=bleu, pivot_chrf=chrf)
     if progress:
@@ -120,6 +123,7 @@ def zero_shot_report(
         "via": via,
         "beam_size": beam_size,
         "max_sentences": max_sentences,
+        "engine": report.engine,
         "directions": rows,
         "zero_shot": zero_shot,
         "supervised": supervised,

@@ -16,9 +16,12 @@ from demo import data, state
 from demo.ui import (
     HEAVY,
     NONE,
+    bulk_engine,
     check_sentences,
     choose_test_set,
     default_test_set,
+    engine_choice,
+    engine_line,
     explain,
     file_upload,
     first_view,
@@ -38,7 +41,7 @@ NO_STORED = "No stored test results for this model yet: press **Evaluate** to sc
 
 
 class ReportCache:
-    """Evaluation reports by (checkpoint, weights version, test set, directions, beam, max sentences)."""
+    """Evaluation reports by (checkpoint, weights version, test set, directions, beam, max sentences, engine)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -63,11 +66,12 @@ def _evaluate_one(
     directions_spec: str,
     beam: int,
     max_sentences: int,
+    engine: str,
     progress: gr.Progress,
     share: tuple[float, float],
 ) -> EvalReport:
     folder = state.resolve_checkpoint(choice)
-    key = (str(folder), (folder / ckpt.WEIGHTS).stat().st_mtime, test_key, directions_spec, beam, max_sentences)
+    key = (str(folder), (folder / ckpt.WEIGHTS).stat().st_mtime, test_key, directions_spec, beam, max_sentences, engine)
     cached = REPORTS.get(key)
     if cached is not None:
         return cached
@@ -79,14 +83,26 @@ def _evaluate_one(
     def report_progress(fraction: float, message: str) -> None:
         progress(start + width * fraction, desc=f"{folder.name}: {message}")
 
-    report = evaluate(translator, lines, directions, beam_size=beam, max_sentences=max_sentences, progress=report_progress)
+    report = evaluate(
+        translator,
+        lines,
+        directions,
+        beam_size=beam,
+        max_sentences=max_sentences,
+        progress=report_progress,
+        engine=bulk_engine(translator, engine),
+    )
     REPORTS.put(key, report)
     return report
 
 
 def _summary(report: EvalReport, name: str) -> str:
     return "\n\n".join(
-        [f"### {name}", report.table(), f"BLEU signature: `{report.bleu_signature}`  \nchrF signature: `{report.chrf_signature}`"]
+        [
+            f"### {name}",
+            report.table(),
+            f"BLEU signature: `{report.bleu_signature}`  \nchrF signature: `{report.chrf_signature}`  \n{engine_line(report.engine)}",
+        ]
     )
 
 
@@ -99,10 +115,11 @@ def run_evaluation(
     directions: str = "all",
     beam_size: float = 4,
     max_sentences: float = DEFAULT_MAX_SENTENCES,
+    engine: str = "torch",
     progress: gr.Progress = gr.Progress(),
 ) -> tuple[str, go.Figure, go.Figure, go.Figure, dict]:
-    """Scores of one or two checkpoints: Markdown tables with signatures, BLEU and chrF bars,
-    and a source × target BLEU matrix per checkpoint."""
+    """Scores of one or two checkpoints, translated by `engine` (`demo.ui.bulk_engine`): Markdown
+    tables with signatures and the engine, BLEU and chrF bars, and a source × target BLEU matrix per checkpoint."""
     choices = [checkpoint] + ([other] if other and other not in (NONE, checkpoint) else [])
     state.resolve_checkpoint(checkpoint)  # a clear message before any work when nothing is picked
     beam, limit = max(1, int(beam_size)), max(1, int(max_sentences))
@@ -113,7 +130,7 @@ def run_evaluation(
     for index, choice in enumerate(choices):
         share = (index / len(choices), 1 / len(choices))
         reports[state.resolve_checkpoint(choice).name] = _evaluate_one(
-            choice, test_key, lines, directions.strip(), beam, limit, progress, share
+            choice, test_key, lines, directions.strip(), beam, limit, engine, progress, share
         )
     summary = "\n\n".join(_summary(report, name) for name, report in reports.items())
     bleu = plots.bleu_bars({name: r.metric("bleu") for name, r in reports.items()}, "BLEU")
@@ -172,6 +189,7 @@ def build(picker: gr.Dropdown) -> gr.Dropdown:
         max_sentences = gr.Number(
             value=DEFAULT_MAX_SENTENCES, precision=0, minimum=1, label="Sentences per direction", info="more is more reliable, and slower"
         )
+        engine = engine_choice()
     run_button = gr.Button("Evaluate", variant="primary")
     summary = gr.Markdown(stored[0], label="Scores", elem_id="evaluation-scores")
     with gr.Row():
@@ -184,7 +202,7 @@ def build(picker: gr.Dropdown) -> gr.Dropdown:
     show_uploads_for(test_set, files)
     run_button.click(
         run_evaluation,
-        [picker, other, test_set, files, directions, beam_size, max_sentences],
+        [picker, other, test_set, files, directions, beam_size, max_sentences, engine],
         [summary, bleu, chrf, matrix, second_matrix],
         api_name="evaluate",
         concurrency_id=HEAVY,

@@ -29,8 +29,11 @@ from demo import data, state
 from demo.ui import (
     HEAVY,
     NONE,
+    bulk_engine,
     check_sentences,
     choose_test_set,
+    engine_choice,
+    engine_line,
     explain,
     file_upload,
     first_sentence,
@@ -99,19 +102,26 @@ def zero_shot(
     files: list | None = None,
     beam_size: float = 1,
     max_sentences: float = DEFAULT_ZERO_SHOT_SENTENCES,
+    engine: str = "torch",
     progress: gr.Progress = gr.Progress(),
 ) -> tuple[str, go.Figure, go.Figure]:
     """BLEU of every direction, zero-shot ones marked, with the pivot-through-English score beside
-    each zero-shot one: a Markdown table, the BLEU matrix and direct-vs-pivot bars."""
+    each zero-shot one, translated by `engine` (`demo.ui.bulk_engine`): a Markdown table, the BLEU
+    matrix and direct-vs-pivot bars."""
     beam, limit = max(1, int(beam_size)), max(1, int(max_sentences))
     limits.check_search(beam_size=beam)
     check_sentences(limit)
     translator = state.get_translator(checkpoint)
     _, lines = data.load_test_set(test_set, files)
     report = zero_shot_report(
-        translator, lines, beam_size=beam, max_sentences=limit, progress=lambda fraction, message: progress(fraction, desc=message)
+        translator,
+        lines,
+        beam_size=beam,
+        max_sentences=limit,
+        progress=lambda fraction, message: progress(fraction, desc=message),
+        engine=bulk_engine(translator, engine),
     )
-    notes = [zero_shot_table(report), f"BLEU signature: `{report['bleu_signature']}`"]
+    notes = [zero_shot_table(report), f"BLEU signature: `{report['bleu_signature']}`  \n{engine_line(report['engine'])}"]
     if not report["zero_shot"]:
         notes.insert(
             0,
@@ -390,6 +400,7 @@ def build_zero_shot(picker: gr.Dropdown, test_set: gr.Radio, files: gr.File) -> 
                 label="Sentences per direction",
                 info="more is more reliable, and slower",
             )
+            zs_engine = engine_choice()
         zs_button = gr.Button("Score every direction", variant="primary")
         zs_summary = gr.Markdown(label="Zero-shot report", elem_id="zero-shot-report")
         with gr.Row():
@@ -397,7 +408,7 @@ def build_zero_shot(picker: gr.Dropdown, test_set: gr.Radio, files: gr.File) -> 
             zs_bars = gr.Plot(label="Direct vs pivot")
     zs_button.click(
         zero_shot,
-        [picker, test_set, files, zs_beam, zs_sentences],
+        [picker, test_set, files, zs_beam, zs_sentences, zs_engine],
         [zs_summary, zs_matrix, zs_bars],
         api_name="zero_shot",
         concurrency_id=HEAVY,

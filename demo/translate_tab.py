@@ -4,6 +4,7 @@ the model is of each piece, and the beam search tree behind a translation."""
 from __future__ import annotations
 
 import html
+import time
 
 import gradio as gr
 import pandas as pd
@@ -15,6 +16,9 @@ from core.languages import language_name
 from core.translator import PRECISIONS, Translation
 from demo import data, state
 from demo.ui import (
+    bulk_engine,
+    engine_choice,
+    engine_line,
     entered_text,
     explain,
     first_sentence,
@@ -72,8 +76,10 @@ def translate(
     length_penalty: float = 1.0,
     n_best: float = 1,
     precision: str = "float32",
-) -> tuple[str, pd.DataFrame]:
-    """Translate each line of `text`; returns the translations (one per line) and the n-best table."""
+    engine: str = "torch",
+) -> tuple[str, pd.DataFrame, str]:
+    """Translate each line of `text` with `engine` (`demo.ui.bulk_engine`); returns the translations
+    (one per line), the n-best table, and which engine ran with its time."""
     text = entered_text(text)
     beam = _beam(decoding, beam_size)
     limits.check_search(beam_size=beam)
@@ -83,7 +89,12 @@ def translate(
         raise gr.Error(
             f"{len(lines)} lines is more than the {MAX_LINES} translated at once here; use `python -m core translate` for whole files."
         )
-    results = translator.translate(lines, src, tgt, beam_size=beam, length_penalty=float(length_penalty), n_best=min(int(n_best), beam))
+    engine = bulk_engine(translator, engine, precision)
+    start = time.perf_counter()
+    results = translator.translate(
+        lines, src, tgt, beam_size=beam, length_penalty=float(length_penalty), n_best=min(int(n_best), beam), engine=engine
+    )
+    seconds = time.perf_counter() - start  # shown, so the engines' speeds can be compared
     if any(r.truncated for r in results):
         gr.Warning("Some lines were longer than the model reads and were cut.")
     rows = [
@@ -92,7 +103,8 @@ def translate(
         if result.source.strip()
         for rank, (hypothesis, score) in enumerate(result.n_best, 1)
     ]
-    return "\n".join(r.text for r in results), pd.DataFrame(rows, columns=NBEST_COLUMNS)
+    note = f"{engine_line(translator.config.get('engine', engine), precision)} · {seconds:.2f} s"  # a Hugging Face model names its own
+    return "\n".join(r.text for r in results), pd.DataFrame(rows, columns=NBEST_COLUMNS), note
 
 
 @friendly_errors
@@ -248,6 +260,7 @@ def build(picker: gr.Dropdown) -> None:
             output = gr.Textbox(
                 shown[0] if shown else "", label="Translation", lines=5, interactive=False, elem_id="translate-output", buttons=["copy"]
             )
+            engine_note = gr.Markdown(shown[2] if shown else "", elem_id="translate-engine")
             confidence_view = gr.HTML(sure or "", label="How sure the model is of each piece", elem_id="translate-confidence")
     with gr.Row():
         decoding = gr.Radio([GREEDY, BEAM], value=GREEDY, label="Search")
@@ -260,8 +273,9 @@ def build(picker: gr.Dropdown) -> None:
             list(PRECISIONS),
             value="float32",
             label="Arithmetic",
-            info="bfloat16 and int8 trade a little accuracy for speed on CPUs that support them",
+            info="bfloat16 and int8 trade a little accuracy for speed on CPUs that support them (PyTorch arithmetic: they run on PyTorch)",
         )
+        engine = engine_choice()
     with gr.Row():
         translate_button = gr.Button("Translate", variant="primary", elem_id="translate-button")
         all_button = gr.Button("Translate into every language")
@@ -276,10 +290,11 @@ def build(picker: gr.Dropdown) -> None:
 
     options = [decoding, beam_size, length_penalty]
     scored = [picker, text, src, tgt, *options, precision]
-    translate_button.click(
-        translate, [picker, text, src, tgt, *options, n_best, precision], [output, nbest_table], api_name="translate"
-    ).success(confidence, scored, confidence_view, api_name="confidence")
-    text.submit(translate, [picker, text, src, tgt, *options, n_best, precision], [output, nbest_table], api_visibility="private").success(
+    wanted, translated = [picker, text, src, tgt, *options, n_best, precision, engine], [output, nbest_table, engine_note]
+    translate_button.click(translate, wanted, translated, api_name="translate").success(
+        confidence, scored, confidence_view, api_name="confidence"
+    )
+    text.submit(translate, wanted, translated, api_visibility="private").success(
         confidence, scored, confidence_view, api_visibility="private"
     )
     tree_button.click(search_tree, [picker, text, src, tgt, *options, n_best, precision], [tree, tree_note], api_name="beam_tree")

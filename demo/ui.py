@@ -1,5 +1,6 @@
 """Small UI helpers shared by the tabs: error handling, input checks, language and model pickers,
-upload widgets, the status line and progress bar of a background job, explanations.
+the engine of the bulk paths, upload widgets, the status line and progress bar of a background job,
+explanations.
 
 A tab module imports only this module, `demo.state`, `demo.data` and `core`, never another tab.
 """
@@ -13,7 +14,7 @@ from typing import Any, TypeVar
 
 import gradio as gr
 
-from core import hf, limits
+from core import ct2, hf, limits
 from core.events import Event, status_words
 from core.jobs import Job
 from core.languages import language_name
@@ -169,6 +170,45 @@ def other_model_picker(label: str, info: str, elem_id: str | None = None) -> gr.
     )
     other.focus(refresh_other, other, other, api_visibility="private", show_progress="hidden")
     return other
+
+
+# --- the engine of the bulk paths ------------------------------------------------------------
+
+# Engine id (what `Translator.translate(engine=...)` takes) → (its choice in the UI, its name in an output).
+# "transformers" is never offered: it is how a Hugging Face model (core.hf) translates whatever was picked.
+ENGINES = {
+    "ctranslate2": ("CTranslate2 (fast, same translations)", "CTranslate2 float32"),
+    "torch": ("PyTorch", "PyTorch"),
+    "ctranslate2-int8": ("CTranslate2 int8 (fastest, slightly different)", "CTranslate2 int8"),
+    "transformers": ("Transformers", "Transformers (a Hugging Face model; CTranslate2 is for Lab models)"),
+}
+ENGINE_INFO = (
+    "What decodes the sentences here. Views that look inside the model (attention, attribution, "
+    "step by step, sampling, confidence, prefix) always use PyTorch."
+)
+
+
+def engine_choice() -> gr.Radio:
+    """The engine picker of a bulk path (many lines, a test set): the engines installed here
+    (`core.ct2.bulk_engines`), the default first."""
+    engines = ct2.bulk_engines()
+    return gr.Radio([(ENGINES[engine][0], engine) for engine in engines], value=engines[0], label="Engine", info=ENGINE_INFO)
+
+
+def bulk_engine(translator: Any, engine: str, precision: str = "float32") -> str:
+    """The engine to pass to `translator.translate`: the picked one, except "torch" for a Hugging
+    Face model (its translate runs transformers and has no CTranslate2 path) and for bfloat16 or
+    torch-int8 arithmetic (PyTorch's own; CTranslate2's int8 is an engine of its own)."""
+    if engine not in ct2.bulk_engines():
+        raise ValueError(f"Engine {engine!r} is not available here: pick one of {', '.join(ct2.bulk_engines())}")
+    return "torch" if translator.config.get("engine") or precision != "float32" else engine
+
+
+def engine_line(engine: str, precision: str = "float32") -> str:
+    """ "Engine: CTranslate2 float32": the engine that translated, by id ("transformers" included),
+    so users can tell which one ran."""
+    name = ENGINES[engine][1] if engine in ENGINES else engine  # e.g. a stored report from a newer version
+    return f"Engine: {name}" + ("" if precision == "float32" else f", {precision} arithmetic")
 
 
 # --- uploads and test sets -------------------------------------------------------------------

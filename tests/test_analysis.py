@@ -97,6 +97,7 @@ class Oracle:
     def __init__(self, test: dict[str, list[str]], echo: bool) -> None:
         self.test, self.echo, self.name = test, echo, "oracle"
         self.languages, self.directions = ["en", "de", "fr"], ["en-de", "de-en", "en-fr", "fr-en"]
+        self.config: dict = {}  # a Lab model's config names no engine of its own (a Hugging Face one's does)
 
     def translate(self, texts: list[str], src: str, tgt: str, **_: object) -> list[SimpleNamespace]:
         rows = [self.test[src].index(text) for text in texts]

@@ -10,11 +10,14 @@ import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
+from core import ct2
+from demo.ui import ENGINES
 from tests.app_server import AppServer, copy_checkpoint, launch_app
 
 pytestmark = pytest.mark.slow
 
 SENTENCE = "The dog runs in the park."
+DEFAULT_ENGINE = ENGINES[ct2.bulk_engines()[0]][1]  # how the output names the engine an API call gets when it names none
 TRAIN_TIMEOUT_S = 180
 
 
@@ -69,13 +72,18 @@ def test_model_picker(client: Client) -> None:
 
 
 def test_translate_lines_and_n_best(client: Client) -> None:
-    output, table = client.predict("tiny", f"{SENTENCE}\nThe cat sleeps.", "en", "de", "Greedy", 4, 1.0, 1, api_name="/translate")
+    output, table, note = client.predict("tiny", f"{SENTENCE}\nThe cat sleeps.", "en", "de", "Greedy", 4, 1.0, 1, api_name="/translate")
     assert len(output.split("\n")) == 2 and [row[0] for row in _rows(table)] == [1, 2]
-    output, table = client.predict("tiny", SENTENCE, "en", "fr", "Beam search", 4, 1.0, 3, api_name="/translate")
+    assert note.startswith(f"Engine: {DEFAULT_ENGINE} · ")
+    on_torch, _, note = client.predict(
+        "tiny", f"{SENTENCE}\nThe cat sleeps.", "en", "de", "Greedy", 4, 1.0, 1, "float32", "torch", api_name="/translate"
+    )
+    assert on_torch == output and note.startswith("Engine: PyTorch · ")
+    output, table, _ = client.predict("tiny", SENTENCE, "en", "fr", "Beam search", 4, 1.0, 3, api_name="/translate")
     assert [row[1] for row in _rows(table)] == [1, 2, 3] and _rows(table)[0][2] == output
     everywhere = client.predict("tiny", SENTENCE, "en", "Greedy", 4, 1.0, api_name="/translate_to_all")
     assert [row[0] for row in _rows(everywhere)] == ["German (de)", "French (fr)"]
-    quantized, table = client.predict("tiny", SENTENCE, "en", "fr", "Beam search", 3, 1.0, 2, "int8", api_name="/translate")
+    quantized, table, _ = client.predict("tiny", SENTENCE, "en", "fr", "Beam search", 3, 1.0, 2, "int8", api_name="/translate")
     assert len(_rows(table)) == 2 and _rows(table)[0][2] == quantized
 
 
@@ -114,6 +122,7 @@ def test_evaluate_builtin_test_split(client: Client) -> None:
         "tiny", "(none)", "Built-in test split", [], "en-de,de-fr", 1, 3, api_name="/evaluate"
     )
     assert "BLEU signature: `nrefs:1" in summary and "de-fr (zero-shot)" not in summary
+    assert f"Engine: {DEFAULT_ENGINE}" in summary
     assert _figure(bleu)["data"][0]["x"] == ["en-de", "de-fr"]
     assert _figure(matrix)["data"][0]["type"] == "heatmap"
 
@@ -121,6 +130,9 @@ def test_evaluate_builtin_test_split(client: Client) -> None:
 def test_inside_zero_shot(client: Client) -> None:
     summary, matrix, bars = client.predict("tiny", "Built-in test split", [], 1, 3, api_name="/zero_shot")
     assert "| en-de | supervised |" in summary and "none is zero-shot" in summary
+    assert f"Engine: {DEFAULT_ENGINE}" in summary
+    on_torch, *_ = client.predict("tiny", "Built-in test split", [], 1, 3, "torch", api_name="/zero_shot")
+    assert on_torch == summary.replace(DEFAULT_ENGINE, "PyTorch")  # greedy: the same scores on either engine
     assert _figure(matrix)["data"][0]["type"] == "heatmap"
     assert [trace["name"] for trace in _figure(bars)["data"]] == ["direct"]
 
@@ -201,7 +213,7 @@ def test_a_short_training_run_ends_up_in_the_picker(client: Client) -> None:
     assert ["http-run", "http-run"] in picker["choices"] and picker["value"] == "tiny"
     picker, _ = client.predict("tiny", api_name="/refresh_models")
     assert ["http-run", "http-run"] in picker["choices"]
-    output, _ = client.predict("http-run", SENTENCE, "en", "de", "Greedy", 4, 1.0, 1, api_name="/translate")
+    output, *_ = client.predict("http-run", SENTENCE, "en", "de", "Greedy", 4, 1.0, 1, api_name="/translate")
     assert isinstance(output, str)
 
 
@@ -218,7 +230,7 @@ def test_fine_tuning_a_named_model_over_the_api(client: Client) -> None:
     assert "**done**" in status, status
     picker, _ = client.predict("tiny", api_name="/refresh_models")
     assert ["http-finetuned", "http-finetuned"] in picker["choices"]
-    output, _ = client.predict("http-finetuned", SENTENCE, "en", "de", "Greedy", 4, 1.0, 1, api_name="/translate")
+    output, *_ = client.predict("http-finetuned", SENTENCE, "en", "de", "Greedy", 4, 1.0, 1, api_name="/translate")
     assert isinstance(output, str)
 
 
@@ -236,5 +248,5 @@ def test_hosted_app_refuses_an_oversize_beam(hosted_server: AppServer) -> None:
     client = Client(hosted_server.url, verbose=False)
     with pytest.raises(AppError, match="Too large for this hosted app: a beam of at most 6 please"):
         client.predict("tiny", SENTENCE, "en", "de", "Beam search", 8, 1.0, 1, api_name="/translate")
-    output, table = client.predict("tiny", SENTENCE, "en", "de", "Beam search", 6, 1.0, 1, api_name="/translate")
+    output, table, _ = client.predict("tiny", SENTENCE, "en", "de", "Beam search", 6, 1.0, 1, api_name="/translate")
     assert _rows(table)[0][2] == output

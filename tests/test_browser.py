@@ -100,7 +100,7 @@ def test_translate_a_sentence_and_read_it_from_the_page(page, shots, app_server:
     from gradio_client import Client
 
     sentence = "The dog runs in the park."
-    expected, table = Client(app_server.url, verbose=False).predict(
+    expected, table, note = Client(app_server.url, verbose=False).predict(
         "tiny", sentence, "en", "de", "Greedy", 4, 1.0, 1, api_name="/translate"
     )
     score = str(table["data"][0][3])
@@ -110,6 +110,7 @@ def test_translate_a_sentence_and_read_it_from_the_page(page, shots, app_server:
     # The tiny model's translation is gibberish and may be empty, so wait for its score in the table.
     page.locator("#nbest-table").get_by_text(score, exact=True).filter(visible=True).first.wait_for()
     assert page.locator("#translate-output textarea").input_value() == expected
+    assert page.locator("#translate-engine").inner_text().startswith(note.split(" · ")[0])  # the page's default engine is the API's
     shots(page, "translate-result")
 
 

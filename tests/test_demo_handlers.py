@@ -168,7 +168,7 @@ def test_the_app_builds_with_and_without_models(monkeypatch: pytest.MonkeyPatch,
 
 
 def test_translate_each_line_greedy() -> None:
-    output, table = translate_tab.translate("tiny", f"{SENTENCE}\n\nThe cat sleeps.", "en", "de")
+    output, table, _ = translate_tab.translate("tiny", f"{SENTENCE}\n\nThe cat sleeps.", "en", "de")
     lines = output.split("\n")  # the tiny model's output is gibberish (or empty): check the shape only
     assert len(lines) == 3 and lines[1] == ""
     assert list(table.columns) == translate_tab.NBEST_COLUMNS
@@ -176,7 +176,7 @@ def test_translate_each_line_greedy() -> None:
 
 
 def test_translate_beam_gives_an_n_best_list() -> None:
-    output, table = translate_tab.translate("tiny", SENTENCE, "en", "fr", translate_tab.BEAM, 4, 1.0, 3)
+    output, table, _ = translate_tab.translate("tiny", SENTENCE, "en", "fr", translate_tab.BEAM, 4, 1.0, 3)
     assert len(table) == 3 and list(table["rank"]) == [1, 2, 3]
     assert table["translation"][0] == output
     assert list(table["score"]) == sorted(table["score"], reverse=True)
@@ -186,7 +186,7 @@ def test_translate_at_int8_and_bfloat16_uses_cached_variants_of_the_model() -> N
     import torch
 
     for precision in ("int8", "bfloat16"):
-        output, table = translate_tab.translate("tiny", SENTENCE, "en", "fr", translate_tab.BEAM, 3, 1.0, 2, precision)
+        output, table, _ = translate_tab.translate("tiny", SENTENCE, "en", "fr", translate_tab.BEAM, 3, 1.0, 2, precision)
         assert table["translation"][0] == output and len(table) == 2
     int8, bf16 = state.get_translator("tiny", "int8"), state.get_translator("tiny", "bfloat16")
     assert int8 is state.get_translator("tiny", "int8")  # quantized once, then cached
@@ -644,7 +644,7 @@ def test_hosted_mode_refuses_big_uploads(hosted: None, tmp_path: Path) -> None:
 
 
 def test_hosted_mode_allows_what_fits_and_says_what_the_caps_are(hosted: None) -> None:
-    output, _ = translate_tab.translate("tiny", SENTENCE, "en", "de", translate_tab.BEAM, 6)
+    output, *_ = translate_tab.translate("tiny", SENTENCE, "en", "de", translate_tab.BEAM, 6)
     assert isinstance(output, str)
     folder, *_ = train_tab.data_source_changed(data.MULTI30K, None)
     assert folder["visible"] is False  # no free-text server folder on a public Space
@@ -664,6 +664,80 @@ def test_local_mode_shows_its_caps_in_the_guide_only(monkeypatch: pytest.MonkeyP
     limits = [block for block in blocks.blocks.values() if getattr(block, "elem_id", None) in ("limits", "guide-limits")]
     assert [block.elem_id for block in limits] == ["guide-limits"] and "Local mode" in limits[0].value
     assert "six exercises" in guide_tab.INTRO
+
+
+# --- the engine of the bulk paths (Translate, Evaluate, Inside's zero-shot) ----------------------
+
+
+def test_engine_choice_offers_the_installed_engines_default_first() -> None:
+    from core import ct2
+
+    with gr.Blocks():
+        radio = ui.engine_choice()
+    assert [value for _, value in radio.choices] == ct2.bulk_engines() and radio.value == ct2.bulk_engines()[0]
+    assert ("CTranslate2 (fast, same translations)", "ctranslate2") in radio.choices or not ct2.available()
+    with pytest.raises(gr.Error, match="not available here"):
+        translate_tab.translate("tiny", SENTENCE, "en", "de", engine="tensorflow")
+
+
+def _ct2_sentences() -> int:
+    from core import ct2
+
+    return ct2.stats["ct2"]  # sentences CTranslate2 translated: it rises only when that engine ran
+
+
+def test_translate_tab_on_ctranslate2_gives_the_torch_translations() -> None:
+    pytest.importorskip("ctranslate2")
+    text = f"{SENTENCE}\nThe cat sleeps.\nA woman reads a book."
+    before = _ct2_sentences()
+    output, table, note = translate_tab.translate("tiny", text, "en", "de", engine="ctranslate2")
+    after = _ct2_sentences()
+    assert after > before and note.startswith("Engine: CTranslate2 float32 · ")
+    torch_output, torch_table, torch_note = translate_tab.translate("tiny", text, "en", "de", engine="torch")
+    assert _ct2_sentences() == after and torch_note.startswith("Engine: PyTorch · ")
+    assert output == torch_output and list(table["translation"]) == list(torch_table["translation"])
+    assert table["score"].tolist() == pytest.approx(torch_table["score"].tolist(), abs=1e-3)
+
+
+def test_translate_tab_runs_bfloat16_and_int8_arithmetic_on_pytorch() -> None:
+    pytest.importorskip("ctranslate2")
+    before = _ct2_sentences()
+    for precision in ("int8", "bfloat16"):
+        output, table, note = translate_tab.translate("tiny", SENTENCE, "en", "de", precision=precision, engine="ctranslate2")
+        assert f"Engine: PyTorch, {precision} arithmetic" in note and table["translation"][0] == output
+    assert _ct2_sentences() == before
+
+
+def test_evaluate_tab_on_ctranslate2_names_the_engine_and_scores_as_torch() -> None:
+    pytest.importorskip("ctranslate2")
+    args = ("tiny", ui.NONE, "Built-in test split", None, "en-de,de-fr", 1, 6)
+    before = _ct2_sentences()
+    summary, bleu, chrf, *_ = evaluate_tab.run_evaluation(*args, "ctranslate2")
+    after = _ct2_sentences()
+    assert after > before and "Engine: CTranslate2 float32" in summary
+    torch_summary, torch_bleu, torch_chrf, *_ = evaluate_tab.run_evaluation(*args, "torch")  # another engine: scored anew
+    assert _ct2_sentences() == after and "Engine: PyTorch" in torch_summary
+    assert list(bleu.data[0].y) == list(torch_bleu.data[0].y) and list(chrf.data[0].y) == list(torch_chrf.data[0].y)
+
+
+def test_zero_shot_on_ctranslate2_gives_the_torch_bleu_direct_and_pivoted(en_centric_model: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("ctranslate2")
+    translator = state.get_translator(en_centric_model)
+    engines: list[str] = []
+    translate = translator.translate
+    monkeypatch.setattr(
+        translator,
+        "translate",
+        lambda texts, src, tgt, **options: engines.append(options.get("engine")) or translate(texts, src, tgt, **options),
+    )
+    before = _ct2_sentences()
+    summary, matrix, bars = inside_tab.zero_shot(en_centric_model, "Built-in test split", None, 1, 3, "ctranslate2")
+    assert _ct2_sentences() > before and "Engine: CTranslate2 float32" in summary
+    assert engines == ["ctranslate2"] * (6 + 2 * 2)  # six directions, and de-fr, fr-de pivoted in two hops each
+    torch_summary, torch_matrix, torch_bars = inside_tab.zero_shot(en_centric_model, "Built-in test split", None, 1, 3, "torch")
+    assert "Engine: PyTorch" in torch_summary
+    assert summary.replace("CTranslate2 float32", "PyTorch") == torch_summary
+    assert [list(t.y) for t in bars.data] == [list(t.y) for t in torch_bars.data]
 
 
 # --- app.py ----------------------------------------------------------------------------------

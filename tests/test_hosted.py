@@ -299,7 +299,7 @@ def test_two_visitors_each_see_only_their_own_runs(hosted_app, tmp_path: Path, b
 
     picker, other = alice.predict("tiny", api_name="/refresh_models")
     assert "alice-run" in _choices(picker) and "alice-run" in _choices(other)
-    output, _ = alice.predict("alice-run", SENTENCE, "en", "de", "Greedy", 4, 1.0, 1, api_name="/translate")
+    output, *_ = alice.predict("alice-run", SENTENCE, "en", "de", "Greedy", 4, 1.0, 1, api_name="/translate")
     assert isinstance(output, str)
 
     picker, other = bob.predict("tiny", api_name="/refresh_models")

@@ -111,6 +111,22 @@ def test_evaluate_reports_signatures_and_zero_shot(tiny_translator, tiny_checkpo
         assert marked.scores[direction].bleu == pytest.approx(report.scores[direction].bleu)
 
 
+def test_evaluation_reports_record_the_engine_that_translated(tiny_translator, builtin_corpus, tmp_path) -> None:
+    import json
+
+    from core.evaluate import EvalReport
+
+    pytest.importorskip("ctranslate2")
+    test = builtin_corpus.split("test")
+    fast = evaluate(tiny_translator, test, ["en-de"], beam_size=1, max_sentences=4, engine="ctranslate2")
+    assert fast.engine == "ctranslate2" and evaluate(tiny_translator, test, ["en-de"], beam_size=1, max_sentences=4).engine == "torch"
+    fast.save(tmp_path / "fast.json")
+    assert EvalReport.load(tmp_path / "fast.json").engine == "ctranslate2"
+    older = {k: v for k, v in fast.to_dict().items() if k != "engine"}  # written before the engine was recorded: by torch
+    (tmp_path / "older.json").write_text(json.dumps(older), encoding="utf-8")
+    assert EvalReport.load(tmp_path / "older.json").engine == "torch"
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.text(max_size=60), min_size=1, max_size=4))
 def test_any_unicode_gives_one_string_per_line(tiny_translator, lines: list[str]) -> None:
