@@ -731,7 +731,12 @@ def transfer_curve(result: dict, metric: str = "bleu") -> go.Figure:
 # ---------------------------------------------------------------------------
 
 TREE_COLORS = {"kept": "#636EFA", "finished": "#00A86B", "dropped": "#C8C8C8", "start": "#444444"}
-TREE_LABELS = {"kept": "kept (a live beam)", "finished": "finished (ended with </s>)", "dropped": "dropped", "start": "start"}
+TREE_LABELS = {
+    "kept": "kept (a live beam)",
+    "finished": "finished (ended with </s>, or cut at the length limit)",
+    "dropped": "dropped",
+    "start": "start",
+}
 
 
 def _tree_rows(nodes: list[dict]) -> list[float]:

@@ -12,6 +12,7 @@ import plotly.graph_objects as go
 
 from core import limits, plots
 from core.confidence import domain_hint
+from core.decoding import PATIENCE
 from core.languages import language_name
 from core.translator import PRECISIONS, Translation
 from demo import data, state
@@ -56,7 +57,8 @@ PIECE_STYLE = "padding:0.1em 0.15em;border-radius:3px;white-space:pre;color:#222
 TREE_NOTE = (
     "Each column is a step. Beam search weighs twice the beam size of continuations of its live beams, "
     "keeps the best that do not end (blue), collects those that end with </s> (green) and drops the rest "
-    "(grey). Red paths are the final n-best; hover over a node for the log-probability of its path. "
+    f"(grey); a sentence stops once {PATIENCE:g} × the beam size have ended, or at its length limit. "
+    "Red paths are the final n-best; hover over a node for the log-probability of its path. "
     "Greedy search is the one-branch case."
 )
 
