@@ -15,10 +15,11 @@ Choices and why:
   positions, and the cross-attention keys/values of the source are computed once.
 - Speed paths live in `core/fast.py`, each computing what the code here computes: cheaper
   dropout masks (`fast.Dropout`), projections joined into one matmul (`fast.project`), PyTorch's
-  fused attention kernel (`fast.attention`, where `fast.fused_attention_pays`) and training on
-  the real target tokens only (`fast.RealTokens`). They join this file at those names and
-  nowhere else; `attention` below stays the readable reference, used whenever attention maps
-  are asked for and for a single query.
+  fused attention kernel (`fast.attention`, where `fast.fused_attention_pays`), training on
+  the real target tokens only (`fast.RealTokens`), and for decoding the source keys/values laid
+  out once (`fast.contiguous`) and a prepacked output projection (`fast.output_projection`).
+  They join this file at those names and nowhere else; `attention` below stays the readable
+  reference, used whenever attention maps are asked for and for a single query.
 """
 
 from __future__ import annotations
@@ -201,6 +202,10 @@ class LayerCache:
     cross_keys: Tensor  # [B, H, S, d_k]
     cross_values: Tensor
 
+    def __post_init__(self) -> None:
+        # Read at every step: laid out once in contiguous memory (`fast.contiguous`).
+        self.cross_keys, self.cross_values = fast.contiguous(self.cross_keys, self.cross_values)
+
 
 class DecoderLayer(nn.Module):
     """Masked self-attention over the target so far, cross-attention to the source, then the
@@ -367,8 +372,9 @@ class Transformer(nn.Module):
         return self.decoder_norm(x)
 
     def logits(self, hidden: Tensor) -> Tensor:
-        """[…, d_model] -> […, vocab]: the output projection, tied to the embedding matrix."""
-        return hidden @ self.embedding.weight.t()
+        """[…, d_model] -> […, vocab]: the output projection, tied to the embedding matrix.
+        Reads as `hidden @ self.embedding.weight.t()`; `fast.output_projection` runs it faster."""
+        return fast.output_projection(hidden, self.embedding.weight)
 
     def forward(self, source_ids: Tensor, target_in: Tensor, maps: AttentionMaps | None = None) -> Tensor:
         """Teacher-forced decoder states for a whole batch: [B, S] and [B, T] ids -> [B, T, d_model]."""

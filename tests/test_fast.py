@@ -65,3 +65,33 @@ def test_fused_attention_equals_the_reference() -> None:
     causal = fast.attention(query, key, value, None, True, 0.0)
     torch.testing.assert_close(causal, attention(query, key, value, subsequent_mask(6, 6))[0])
     assert fast.fused_attention_pays(query) and not fast.fused_attention_pays(query[:, :, :1])
+
+
+def test_joined_weights_are_kept_while_no_gradient_is_recorded_and_follow_updates() -> None:
+    torch.manual_seed(0)
+    layers = [nn.Linear(8, 8) for _ in range(3)]
+    x = torch.randn(2, 5, 8)
+    with torch.no_grad():
+        first, _ = fast._joined(layers)
+        assert fast._joined(layers)[0] is first  # not copied again
+        layers[1].weight.mul_(2.0)  # an in-place update (an optimizer step) joins them afresh
+        for got, layer in zip(fast.project(x, layers), layers, strict=True):
+            torch.testing.assert_close(got, layer(x))
+    assert fast._joined(layers[:1])[0] is layers[0].weight  # one layer: nothing to join
+    out = fast.project(x, layers)  # with gradients: joined in the graph
+    sum(o.sum() for o in out).backward()
+    assert all(layer.weight.grad is not None for layer in layers)
+
+
+def test_output_projection_is_the_tied_matmul() -> None:
+    torch.manual_seed(0)
+    weight = torch.randn(50, 16) * 0.1
+    hidden = torch.randn(3, 1, 16)
+    expected = hidden @ weight.t()
+    with torch.inference_mode():
+        torch.testing.assert_close(fast.output_projection(hidden, weight), expected, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(fast.output_projection(hidden[:, 0], weight), expected[:, 0], rtol=1e-5, atol=1e-5)
+        weight.mul_(2.0)  # a changed weight is packed again
+        torch.testing.assert_close(fast.output_projection(hidden, weight), 2 * expected, rtol=1e-5, atol=1e-5)
+    trained = weight.clone().requires_grad_()
+    assert torch.equal(fast.output_projection(hidden, trained), hidden @ trained.t())  # training: the plain matmul

@@ -1,0 +1,393 @@
+"""Overhead removals tried on core's own decoding, each measured against the code before it.
+
+    python bench/decode_attempts.py [--quick] [--sentences 256] [--rounds 3] [--no-compile]
+
+Issue 19, section 2: core's greedy and beam-4 decoding on the CPU, closer to CTranslate2's. Every
+attempt is switched on and off in this one process (the speed paths are module attributes of
+`core.fast`, swapped here for the code they replaced), and the variants take turns: per-step
+timings interleaved A B C, A B C, …, and end-to-end searches over `--sentences` Multi30K test
+sentences in `--rounds` rounds, the order reversed every other round; medians are reported. The
+end-to-end runs also check that every variant finds the same token ids as the code before.
+One thread, one batch of 64 at a time (one core's share of the bulk job; see
+bench/profile_decode.py for where the time goes).
+
+Attempts:
+- joined_weights_kept (kept, `fast._joined`): the joined q/k/v (and cross-attention q) weights
+  made once per weight update instead of copied at every step.
+- contiguous_cross_cache (kept, `fast.contiguous` in `LayerCache`): the source keys/values
+  laid out contiguously once, not copied by attention's matmul at every step and layer.
+- packed_output_projection (kept, `fast.output_projection`): the 8000-word output projection
+  as oneDNN's matmul on a weight reordered once.
+- packed_all_linears (tried, not adopted yet): every decoder linear layer that way too.
+- preallocated_kv_cache (tried, measured alone): writing each step's keys/values into a
+  preallocated buffer instead of `torch.cat`, timed on the cache shapes of a greedy decoding.
+- torch_compile (tried): `torch.compile(dynamic=True)` of one decoder step (inductor, freezing
+  on), in two fresh processes sharing a new TORCHINDUCTOR_CACHE_DIR: cold, then warm cache, each
+  timed on the first 128 sentences against the kept eager code, eager and compiled alternating. The
+  compile time is set against the time it saves on a realistic job (the Evaluate tab: 12
+  directions × 200 sentences, greedy).
+
+The machine may be shared: the JSON says when other jobs ran; numbers are relative only.
+Writes bench/results/decode_attempts.json (with provenance).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch
+import torch.nn.functional as F
+
+from bench import common, profile_decode
+from bench.common import log
+from core import decoding, fast
+
+EVALUATE_TAB_SENTENCES = 12 * 200  # a realistic job: the Evaluate tab's 12 directions × 200 sentences
+CONTENTION_NOTE = "measured while other jobs ran on this 2-core machine; relative only (variants interleaved in one process)"
+
+# --- the variants ---------------------------------------------------------------------------------
+
+_KEPT = {"_joined": fast._joined, "contiguous": fast.contiguous, "output_projection": fast.output_projection}
+
+
+def _joined_every_time(layers):
+    """The code before: the weights joined at every call."""
+    return torch.cat([layer.weight for layer in layers]), torch.cat([layer.bias for layer in layers])
+
+
+def _as_they_are(*tensors):
+    return tensors
+
+
+def _plain_output_projection(hidden, weight):
+    return hidden @ weight.t()
+
+
+def _packed_linear(module):
+    def forward(x):
+        if fast._packable(x, module.weight):
+            return torch.ops.mkldnn._linear_pointwise(x, fast._packed(module.weight), module.bias, "none", [], "")
+        return F.linear(x, module.weight, module.bias)
+
+    return forward
+
+
+def _project_packed(x, layers, packed=None):
+    if all(isinstance(layer, torch.nn.Linear) for layer in layers) and fast._packable(x, layers[0].weight):
+        weight, bias = fast._joined(layers)
+        projected = torch.ops.mkldnn._linear_pointwise(x, fast._packed(weight), bias, "none", [], "")
+        if packed is not None:
+            projected = packed.pad(projected)
+        return list(projected.chunk(len(layers), dim=-1))
+    return _ORIGINAL_PROJECT(x, layers, packed)
+
+
+_ORIGINAL_PROJECT = fast.project
+VARIANTS = ("before", "joined_weights_kept", "contiguous_cross_cache", "packed_output_projection", "packed_all_linears")
+
+
+def use(model, variant: str) -> None:
+    """Switch `core.fast` (and the decoder's linear layers) to one variant; each includes the one before."""
+    level = VARIANTS.index(variant)
+    fast._joined = _KEPT["_joined"] if level >= 1 else _joined_every_time
+    fast.contiguous = _KEPT["contiguous"] if level >= 2 else _as_they_are
+    fast.output_projection = _KEPT["output_projection"] if level >= 3 else _plain_output_projection
+    fast.project = _project_packed if level >= 4 else _ORIGINAL_PROJECT
+    for layer in model.decoder_layers:
+        for module in (layer.self_attention.output, layer.cross_attention.output, layer.feed_forward.linear1, layer.feed_forward.linear2):
+            if level >= 4:
+                module.forward = _packed_linear(module)
+            else:
+                module.__dict__.pop("forward", None)
+
+
+# --- measurements -----------------------------------------------------------------------------------
+
+
+def per_step(model, source: torch.Tensor, length: int, repeats: int, variants=VARIANTS) -> dict:
+    """Median µs of one decoder step per variant. The caches are made under the variant's own
+    code (their layout is part of some attempts), at 64 rows, 256 (beam 4) and 1."""
+    batch, beam = profile_decode.BATCH, profile_decode.BEAM
+    layouts = {}
+    for v in ("before", "contiguous_cross_cache"):
+        use(model, v)
+        layouts[v] = {
+            "greedy_rows_64": (profile_decode.step_state(model, source[:batch], batch, length), None),
+            "beam4_rows_256": (profile_decode.step_state(model, source[:batch], batch * beam, length), torch.randperm(batch * beam)),
+            "rows_1": (profile_decode.step_state(model, source[:1], 1, length), None),
+        }
+
+    def run(variant, name):
+        use(model, variant)
+        state, reorder = layouts["before" if VARIANTS.index(variant) < 2 else "contiguous_cross_cache"][name]
+        return profile_decode.one_step(model, state, reorder)
+
+    fns = {(v, s): (lambda v=v, s=s: run(v, s)) for s in layouts["before"] for v in variants}
+    timed = profile_decode.time_steps(fns, repeats)
+    return {s: {v: round(timed[(v, s)], 1) for v in variants} for s in layouts["before"]}
+
+
+def end_to_end(model, sources: list[torch.Tensor], rounds: int, variants=VARIANTS) -> dict:
+    """Seconds per search over all `sources` (median of `rounds`), and whether the token ids equal
+    those of the first variant. An untimed first pass per variant finds the tokens and warms up
+    (oneDNN makes a kernel for each new number of rows once: `first_pass_seconds`)."""
+    out = {}
+    for name, beam in (("greedy", 1), ("beam4", profile_decode.BEAM)):
+        times: dict[str, list[float]] = {v: [] for v in variants}
+        found, first = {}, {}
+        for v in variants:
+            use(model, v)
+            found[v], first[v] = common.timed(lambda b=beam: profile_decode.search(model, sources, b))
+        for r in range(rounds):
+            for v in variants if r % 2 == 0 else reversed(variants):
+                use(model, v)
+                times[v].append(common.timed(lambda b=beam: profile_decode.search(model, sources, b))[1])
+        n = sum(s.shape[0] for s in sources)
+        out[name] = {
+            v: {
+                "seconds": round(common.median(times[v]), 3),
+                "sentences_per_s": round(n / common.median(times[v]), 1),
+                "first_pass_seconds": round(first[v], 3),
+                "same_tokens_as_before": found[v] == found[variants[0]],
+                "sentences_differing": sum(a != b for a, b in zip(found[v], found[variants[0]])),
+            }
+            for v in variants
+        }
+    return out
+
+
+def preallocated_cache(model, sources: list[torch.Tensor], repeats: int) -> dict:
+    """`torch.cat` of the self-attention cache (what `DecoderLayer.forward` does) against writing
+    into a preallocated buffer, over the cache shapes of one greedy decoding of 64 rows."""
+    heads, d_k = model.config.n_heads, model.config.d_model // model.config.n_heads
+    layers, steps, rows = model.config.n_decoder_layers, 30, profile_decode.BATCH
+    new = torch.randn(rows, heads, 1, d_k)
+    caches = [torch.randn(rows, heads, t, d_k) for t in range(1, steps)]
+    buffer = torch.empty(rows, heads, steps, d_k)
+
+    def concatenate():
+        for cache in caches:
+            for _ in range(2 * layers):
+                torch.cat([cache, new], dim=2)
+
+    def write_in_place():
+        for t in range(1, steps):
+            for _ in range(2 * layers):
+                buffer[:, :, t : t + 1].copy_(new)
+                buffer[:, :, : t + 1]
+
+    timed = profile_decode.time_steps({"torch_cat": concatenate, "in_place": write_in_place}, repeats, inner=3)
+    per = {k: round(v / (steps - 1), 1) for k, v in timed.items()}
+    return {"per_step_us_all_layers": per, "saving_per_step_us": round(per["torch_cat"] - per["in_place"], 1)}
+
+
+# --- torch.compile, in fresh processes --------------------------------------------------------------
+
+
+def compile_child(checkpoint: Path, n: int, repeats: int) -> dict:
+    """Run in a fresh process: compile one decoder step, then time it against eager code."""
+    import torch._inductor.config as inductor_config
+
+    torch.set_num_threads(1)
+    inductor_config.freezing = True
+    translator = profile_decode.load(checkpoint)
+    model = translator.model
+    sources = profile_decode.batches(translator, n)
+    eager_step = decoding._next_log_probs
+
+    def step(tokens, caches, mask, offset):
+        hidden = model.decode(tokens, caches, mask, offset=offset, incremental=True)
+        return model.logits(hidden[:, -1]).float().log_softmax(dim=-1)
+
+    compiled = torch.compile(step, dynamic=True)
+
+    def compiled_step(model_, tokens, caches, mask, offset):
+        use(model, "before")  # the plain ops: inductor packs the weights itself (freezing)
+        return compiled(tokens, caches, mask, offset)
+
+    def kept_step(model_, tokens, caches, mask, offset):
+        use(model, "packed_output_projection")  # the best eager code, what compiling is set against
+        return eager_step(model_, tokens, caches, mask, offset)
+
+    # Compile: greedy then beam search on one batch each (every shape kind a job meets).
+    start = time.perf_counter()
+    with torch.inference_mode():
+        decoding._next_log_probs = compiled_step
+        profile_decode.search(model, sources[:1], 1)
+        profile_decode.search(model, sources[:1], profile_decode.BEAM)
+    first_calls = time.perf_counter() - start
+    decoding._next_log_probs = kept_step
+    eager_first = common.timed(lambda: (profile_decode.search(model, sources[:1], 1), profile_decode.search(model, sources[:1], 4)))[1]
+    out: dict = {"first_batch_compiled_s": round(first_calls, 2), "first_batch_eager_s": round(eager_first, 2)}
+    out["compile_s"] = round(first_calls - eager_first, 2)
+    for name, beam in (("greedy", 1), ("beam4", profile_decode.BEAM)):
+        times: dict[str, list[float]] = {"eager": [], "compiled": []}
+        found = {}
+        for r in range(repeats):
+            for variant in ("eager", "compiled") if r % 2 == 0 else ("compiled", "eager"):
+                decoding._next_log_probs = compiled_step if variant == "compiled" else kept_step
+                tokens, seconds = common.timed(lambda b=beam: profile_decode.search(model, sources, b))
+                times[variant].append(seconds)
+                found.setdefault(variant, tokens)
+        out[name] = {k: round(common.median(v), 3) for k, v in times.items()}
+        out[name]["sentences_differing"] = sum(a != b for a, b in zip(found["eager"], found["compiled"]))
+    decoding._next_log_probs = eager_step
+    return out
+
+
+def run_compile(checkpoint: Path, n: int, repeats: int, timeout: float) -> dict:
+    cache = tempfile.mkdtemp(prefix="inductor-cache-")
+    settings = {"TORCHINDUCTOR_FX_GRAPH_CACHE": "1", "TORCHINDUCTOR_AUTOGRAD_CACHE": "1"}  # on disk, across processes
+    env = {**os.environ, **settings, "TORCHINDUCTOR_CACHE_DIR": cache}
+    result: dict = {"settings": {**settings, "TORCHINDUCTOR_CACHE_DIR": "a fresh temporary folder", "freezing": True, "dynamic": True}}
+    for phase in ("cold", "warm"):
+        command = [sys.executable, __file__, "--compile-child", "--checkpoint", str(checkpoint)]
+        command += ["--sentences", str(min(n, 128)), "--rounds", str(min(repeats, 2))]
+        log(f"torch.compile, {phase} cache")
+        try:
+            done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            result[phase] = {"error": f"over {timeout:.0f} s"}
+            break
+        if done.returncode != 0:
+            result[phase] = {"error": done.stderr[-2000:]}
+            break
+        result[phase] = json.loads(done.stdout.strip().splitlines()[-1])
+    warm = result.get("warm", {})
+    if "greedy" in warm:
+        g = warm["greedy"]
+        b = warm["beam4"]
+        result["evaluate_tab_job"] = {
+            "sentences": EVALUATE_TAB_SENTENCES,
+            "greedy_seconds_saved": round((g["eager"] - g["compiled"]) / min(n, 128) * EVALUATE_TAB_SENTENCES, 2),
+            "beam4_seconds_saved": round((b["eager"] - b["compiled"]) / min(n, 128) * EVALUATE_TAB_SENTENCES, 2),
+            "compile_s_is": "first greedy + beam-4 batch compiled minus the same eager: tracing, inductor and C++ builds",
+            "compile_seconds_cold": result["cold"].get("compile_s"),
+            "compile_seconds_warm": warm.get("compile_s"),
+        }
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = common.base_parser(__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", type=Path, default=common.DEFAULT_CHECKPOINT)
+    parser.add_argument("--sentences", type=int, default=0, help="test sentences end to end (default 256, quick 128)")
+    parser.add_argument("--rounds", type=int, default=0, help="end-to-end rounds (default 3, quick 2)")
+    parser.add_argument("--repeats", type=int, default=0, help="per-step timings per variant (default 7, quick 5)")
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile attempt")
+    parser.add_argument("--compile-timeout", type=float, default=300.0, help="seconds per compile process")
+    parser.add_argument("--compile-child", action="store_true", help=argparse_hidden())
+    args = parser.parse_args(argv)
+    n = args.sentences or (128 if args.quick else 256)
+    rounds = args.rounds or (2 if args.quick else 3)
+    repeats = args.repeats or (5 if args.quick else 7)
+    if args.compile_child:
+        print(json.dumps(compile_child(args.checkpoint, n, rounds)))
+        return {}
+    torch.set_num_threads(1)
+    machine = common.machine_info(1)
+    translator = profile_decode.load(args.checkpoint)
+    model = translator.model
+    sources = profile_decode.batches(translator, n)
+    out: dict = {"note": CONTENTION_NOTE, "sentences": n, "rounds": rounds, "threads": 1, "batch": profile_decode.BATCH}
+    log("per-step timings")
+    out["per_step_us"] = per_step(model, sources[len(sources) // 2], 12, repeats)
+    log(f"end to end on {n} sentences")
+    out["end_to_end"] = end_to_end(model, sources, rounds)
+    use(model, "packed_output_projection")
+    log("preallocated cache")
+    out["preallocated_kv_cache"] = preallocated_cache(model, sources, repeats)
+    if not args.no_compile:
+        out["torch_compile"] = run_compile(args.checkpoint, n, rounds, args.compile_timeout)
+    out["attempts"] = summary(out)
+    out["other_load_at_end"] = common.other_cpu_load()
+    path = common.write_json(common.result_path("decode_attempts", args.json), {**out, "machine": machine})
+    print(markdown(out))
+    log(f"wrote {path}")
+    return out
+
+
+def argparse_hidden() -> str:
+    import argparse
+
+    return argparse.SUPPRESS
+
+
+def _gain(before: float, after: float) -> str:
+    return f"{before / after:.3f}x"
+
+
+def summary(out: dict) -> list[dict]:
+    """One line per attempt: kept or dropped, and its measured effect against the variant before it."""
+    step, e2e = out["per_step_us"], out["end_to_end"]
+    rows = []
+    verdicts = {
+        "joined_weights_kept": "kept: same tokens, bitwise-identical arithmetic, no copy of the q/k/v weights per step",
+        "contiguous_cross_cache": "kept: same tokens, bitwise-identical arithmetic, the source keys/values copied once, not at every step",
+        "packed_output_projection": "kept: same tokens on the test sentences; the output projection is the largest matmul of a step",
+        "packed_all_linears": (
+            "not adopted in this change although it paid here: packing the feed-forward layers needs a seam in "
+            "FeedForward (outside the hooks this work may touch) and a packed nn.Linear subclass would escape "
+            "core/quantize.py's int8 conversion, which matches nn.Linear by type; the next step to try"
+        ),
+    }
+    for previous, variant in zip(VARIANTS, VARIANTS[1:]):
+        rows.append(
+            {
+                "attempt": variant,
+                "verdict": verdicts[variant],
+                "step_speedup": {k: _gain(v[previous], v[variant]) for k, v in step.items()},
+                "end_to_end_speedup": {k: _gain(v[previous]["seconds"], v[variant]["seconds"]) for k, v in e2e.items()},
+                "same_tokens_as_before": all(v[variant]["same_tokens_as_before"] for v in e2e.values()),
+            }
+        )
+    pre = out["preallocated_kv_cache"]
+    rows.append(
+        {
+            "attempt": "preallocated_kv_cache",
+            "verdict": "dropped: saves too little per step to pay for a second cache layout",
+            "saving_per_step_us": pre["saving_per_step_us"],
+            "share_of_greedy_step": round(pre["saving_per_step_us"] / step["greedy_rows_64"]["packed_output_projection"], 4),
+        }
+    )
+    compiled = out.get("torch_compile")
+    if compiled:
+        job = compiled.get("evaluate_tab_job")
+        verdict = (
+            "dropped: no result"
+            if job is None
+            else (
+                "dropped: compiling (cold and warm cache) takes far longer than it saves on the Evaluate-tab job"
+                if min(job["compile_seconds_cold"], job["compile_seconds_warm"]) > job["greedy_seconds_saved"] + job["beam4_seconds_saved"]
+                else "pays on the Evaluate-tab job once compiled"
+            )
+        )
+        rows.append({"attempt": "torch_compile", "verdict": verdict, "evaluate_tab_job": job})
+    return rows
+
+
+def markdown(out: dict) -> str:
+    parts = [f"_{out['note']}_", "", "### per decoder step (µs, median)", ""]
+    step = out["per_step_us"]
+    parts.append(common.markdown_table(["variant", *step], [[v, *(step[s][v] for s in step)] for v in VARIANTS]))
+    parts += ["", f"### end to end, {out['sentences']} sentences, one thread (sentences/s, median of {out['rounds']})", ""]
+    e2e = out["end_to_end"]
+    rows = [[v, *(f"{e2e[k][v]['sentences_per_s']} ({e2e[k][v]['sentences_differing']} differ)" for k in e2e)] for v in VARIANTS]
+    parts.append(common.markdown_table(["variant", *e2e], rows))
+    parts += ["", f"preallocated KV cache: {out['preallocated_kv_cache']}"]
+    if "torch_compile" in out:
+        parts += ["", f"torch.compile: {json.dumps(out['torch_compile'], indent=1)}"]
+    return "\n".join(parts)
+
+
+if __name__ == "__main__":
+    main()

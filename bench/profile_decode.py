@@ -1,0 +1,235 @@
+"""Where core's own decoding spends its time on the CPU: operators, overhead, one decoder step.
+
+    python bench/profile_decode.py [--quick] [--sentences N] [--checkpoint checkpoints/multi30k-4lang]
+
+The shipped checkpoint decodes the first N Multi30K test_2016_flickr English sentences into
+German (core's preprocessing, batches of 64 longest first, the length rule of
+bench/decode_speed.py), greedy and beam 4, by `core.decoding.greedy` / `beam_search` on one
+thread, one batch at a time (no `core.parallel`: one core's share of the bulk job).
+
+Reported, for each search:
+- `ops`: torch.profiler (record_shapes off) by operator: self CPU time, calls, share of the
+  summed self time. Self time of an `aten::` op is the time spent inside it minus its child ops,
+  dispatcher included once it is entered.
+- `split`: the wall time of the same decoding without the profiler, against the summed self time
+  of all profiled ops. `wall - ops_self` is what runs outside any operator: the Python of the
+  search and the model, module calls, argument parsing and the dispatch up to an op's entry
+  (the profiler's own cost is left out by timing the wall without it). As a second view,
+  `per_step` gives one decoder step (embed, 3 layers, output projection, log_softmax) at 64 rows
+  (greedy) and 256 rows (beam 4 × 64), and at 1 row (`rows_1`): at one row the arithmetic is
+  almost nothing, so that time is the fixed per-step cost every batch pays whatever its size:
+  Python, dispatch and ~100 op launches, and reading every weight matrix once (about 19 MB on the
+  shipped model, more than the caches hold), which dominates it.
+Each step time is the median of `--repeats` interleaved timings, the cache at a fixed length
+(`--cache-length`, default 12, about the mean target length) restored before each step.
+Writes bench/results/decode_profile.json (with provenance) and prints Markdown tables.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch
+
+from bench import common
+from bench.common import log
+from bench.common import pad as _pad
+from core.decoding import beam_search, greedy
+from core.model import reorder_caches
+from core.vocab import BOS_ID
+
+SRC, TGT = "en", "de"
+BATCH = 64
+BEAM = 4
+
+
+def load(checkpoint: Path):
+    import core
+
+    return core.load(checkpoint, device="cpu")
+
+
+def batches(translator, n: int) -> list[torch.Tensor]:
+    """The first `n` test sentences as padded source batches, core's preprocessing and order."""
+    from bench.decode_speed import sorted_chunks
+
+    lines = common.test_set(SRC, TGT)[0][:n]
+    return [_pad(ids) for _, ids in sorted_chunks(translator, lines)]
+
+
+def search(model, sources: list[torch.Tensor], beam: int) -> list[list[int]]:
+    """Token ids of the best hypothesis of every sentence (in batch order)."""
+    from bench.decode_speed import LIMITS
+
+    out = []
+    for source in sources:
+        if beam == 1:
+            out += [h.tokens for h in greedy(model, source, LIMITS)]
+        else:
+            out += [h[0].tokens for h in beam_search(model, source, beam, 1.0, 1, LIMITS)]
+    return out
+
+
+# --- one decoder step ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class StepState:
+    """A decoder half-way through: caches holding `length` positions for `rows` rows."""
+
+    caches: list
+    mask: torch.Tensor
+    tokens: torch.Tensor  # [rows, 1]
+    length: int
+
+
+@torch.inference_mode()
+def step_state(model, source: torch.Tensor, rows: int, length: int) -> StepState:
+    """Encode `source` and feed `length` tokens; with more `rows` than sentences, each sentence's
+    row is copied as beam search fans it out (`reorder_caches`)."""
+    caches = model.start_cache(model.encode(source))
+    mask = model.source_mask(source)
+    if rows > source.shape[0]:
+        order = torch.arange(source.shape[0]).repeat_interleave(rows // source.shape[0])
+        caches, mask = reorder_caches(caches, order), mask.index_select(0, order)
+    tokens = torch.full((rows, 1), BOS_ID, dtype=torch.long)
+    for position in range(length):
+        hidden = model.decode(tokens, caches, mask, offset=position, incremental=True)
+        tokens = model.logits(hidden[:, -1]).argmax(-1, keepdim=True)
+    return StepState(caches, mask, tokens, length)
+
+
+@torch.inference_mode()
+def one_step(model, state: StepState, reorder: torch.Tensor | None = None) -> torch.Tensor:
+    """What a search does per step (`core.decoding._next_log_probs`, and for beam search the
+    self-attention cache reorder), on a copy of the caches so the state stays at its length."""
+    caches = [copy.copy(c) for c in state.caches]
+    hidden = model.decode(state.tokens, caches, state.mask, offset=state.length, incremental=True)
+    log_probs = model.logits(hidden[:, -1]).float().log_softmax(dim=-1)
+    if reorder is not None:
+        reorder_caches(caches, reorder, cross=False)
+    return log_probs
+
+
+def time_steps(variants: dict, repeats: int, inner: int = 10) -> dict[str, float]:
+    """Median microseconds per call of each `variants[name]()`, the variants interleaved
+    (A B C, A B C, …) so that a slow patch of a shared machine hits them all alike."""
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for fn in variants.values():
+        fn()  # warm-up
+    for _ in range(repeats):
+        for name, fn in variants.items():
+            start = time.perf_counter()
+            for _ in range(inner):
+                fn()
+            times[name].append((time.perf_counter() - start) / inner * 1e6)
+    return {name: common.median(t) for name, t in times.items()}
+
+
+def per_step(model, source: torch.Tensor, length: int, repeats: int) -> dict[str, float]:
+    states = {
+        "greedy_rows_64": (step_state(model, source[:BATCH], BATCH, length), None),
+        "beam4_rows_256": (step_state(model, source[:BATCH], BATCH * BEAM, length), torch.randperm(BATCH * BEAM)),
+        "rows_1": (step_state(model, source[:1], 1, length), None),
+    }
+    variants = {name: (lambda s=s, r=r: one_step(model, s, r)) for name, (s, r) in states.items()}
+    return time_steps(variants, repeats)
+
+
+# --- profile ------------------------------------------------------------------------------------
+
+
+def profile(model, sources: list[torch.Tensor], beam: int, top: int) -> dict:
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    search(model, sources[:1], beam)  # warm-up
+    _, wall = common.timed(lambda: search(model, sources, beam))
+    with torch_profile(activities=[ProfilerActivity.CPU], record_shapes=False) as prof:
+        search(model, sources, beam)
+    events = prof.key_averages()
+    ops_self = sum(e.self_cpu_time_total for e in events) / 1e6
+    aten_self = sum(e.self_cpu_time_total for e in events if e.key.startswith("aten::")) / 1e6
+    ordered = sorted(events, key=lambda e: -e.self_cpu_time_total)
+    table = [
+        {
+            "op": e.key,
+            "self_ms": round(e.self_cpu_time_total / 1e3, 2),
+            "calls": e.count,
+            "us_per_call": round(e.self_cpu_time_total / max(1, e.count), 2),
+            "share": round(e.self_cpu_time_total / 1e6 / ops_self, 4),
+        }
+        for e in ordered[:top]
+    ]
+    calls = sum(e.count for e in events if e.key.startswith("aten::"))
+    return {
+        "sentences": sum(s.shape[0] for s in sources),
+        "wall_s": round(wall, 3),
+        "sentences_per_s": round(sum(s.shape[0] for s in sources) / wall, 1),
+        "split": {
+            "wall_s": round(wall, 3),
+            "ops_self_s": round(ops_self, 3),
+            "aten_self_s": round(aten_self, 3),
+            "outside_ops_s": round(wall - ops_self, 3),
+            "outside_ops_share": round((wall - ops_self) / wall, 3),
+            "aten_calls": calls,
+        },
+        "ops": table,
+    }
+
+
+def markdown(out: dict) -> str:
+    parts = []
+    for name in ("greedy", "beam4"):
+        block = out[name]
+        split = block["split"]
+        parts.append(
+            f"### {name}: {block['sentences']} sentences, {block['sentences_per_s']} sent/s on one thread; "
+            f"{split['outside_ops_share']:.0%} of the wall time outside any op ({split['aten_calls']:,} aten calls)\n"
+        )
+        rows = [[o["op"], o["self_ms"], o["calls"], o["us_per_call"], f"{o['share']:.1%}"] for o in block["ops"]]
+        parts.append(common.markdown_table(["op", "self ms", "calls", "µs/call", "share"], rows))
+    steps = out["per_step_us"]
+    parts.append(f"\n### one decoder step, cache length {out['cache_length']} (median µs)\n")
+    parts.append(common.markdown_table(["rows", "µs"], [[k, v] for k, v in steps.items()]))
+    return "\n\n".join(parts)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = common.base_parser(__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", type=Path, default=common.DEFAULT_CHECKPOINT)
+    parser.add_argument("--sentences", type=int, default=0, help="first N test sentences (default 512, quick 128)")
+    parser.add_argument("--repeats", type=int, default=0, help="step timings per variant (default 15, quick 5)")
+    parser.add_argument("--cache-length", type=int, default=12)
+    parser.add_argument("--top", type=int, default=20, help="operators in the table")
+    args = parser.parse_args(argv)
+    n = args.sentences or (128 if args.quick else 512)
+    repeats = args.repeats or (5 if args.quick else 15)
+    torch.set_num_threads(1)  # one batch per core: this is one core's share
+    machine = common.machine_info(1)
+    translator = load(args.checkpoint)
+    model = translator.model
+    sources = batches(translator, n)
+    out: dict = {"checkpoint": str(args.checkpoint), "threads": 1, "batch": BATCH, "cache_length": args.cache_length}
+    for name, beam in (("greedy", 1), ("beam4", BEAM)):
+        log(f"profiling {name} on {n} sentences")
+        out[name] = profile(model, sources, beam, args.top)
+    log("timing one decoder step")
+    out["per_step_us"] = {k: round(v, 1) for k, v in per_step(model, sources[len(sources) // 2], args.cache_length, repeats).items()}
+    out["note"] = "measured on a shared machine: absolute times vary with other load; compare within one run"
+    path = common.write_json(common.result_path("decode_profile", args.json), {**out, "machine": machine})
+    print(markdown(out))
+    log(f"wrote {path}")
+    return out
+
+
+if __name__ == "__main__":
+    main()
