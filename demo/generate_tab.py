@@ -117,6 +117,8 @@ def show_step(steps: list[StepView] | None, number: float) -> tuple[go.Figure, s
         f"**Step {index + 1}/{len(steps)}** · so far: {so_far or '(start)'} · chosen: "
         f"**{html.escape(step.chosen)}** with probability {step.chosen_probability:.1%}"
     )
+    if index == len(steps) - 1 and step.chosen != "</s>":
+        description += " · the length limit ends the translation here, before an end-of-sentence token"
     return figure, description
 
 

@@ -257,11 +257,12 @@ def test_sampling_bad_settings_are_readable_errors() -> None:
 
 def test_step_by_step_view() -> None:
     steps, slider, figure, description = generate_tab.decode_steps("tiny", SENTENCE, "en", "de", top_k=5)
-    assert steps and steps[-1].chosen == "</s>"
-    assert slider["maximum"] == max(2, len(steps)) and slider["value"] == 1
+    assert steps and slider["maximum"] == max(2, len(steps)) and slider["value"] == 1
     assert len(figure.data[0].y) == 5 and "Step 1" in description
     last_figure, last = generate_tab.show_step(steps, len(steps))
-    assert f"Step {len(steps)}/{len(steps)}" in last and "&lt;/s&gt;" in last
+    assert f"Step {len(steps)}/{len(steps)}" in last
+    ended = steps[-1].chosen == "</s>"  # the tiny model often runs on until the length limit cuts it
+    assert ("&lt;/s&gt;" in last) == ended and ("length limit" in last) != ended
     assert last_figure.layout.title.text.startswith(f"Step {len(steps)} of")
     assert "first" in generate_tab.show_step([], 1)[1]
 
