@@ -22,7 +22,7 @@ def pick_device(name: str = "auto") -> torch.device:
     if device.type == "cuda":
         # On Hopper GPUs PyTorch sends masked bf16/fp16 attention to cuDNN, which builds a new
         # kernel graph (slow to build) for every new tensor shape. Length-bucketed batches change
-        # shape at every step, so bf16 training crawled (bench/results/gpu/README.md). The flash
+        # shape at every step, so bf16 training crawled (bench/archive/gpu/README.md). The flash
         # and memory-efficient kernels need no such build. This switch is process-wide.
         torch.backends.cuda.enable_cudnn_sdp(False)
     return device
