@@ -80,7 +80,7 @@ def test_prepare_space_on_a_temporary_copy(tmp_path: Path) -> None:
     attributes = (tmp_path / "space" / ".gitattributes").read_text(encoding="utf-8").splitlines()
     assert "*.safetensors filter=lfs diff=lfs merge=lfs -text" in attributes
     assert "spm.model filter=lfs diff=lfs merge=lfs -text" in attributes
-    assert "git lfs is not installed" in report.notes[0]
+    assert any("git lfs is not installed" in note for note in report.notes)
     with pytest.raises(ValueError, match="not empty"):
         space.prepare_space(tmp_path / "space", repo, use_git=False)
 
@@ -95,3 +95,8 @@ def test_prepare_space_refuses_a_big_plain_file(tmp_path: Path) -> None:
 def test_prepare_space_on_this_repository(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert space.main([str(tmp_path / "space")]) == 0, capsys.readouterr().err
     assert "checkpoints/multi30k-4lang/model.safetensors" in capsys.readouterr().out
+    # the Space installs requirements.txt only: it gets CTranslate2's pin for the bulk paths, once
+    pin = next(line for line in (PROJECT_ROOT / "requirements-ct2.txt").read_text().splitlines() if line.startswith("ctranslate2=="))
+    assert (tmp_path / "space" / "requirements.txt").read_text().splitlines().count(pin) == 1
+    assert space.main([str(tmp_path / "plain"), "--without-ct2"]) == 0
+    assert (tmp_path / "plain" / "requirements.txt").read_text() == (PROJECT_ROOT / "requirements.txt").read_text()

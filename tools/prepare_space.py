@@ -7,6 +7,8 @@ A Space refuses plain-git files over 10 MB, and the repository stores its weight
 writes `.gitattributes` so that weights (`*.safetensors`, `spm.model`) are LFS files, checks that
 no other file is over 10 MB, and checks the README front matter against the project
 (`python_version` against `requires-python`, `sdk_version` against the Gradio pin, `app_file`).
+The Space's requirements.txt also gets CTranslate2 (`requirements-ct2.txt`): a Space serves many visitors
+on two CPUs, and the app's bulk paths translate with it when it is installed (`--without-ct2` leaves it out).
 With `git lfs` installed it also runs `git init` and `git lfs install` in TARGET and stages the
 files; without it, it writes `.gitattributes` and says what to install. Exit status 1 on a problem.
 """
@@ -123,8 +125,9 @@ def check_front_matter(repo: Path) -> list[str]:
 # --- the copy -----------------------------------------------------------------------------------
 
 
-def prepare_space(target: Path, repo: Path = PROJECT_ROOT, use_git: bool | None = None) -> Report:
-    """Copy `repo`'s tracked files into the empty (or new) folder `target`, set up LFS, check sizes."""
+def prepare_space(target: Path, repo: Path = PROJECT_ROOT, use_git: bool | None = None, ct2: bool = True) -> Report:
+    """Copy `repo`'s tracked files into the empty (or new) folder `target`, set up LFS, check sizes;
+    `ct2`: add CTranslate2's pin to the copy's requirements.txt."""
     target = Path(target)
     if target.exists() and any(target.iterdir()):
         raise ValueError(f"{target} is not empty: give a new or empty folder")
@@ -135,6 +138,8 @@ def prepare_space(target: Path, repo: Path = PROJECT_ROOT, use_git: bool | None 
         destination.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(repo / name, destination)
         report.copied += 1
+    if ct2:
+        report.notes += add_ct2_requirement(target)
 
     attributes = target / ".gitattributes"
     existing = attributes.read_text(encoding="utf-8") if attributes.exists() else ""
@@ -174,13 +179,26 @@ def prepare_space(target: Path, repo: Path = PROJECT_ROOT, use_git: bool | None 
     return report
 
 
+def add_ct2_requirement(target: Path) -> list[str]:
+    """Append the pins of requirements-ct2.txt to the copy's requirements.txt (a Space installs only that file)."""
+    extra, requirements = target / "requirements-ct2.txt", target / "requirements.txt"
+    if not extra.exists() or not requirements.exists():
+        return ["no requirements-ct2.txt: the Space runs without CTranslate2 (bulk translation on PyTorch)"]
+    pins = [line for line in extra.read_text(encoding="utf-8").splitlines() if line.strip() and not line.startswith("#")]
+    current = requirements.read_text(encoding="utf-8")
+    added = ["# CTranslate2 for the bulk paths (tools/prepare_space.py)", *pins]
+    requirements.write_text(current + ("" if current.endswith("\n") else "\n") + "\n".join(added) + "\n", encoding="utf-8")
+    return [f"requirements.txt gains {', '.join(pins)}: the app's bulk paths translate with CTranslate2"]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Copy the repository for a Hugging Face Space push, weights via Git LFS.")
     parser.add_argument("target", help="a new or empty folder")
     parser.add_argument("--repo", default=str(PROJECT_ROOT), help="the repository to copy (default: this one)")
+    parser.add_argument("--without-ct2", action="store_true", help="leave CTranslate2 out of the Space's requirements")
     args = parser.parse_args(argv)
     try:
-        report = prepare_space(Path(args.target), Path(args.repo))
+        report = prepare_space(Path(args.target), Path(args.repo), ct2=not args.without_ct2)
     except (ValueError, OSError, subprocess.CalledProcessError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
