@@ -327,7 +327,7 @@ def run_experiment(
         "split": "test",
         "direction": setup.low_direction,
         "methods": LABELS,
-        "hardware": hardware_description(),
+        "hardware": _hardware(setup),
         "pretrain": checkpoint.read_config(PROJECT_ROOT / setup.pretrained if setup.pretrained else out / PRETRAIN)["training"],
         "folder": str(out),
         **score(out, setup, corpus.split("test"), progress),
@@ -336,6 +336,12 @@ def run_experiment(
     if progress:
         progress(1.0, "Done")
     return result
+
+
+def _hardware(setup: TransferSetup) -> str:
+    """The machine, with the threads each run trained on (not the count while scoring, now)."""
+    threads = setup.train.threads or "all"
+    return f"{hardware_description()} while scoring; each run trained on {threads} torch thread(s)"
 
 
 def total_steps(setup: TransferSetup) -> int:
