@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -306,6 +307,7 @@ def run_experiment(
 ) -> dict[str, Any]:
     """Train every run of `plan` in `out` (resuming), score them, and return the result, which is
     also written to `out`/transfer.json."""
+    started = time.perf_counter()
     out = Path(out)
     stored = out / "setup.json"
     settings = {"corpus": corpus.name, **setup.to_dict()}
@@ -332,6 +334,7 @@ def run_experiment(
         "folder": str(out),
         **score(out, setup, corpus.split("test"), progress),
     }
+    result["wall_seconds"] = round(time.perf_counter() - started)  # this call's: a resumed experiment counts its last part only
     checkpoint.write_json(out / "transfer.json", result)
     if progress:
         progress(1.0, "Done")
