@@ -47,3 +47,13 @@ def test_ratios_and_targets_are_like_for_like() -> None:
     assert ct2["measured"] == min(120 / 170, 90 / 110) and ct2["met"] is False  # 0.71× < 0.9×
     fastest = targets["fastest_path_bleu_loss"]
     assert fastest["measured"] == pytest.approx(0.4) and fastest["met"] is False  # greedy lost 0.4 > 0.3
+
+
+def test_the_summary_keeps_how_decode_speed_judged_its_targets() -> None:
+    """bench/run.py gathers the targets; a BLEU-loss target is met when the loss is at most the limit."""
+    from bench import run
+
+    block = {"core": {"sentences_per_s": 100.0, "bleu": 35.0}, "float32_bleu_within_0.1": True, "bleu_signature": "s"}
+    loss = {"target": 0.3, "measured": -0.06, "met": True}  # int8 gained 0.06 BLEU
+    decode = {"decode_greedy": block, "decode_beam4": block, "setup": {}, "targets": {"fastest_path_bleu_loss": loss}}
+    assert run.summarise({"decode_speed": decode})["targets"]["fastest_path_bleu_loss"]["met"] is True
