@@ -240,12 +240,17 @@ def summary_table(summary: dict) -> str:
         )
     if summary.get("targets"):
         rows = [
-            [k, v["target"], f"{v['measured']:.2f}", v.get("judged_on", "same setup"), "yes" if v["met"] else "no"]
+            [
+                k,
+                f"{'≤' if k.endswith('_loss') else '≥'} {v['target']:g}",  # a loss is met below its limit
+                f"{v['measured']:.2f}",
+                v.get("judged_on", "same setup"),
+                "yes" if v["met"] else "no",
+            ]
             for k, v in summary["targets"].items()
         ]
         parts.append(
-            "#### Targets (reported, not asserted)\n\n"
-            + common.markdown_table(["target", "wanted ≥", "measured", "judged on", "met"], rows)
+            "#### Targets (reported, not asserted)\n\n" + common.markdown_table(["target", "wanted", "measured", "judged on", "met"], rows)
         )
     return "\n\n".join(parts)
 

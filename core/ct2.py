@@ -17,7 +17,8 @@ Same output as core in float32, option by option. Core's searches follow CTransl
   tokens, </s> included, capped by the position table; at step L a translation ends, cut there if
   its token was not </s>) is CT2's `max_decoding_length = L`. CT2 takes one limit per call, so
   greedy search passes the batch's longest and a step callback ends each sentence at its own; beam
-  search decodes each batch in groups of sentences with the same L.
+  search runs the batch to its longest and keeps each search that stopped before its own limit,
+  running the others again with theirs (`_beam_batch`).
 - Beam search: the same 2·beam candidates per step, those ending in </s> among the top `beam`
   finish, the best `beam` others continue; a sentence stops once `beam × patience` have finished
   (`core.decoding.PATIENCE`, CT2's `patience`), or with length penalty 0 once its best candidate
@@ -218,6 +219,11 @@ def translate(
     translator.check_pair(src, tgt)
     if beam_size < 1 or n_best < 1:
         raise ValueError("beam_size and n_best must be at least 1")
+    if beam_size > 1 and min(n_best, beam_size) > round(beam_size * patience):
+        raise ValueError(
+            f"CTranslate2 returns at most beam_size × patience = {round(beam_size * patience)} hypotheses: "
+            f"raise patience for n_best {n_best}, or use the torch engine"
+        )
     limits = limits or DEFAULT_LIMITS
     workers = workers_for(translator.device, workers)
     model = ct2_translator(translator, engine.endswith("-int8"), workers)
@@ -227,19 +233,14 @@ def translate(
     lines, results, encoded, batches = batched_lines(texts, lambda line: translator._encode(line, tgt), batch_size)
     max_positions = translator.model.config.max_positions
 
-    def search(chunk: list[int]) -> list[list[tuple[list[int], float]]]:
+    def search(chunk: list[int]) -> list[list[_Found]]:
         """Each sentence's hypotheses (ids without </s>, score), best first."""
         ids = [encoded[i][0] for i in chunk]
         caps = limits.per_sentence(pad(ids), max_positions).tolist()  # core's own rule, per sentence
         tokens = [[vocabulary[t] for t in row] for row in ids]
         if beam_size == 1:
             return _greedy(model, tokens, caps, piece_id)
-        found: list[list[tuple[list[int], float]]] = [[] for _ in chunk]
-        for cap in sorted(set(caps)):
-            rows = [r for r, c in enumerate(caps) if c == cap]
-            for r, hyps in zip(rows, _beam(model, [tokens[r] for r in rows], cap, beam_size, length_penalty, n_best, patience, piece_id)):
-                found[r] = hyps
-        return found
+        return _beam_batch(model, tokens, caps, beam_size, length_penalty, min(n_best, beam_size), patience, piece_id)
 
     for chunk, found in zip(batches, parallel_map(search, batches, workers)):
         for i, hyps in zip(chunk, found):
@@ -265,6 +266,7 @@ class _Found:
     ids: list[int]  # without </s>
     log_prob: float
     score: float  # what the search ranked by
+    length: int  # tokens generated, </s> included: the step it finished at, plus one
 
 
 def _greedy(model, tokens: list[list[str]], caps: list[int], piece_id) -> list[list[_Found]]:
@@ -278,24 +280,50 @@ def _greedy(model, tokens: list[list[str]], caps: list[int], piece_id) -> list[l
         beam_size=1,
         num_hypotheses=1,
         length_penalty=0.0,
+        return_end_token=True,
         return_scores=True,
         min_decoding_length=0,
         max_input_length=0,
         max_decoding_length=max(caps),
         callback=stop_at_limit,
     )
-    return [[_Found(_ids(result.hypotheses[0], piece_id), result.scores[0], result.scores[0])] for result in results]
+    return [[_found(result.hypotheses[0], result.scores[0], result.scores[0], piece_id)] for result in results]
+
+
+def _beam_batch(
+    model, tokens: list[list[str]], caps: list[int], beam_size: int, length_penalty: float, n_best: int, patience: float, piece_id
+) -> list[list[_Found]]:
+    """Beam search on a batch whose sentences have their own length limits (`caps`).
+
+    CT2 takes one limit per call, so the whole batch first runs to its longest limit. Up to a
+    sentence's own last step that search is the one its own limit allows. A search stops as soon
+    as beam × patience hypotheses have finished; CT2 returns that many, best first, so when all of
+    them are shorter than the sentence's limit they had all finished before its last step, the
+    search stopped there too, and the result is the same. The others (runaway searches that reach
+    their limit: a few) run again in groups of sentences that share a limit. With length penalty 0
+    a search stops on another rule, so every group runs apart."""
+    found: list[list[_Found] | None] = [None] * len(tokens)
+    if length_penalty != 0:
+        enough = round(beam_size * patience)
+        for r, hyps in enumerate(_beam(model, tokens, max(caps), beam_size, length_penalty, enough, patience, piece_id)):
+            if len(hyps) == enough and max(h.length for h in hyps) < caps[r]:
+                found[r] = hyps[:n_best]
+    for cap in sorted({caps[r] for r, hyps in enumerate(found) if hyps is None}):
+        rows = [r for r, hyps in enumerate(found) if hyps is None and caps[r] == cap]
+        for r, hyps in zip(rows, _beam(model, [tokens[r] for r in rows], cap, beam_size, length_penalty, n_best, patience, piece_id)):
+            found[r] = hyps
+    return found  # type: ignore[return-value]
 
 
 def _beam(
-    model, tokens: list[list[str]], cap: int, beam_size: int, length_penalty: float, n_best: int, patience: float, piece_id
+    model, tokens: list[list[str]], cap: int, beam_size: int, length_penalty: float, hypotheses: int, patience: float, piece_id
 ) -> list[list[_Found]]:
-    """Beam search on sentences sharing one length limit (`cap` tokens)."""
+    """Beam search on sentences sharing one length limit (`cap` tokens); the best `hypotheses` of each."""
     results = model.translate_batch(
         tokens,
         beam_size=beam_size,
         patience=patience,
-        num_hypotheses=min(n_best, beam_size),
+        num_hypotheses=hypotheses,
         length_penalty=length_penalty,
         return_end_token=True,
         return_scores=True,
@@ -304,7 +332,11 @@ def _beam(
         max_decoding_length=cap,
     )
     # CT2 returns log P / length^penalty, the length counting </s> (kept by return_end_token)
-    return [[_Found(_ids(h, piece_id), s * len(h) ** length_penalty, s) for h, s in zip(r.hypotheses, r.scores)] for r in results]
+    return [[_found(h, s * len(h) ** length_penalty, s, piece_id) for h, s in zip(r.hypotheses, r.scores)] for r in results]
+
+
+def _found(pieces: list[str], log_prob: float, score: float, piece_id) -> _Found:
+    return _Found(_ids(pieces, piece_id), log_prob, score, len(pieces))
 
 
 def _ids(pieces: list[str], piece_id) -> list[int]:

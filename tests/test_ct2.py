@@ -79,6 +79,23 @@ def test_length_limit_is_cores_per_sentence_rule(translator, sentences) -> None:
     assert any(len(t.pieces) >= 3 for t in ours)  # some were cut at their limit, not all at one
 
 
+def test_beam_search_runs_each_batch_at_once(translator, sentences, monkeypatch) -> None:
+    """Sentences of a batch have their own length limits, CT2 one per call: a batch runs at once to
+    its longest, and only searches that reached their own limit run again with it."""
+    calls: list[int] = []
+    beam = ct2._beam
+
+    def counted(model, tokens, *args):
+        calls.append(len(tokens))
+        return beam(model, tokens, *args)
+
+    monkeypatch.setattr(ct2, "_beam", counted)
+    ours = translator.translate(sentences, "en", "de", engine="ctranslate2", beam_size=4, batch_size=64)
+    assert calls[0] == sum(bool(s) for s in sentences)  # the whole batch in one call
+    assert sum(calls[1:]) < calls[0] // 2  # a few ran again, with their own limit
+    _same(ours, translator.translate(sentences, "en", "de", beam_size=4, batch_size=64))
+
+
 def test_int8_engine_translates(translator, sentences) -> None:
     out = translator.translate(sentences, "en", "de", beam_size=2, engine="ctranslate2-int8")
     assert len(out) == len(sentences) and out[-3].text == ""
@@ -94,6 +111,8 @@ def test_bad_options_say_what_to_do(translator) -> None:
         translator.translate(["a"], "en", "de", engine="ctranslate2", prefix="Ein")
     with pytest.raises(ValueError, match="at least 1"):
         translator.translate(["a"], "en", "de", engine="ctranslate2", beam_size=0)
+    with pytest.raises(ValueError, match="raise patience"):
+        translator.translate(["a"], "en", "de", engine="ctranslate2", beam_size=4, n_best=3, patience=0.5)
     with pytest.raises(ValueError, match="Unknown language"):
         translator.translate(["a"], "en", "xx", engine="ctranslate2")
     with pytest.raises(ValueError, match="bfloat16"):
