@@ -315,6 +315,9 @@ def speed_block(results: dict) -> str:
     source = (
         f"commit {git['commit'][:7]}{_dirt(git)}" if git.get("commit") else "commit not recorded (written before commits were recorded)"
     )
+    parts = sorted({c[:7] for c in (results.get("commits") or {}).values() if c} - {(git.get("commit") or "")[:7]})
+    if parts:  # summarised again (`run.py --summarise`) after the benchmarks ran
+        source += f", from benchmark files written at commit {', '.join(parts)}"
     lines_after.append(
         f"From `bench/results.json`: {'quick' if results.get('quick') else 'full'} run of "
         f"{machine.get('date', '?')[:10]}, {source}, {machine.get('cpu', '?')}, {machine.get('threads', '?')} threads."
