@@ -116,10 +116,12 @@ def language_pair(choice: str | None, swap: bool = True) -> tuple[gr.Dropdown, g
     """Source and target dropdowns for the model `choice`, side by side, with an optional swap button."""
     languages, directions = model_languages(choice)
     src_value, tgt_value = default_pair(languages, directions)
+    # The choices follow the model picked in the page; an API call names its model and languages at
+    # once, so any code is let through here and the model itself says if it does not know it.
     with gr.Row(equal_height=True):
-        src = gr.Dropdown(language_choices(languages), value=src_value, label="From", scale=4)
+        src = gr.Dropdown(language_choices(languages), value=src_value, label="From", scale=4, allow_custom_value=True)
         button = gr.Button("⇄", scale=0, min_width=48, elem_classes="swap-button") if swap else None
-        tgt = gr.Dropdown(language_choices(languages), value=tgt_value, label="To", scale=4)
+        tgt = gr.Dropdown(language_choices(languages), value=tgt_value, label="To", scale=4, allow_custom_value=True)
     return src, tgt, button
 
 

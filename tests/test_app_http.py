@@ -177,6 +177,15 @@ def _array(data):
     return values.reshape([int(n) for n in str(data.get("shape", len(values))).split(",")])
 
 
+def test_api_callers_pick_any_language_of_the_model_they_name(client: Client, second_model: str) -> None:
+    """The language pickers hold the first model's languages (the tiny one has no Czech); an API call
+    that names another model may ask for that model's languages, and an unknown one gets a message."""
+    output, _, _ = client.predict(second_model, SENTENCE, "en", "cs", "Greedy", 4, 1.0, 1, api_name="/translate")
+    assert output.strip()
+    with pytest.raises(AppError, match="xx"):
+        client.predict("tiny", SENTENCE, "en", "xx", "Greedy", 4, 1.0, 1, api_name="/translate")
+
+
 def test_inside_side_by_side(client: Client, second_model: str, tiny_translator) -> None:
     import numpy as np
 
