@@ -21,6 +21,7 @@ if str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
+from core import checkpoint  # noqa: E402
 from core.batching import Batch, BatchStream  # noqa: E402
 from core.config import ModelConfig  # noqa: E402
 from core.vocab import PAD_ID  # noqa: E402
@@ -343,14 +344,14 @@ def provenance() -> dict[str, Any]:
 
 
 def write_json(path: Path, data: dict[str, Any]) -> Path:
-    """Write a results file. Every benchmark writes through here, so every file records
+    """Write a results file, atomically. Every benchmark writes through here, so every file records
     `provenance` (commit, dirty flag, command) and `machine` (the benchmark's own `machine_info`,
     measured at its start, or else taken now)."""
     path = Path(path)
     machine = data.get("machine") or machine_info(torch.get_num_threads())
     data = {**data, "provenance": provenance(), "machine": machine}
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=_jsonable) + "\n", encoding="utf-8")
+    checkpoint.write_text(path, json.dumps(data, indent=2, ensure_ascii=False, default=_jsonable) + "\n")  # atomic
     return path
 
 

@@ -201,20 +201,6 @@ def table(labels: dict) -> str:
     return common.markdown_table(headers, rows)
 
 
-def write_atomic(path: Path, data: dict) -> None:
-    """common.write_json (provenance and machine) into a temporary file beside `path`, then renamed over it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".json", dir=path.parent)
-    os.close(handle)
-    try:
-        common.write_json(Path(temporary), data)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--engines", default="", help="comma-separated, of torch,ctranslate2,ctranslate2-int8 (default: all installed)")
@@ -321,7 +307,7 @@ def main() -> None:
         "comparison": compare(labels),
         "machine": machine,
     }
-    write_atomic(args.json, data)
+    common.write_json(args.json, data)  # atomic (at 207499f, a plain write)
     print(table(labels))
     if data["comparison"]:
         print(json.dumps(data["comparison"], indent=1))
