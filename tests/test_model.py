@@ -135,8 +135,11 @@ def test_length_limit_is_respected() -> None:
     for most in (1, 2, 5):  # tokens, </s> included: a translation cut at the limit has `most` pieces
         limits = SearchLimits(max_len_a=0.0, max_len_b=most)
         assert len(greedy(model, source, limits)[0].tokens) <= most
-        assert all(len(h.tokens) <= most for h in beam_search(model, source, 3, n_best=3, limits=limits)[0])
-    assert len(greedy(model, source, SearchLimits(max_len_a=0.0, max_len_b=5))[0].tokens) == 5  # this model never ends
+        found = beam_search(model, source, 3, n_best=3, limits=limits)[0]
+        assert len(found) == 3 and all(len(h.tokens) <= most for h in found)
+    never_ends = SearchLimits(max_len_a=0.0, max_len_b=5)  # this random model never produces </s> in 5 steps
+    assert len(greedy(model, source, never_ends)[0].tokens) == 5
+    assert [len(h.tokens) for h in beam_search(model, source, 3, n_best=3, limits=never_ends)[0]] == [5, 5, 5]  # cut at the limit
 
 
 def test_training_loss_on_packed_real_tokens_equals_the_padded_computation() -> None:
