@@ -109,14 +109,14 @@ def step_state(model, source: torch.Tensor, rows: int, length: int) -> StepState
 
 @torch.inference_mode()
 def one_step(model, state: StepState, reorder: torch.Tensor | None = None) -> torch.Tensor:
-    """What a search does per step (`core.decoding._next_log_probs`, and for beam search the
-    self-attention cache reorder), on a copy of the caches so the state stays at its length."""
+    """What a search does per step (for beam search the self-attention cache reorder left by the
+    step before, which the decoder applies as it appends; then `core.decoding._next_log_probs`),
+    on a copy of the caches so the state stays at its length."""
     caches = [copy.copy(c) for c in state.caches]
-    hidden = model.decode(state.tokens, caches, state.mask, offset=state.length, incremental=True)
-    log_probs = model.logits(hidden[:, -1]).float().log_softmax(dim=-1)
     if reorder is not None:
-        reorder_caches(caches, reorder, cross=False)
-    return log_probs
+        caches = reorder_caches(caches, reorder, cross=False)
+    hidden = model.decode(state.tokens, caches, state.mask, offset=state.length, incremental=True)
+    return model.logits(hidden[:, -1]).float().log_softmax(dim=-1)
 
 
 def time_steps(variants: dict, repeats: int, inner: int = 10) -> dict[str, float]:

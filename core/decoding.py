@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from core import fast
 from core.model import LayerCache, Transformer, reorder_caches
 from core.vocab import BOS_ID, EOS_ID, PAD_ID
 
@@ -129,7 +130,7 @@ def _extend(
 @torch.inference_mode()
 def greedy(model: Transformer, source: Tensor, limits: SearchLimits = DEFAULT_LIMITS, prefix: Prefix = None) -> list[Hypothesis]:
     """The most probable next piece at every step (after the `prefix`, if one is given)."""
-    return _extend(model, source, limits, lambda log_probs: log_probs.argmax(dim=-1), prefix)
+    return _extend(model, source, limits, fast.argmax, prefix)  # log_probs.argmax(dim=-1), faster
 
 
 def _hypothesis(ids: list[int], log_prob: float, score: float) -> Hypothesis:
@@ -186,8 +187,9 @@ def beam_search(
     for step in range(int(live.max_tokens.max())):
         log_probs = _follow_prefix(_next_log_probs(model, tokens[:, -1:], live.caches, live.mask, step), prefix, step)
         groups, vocab = len(ids), log_probs.shape[-1]
-        candidates = (scores.view(-1, 1) + log_probs).view(groups, beams * vocab)
-        top_scores, top_index = candidates.topk(2 * width, dim=1)
+        # The 2·width best (beam, piece) continuations of each sentence by path score:
+        # (scores.view(-1, 1) + log_probs).view(groups, beams * vocab).topk(2 * width), faster.
+        top_scores, top_index = fast.top_candidates(scores, log_probs, 2 * width)
         origin, token = top_index // vocab, top_index % vocab
         is_end = token == EOS_ID
         last = step + 1 >= live.max_tokens.view(groups, beams)[:, 0]  # [groups]: the sentence's last step

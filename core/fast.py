@@ -2,9 +2,10 @@
 
 Each one computes what the plain code in `model.py` (or PyTorch's plain module) computes, only
 cheaper, and `tests/test_fast.py` or `tests/test_model.py` checks that it does. The model joins
-them at a few named places: `Dropout` in every layer, `project` and `attention` inside
-`MultiHeadAttention`, `RealTokens` in `Transformer.loss`, `contiguous` in `LayerCache` and
-`output_projection` in `Transformer.logits`. How much each one saves is measured
+them at a few named places: `Dropout` in every layer, `project`, `attention` and `linear` inside
+`MultiHeadAttention` and `FeedForward`, `RealTokens` in `Transformer.loss`, `contiguous` and
+`append` in `LayerCache`, and `dense` in `Transformer.logits`; the searches of `core/decoding.py` pick their
+next pieces with `argmax` and `top_candidates`. How much each one saves is measured
 by `bench/train_speed.py` (training) and `bench/decode_speed.py` (translation), the decoding ones
 one by one by `bench/decode_attempts.py`; the figures are in
 `bench/results.md` and the README's speed section, not here, because they change with the machine.
@@ -96,7 +97,7 @@ def project(x: Tensor, layers: Sequence[nn.Module], packed: RealTokens | None = 
     Benchmarks: bench/train_speed.py, bench/decode_speed.py, bench/decode_attempts.py.
     """
     if all(isinstance(layer, nn.Linear) for layer in layers):
-        projected = F.linear(x, *_joined(layers))
+        projected = dense(x, *_joined(layers))
     else:
         projected = torch.cat([layer(x) for layer in layers], dim=-1)
     if packed is not None:
@@ -135,22 +136,31 @@ def _stamp(tensor: Tensor) -> tuple[int, int | None]:
     return tensor.data_ptr(), None if tensor.is_inference() else tensor._version
 
 
-def output_projection(hidden: Tensor, weight: Tensor) -> Tensor:
-    """`hidden @ weight.t()`: [..., d_model] states times the [vocab, d_model] embedding matrix.
+def dense(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """`F.linear(x, weight, bias)`: x·weightᵀ + bias, for [..., d_in] inputs and a [d_out, d_in] weight.
 
-    Why: during decoding on the CPU this vocabulary-sized matmul is the largest single operation
-    of a step (a quarter of greedy search's time on the shipped model). oneDNN's matmul with the
-    weight reordered once into its blocked layout (`torch.ops.mkldnn`, what torch.compile's
-    freezing uses on the CPU) runs it about 1.5x faster at 64 rows and several times faster at
-    one row. The sums are the same but taken in another order, so logits can differ in the last
-    bits (about 1e-6); searches of the shipped model give the same tokens (bench/decode_attempts.py
-    checks it on 256 test sentences). Used only in float32 on the CPU without gradients or
-    autocast; training, bf16 and other devices keep the plain matmul.
-    Benchmark: bench/decode_attempts.py ("packed_output_projection").
+    Why: during decoding on the CPU the matmuls of the linear layers and of the vocabulary-sized
+    output projection take most of a step. PyTorch runs them on MKL, whose sgemm on this AMD CPU
+    is slower than oneDNN's matmul with the weight reordered once into its blocked layout
+    (`torch.ops.mkldnn`, what torch.compile's freezing uses on the CPU; CTranslate2 uses oneDNN on
+    AMD CPUs too): about 10% at the decoder's sizes and 1.4x for the output projection at 64 rows.
+    The sums are the same but taken in another order, so results can differ in the last bits
+    (about 1e-6); searches of the shipped model give the same tokens (bench/decode_attempts.py
+    checks it on the test sentences). Used only in float32 on the CPU without gradients or
+    autocast; training, bf16 and other devices keep PyTorch's own.
+    Benchmark: bench/decode_attempts.py ("packed_output_projection", "packed_linear_layers").
     """
-    if _packable(hidden, weight):
-        return torch.ops.mkldnn._linear_pointwise(hidden, _packed(weight), None, "none", [], "")
-    return hidden @ weight.t()
+    if _packable(x, weight):
+        return torch.ops.mkldnn._linear_pointwise(x, _packed(weight), bias, "none", [], "")
+    return F.linear(x, weight, bias)
+
+
+def linear(layer: nn.Module, x: Tensor) -> Tensor:
+    """`layer(x)` for a linear layer: an `nn.Linear` through `dense`; any other form (such as the
+    int8 layers `core/quantize.py` swaps in), and a layer someone watches with hooks, as itself."""
+    if isinstance(layer, nn.Linear) and not (layer._forward_hooks or layer._forward_pre_hooks):
+        return dense(x, layer.weight, layer.bias)
+    return layer(x)
 
 
 def _packable(x: Tensor, weight: Tensor) -> bool:
@@ -191,6 +201,26 @@ def contiguous(*tensors: Tensor) -> tuple[Tensor, ...]:
     return tuple(t.contiguous() for t in tensors)
 
 
+def append(past: Tensor, new: Tensor, order: Tensor | None) -> Tensor:
+    """`torch.cat([past if order is None else past.index_select(0, order), new], dim=2)`: the
+    past [B, H, T, d_k] keys or values (their rows picked by `order`), then the new positions.
+
+    Why: beam search reorders the cache after every step, and every layer then appends to it:
+    two copies of the whole cache per step. Here the reordered rows are written straight into
+    the grown cache, one copy. The same numbers.
+    Benchmark: bench/decode_attempts.py ("one_copy_cache").
+    """
+    rows = past.shape[0] if order is None else order.shape[0]
+    length = past.shape[2]
+    grown = past.new_empty(rows, past.shape[1], length + new.shape[2], past.shape[3])
+    if order is None:
+        grown[:, :, :length] = past
+    else:
+        torch.index_select(past, 0, order, out=grown[:, :, :length])
+    grown[:, :, length:] = new
+    return grown
+
+
 def fused_attention_pays(queries: Tensor) -> bool:
     """Whether PyTorch's fused attention kernel is the faster way for these queries [B, H, T, d_k].
 
@@ -212,3 +242,60 @@ def attention(queries: Tensor, keys: Tensor, values: Tensor, mask: Tensor | None
     Benchmarks: bench/train_speed.py, bench/decode_speed.py.
     """
     return F.scaled_dot_product_attention(queries, keys, values, attn_mask=mask, is_causal=causal, dropout_p=dropout)
+
+
+# --- Choosing the next pieces -------------------------------------------------------------------
+# On the CPU, PyTorch's argmax and topk walk a row one element at a time (about a nanosecond each
+# here), while a plain maximum (`amax`) is vectorised and about 20x faster. A search step asks for
+# the best of 8,000 log-probabilities per row, so both look at block maxima first and only then at
+# the few elements of the winning blocks. Benchmark: bench/decode_attempts.py ("blocked_choice").
+
+
+def _block_size(n: int) -> int | None:
+    """A block length that cuts a row of `n` into at least 16 equal blocks (None if none does)."""
+    return next((size for size in (64, 50, 40, 32, 25, 20, 16) if n % size == 0 and n // size >= 16), None)
+
+
+def argmax(x: Tensor) -> Tensor:
+    """`x.argmax(dim=-1)` of [rows, n]: the first index of each row's largest value.
+
+    The first block whose maximum is the row's maximum holds the row's first largest value, and
+    the first largest value inside that block is it; so the answer is exactly torch's (NaN, the
+    largest value for both, included). Used on the CPU (see above); elsewhere torch's own.
+    """
+    size = _block_size(x.shape[-1])
+    if x.device.type != "cpu" or x.dim() != 2 or size is None:
+        return x.argmax(dim=-1)
+    rows, n = x.shape
+    blocks = x.view(rows, n // size, size)
+    block = blocks.amax(dim=-1).argmax(dim=-1)  # [rows]: the first block holding the maximum
+    inside = blocks[torch.arange(rows, device=x.device), block].argmax(dim=-1)
+    return block * size + inside
+
+
+def top_candidates(scores: Tensor, log_probs: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """Beam search's candidates: `(scores.view(-1, 1) + log_probs).view(groups, -1).topk(k, dim=1)`.
+
+    `scores` [groups, beams] are the beams' path scores and `log_probs` [groups·beams, vocab] their
+    next pieces'; returns the k best path scores of each group, best first, and their indices into
+    beams × vocab. Each of the k best lies in a block whose maximum is among the k best block
+    maxima (a block outside those has k blocks, so k values, above its maximum), and a block's
+    maximum plus a beam's score is the maximum of its sums (adding one number keeps the order).
+    So the k best are found among k blocks per group, with the very same sums: the answer is
+    torch's, except that equal scores may come in another order. Used on the CPU (see above).
+    """
+    groups, beams = scores.shape
+    vocab = log_probs.shape[-1]
+    size = _block_size(vocab)
+    if log_probs.device.type != "cpu" or size is None or k > beams * (vocab // size):
+        return (scores.view(-1, 1) + log_probs).view(groups, beams * vocab).topk(k, dim=1)
+    per_row = vocab // size
+    blocks = log_probs.view(groups * beams, per_row, size)
+    block_best = (scores.view(-1, 1) + blocks.amax(dim=-1)).view(groups, beams * per_row)
+    chosen = block_best.topk(k, dim=1).indices  # [groups, k] indices into beams × blocks
+    beam, block = chosen // per_row, chosen % per_row
+    rows = beam + torch.arange(groups, device=scores.device)[:, None] * beams
+    sums = scores.gather(1, beam)[:, :, None] + blocks[rows, block]  # [groups, k, size]
+    values, at = sums.view(groups, k * size).topk(k, dim=1)
+    which = at // size
+    return values, (beam.gather(1, which) * per_row + block.gather(1, which)) * size + at % size

@@ -17,7 +17,8 @@ Choices and why:
   dropout masks (`fast.Dropout`), projections joined into one matmul (`fast.project`), PyTorch's
   fused attention kernel (`fast.attention`, where `fast.fused_attention_pays`), training on
   the real target tokens only (`fast.RealTokens`), and for decoding the source keys/values laid
-  out once (`fast.contiguous`) and a prepacked output projection (`fast.output_projection`).
+  out once (`fast.contiguous`) and every linear map on a prepacked weight (`fast.linear` for the
+  layers, `fast.dense` for the output projection).
   They join this file at those names and nowhere else; `attention` below stays the readable
   reference, used whenever attention maps are asked for and for a single query.
 """
@@ -149,7 +150,7 @@ class MultiHeadAttention(nn.Module):
         context = self.merge_heads(context)  # [B, T, d_model]
         if packed is not None:
             context = packed.pack(context)
-        return self.output(context), weights if need_weights else None
+        return fast.linear(self.output, context), weights if need_weights else None  # self.output(context)
 
 
 # --- 3.3 Position-wise feed-forward network -----------------------------------------------------
@@ -165,7 +166,9 @@ class FeedForward(nn.Module):
         self.dropout = fast.Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.linear2(self.dropout(F.relu(self.linear1(x))))
+        # self.linear2(self.dropout(F.relu(self.linear1(x)))), each linear layer applied by `fast.linear`
+        hidden = F.relu(fast.linear(self.linear1, x))
+        return fast.linear(self.linear2, self.dropout(hidden))
 
 
 # --- 3.1 Encoder and decoder layers -------------------------------------------------------------
@@ -201,10 +204,22 @@ class LayerCache:
     self_values: Tensor | None
     cross_keys: Tensor  # [B, H, S, d_k]
     cross_values: Tensor
+    # Rows of the past keys/values that the next step continues (beam search moves hypotheses
+    # between rows, `reorder_caches`): applied when that step appends to them, in the same copy.
+    order: Tensor | None = None
 
     def __post_init__(self) -> None:
         # Read at every step: laid out once in contiguous memory (`fast.contiguous`).
         self.cross_keys, self.cross_values = fast.contiguous(self.cross_keys, self.cross_values)
+
+    def append(self, keys: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
+        """The past keys/values (their rows in `order`), then this step's [B, H, 1, d_k]: kept as
+        the cache and returned. Reads as `torch.cat([past[order], new], dim=2)` (`fast.append`)."""
+        if self.self_keys is not None:
+            keys = fast.append(self.self_keys, keys, self.order)
+            values = fast.append(self.self_values, values, self.order)
+        self.self_keys, self.self_values, self.order = keys, values, None
+        return keys, values
 
 
 class DecoderLayer(nn.Module):
@@ -236,10 +251,7 @@ class DecoderLayer(nn.Module):
         if incremental:
             # Append this step's keys/values to the cache; the new query may see all of them,
             # so no causal mask is needed.
-            if cache.self_keys is not None:
-                keys = torch.cat([cache.self_keys, keys], dim=2)
-                values = torch.cat([cache.self_values, values], dim=2)
-            cache.self_keys, cache.self_values = keys, values
+            keys, values = cache.append(keys, values)
         attended, self_weights = self.self_attention(
             queries, keys, values, causal=not incremental, need_weights=need_weights, packed=packed
         )
@@ -373,8 +385,8 @@ class Transformer(nn.Module):
 
     def logits(self, hidden: Tensor) -> Tensor:
         """[…, d_model] -> […, vocab]: the output projection, tied to the embedding matrix.
-        Reads as `hidden @ self.embedding.weight.t()`; `fast.output_projection` runs it faster."""
-        return fast.output_projection(hidden, self.embedding.weight)
+        Reads as `hidden @ self.embedding.weight.t()`; `fast.dense` runs it faster."""
+        return fast.dense(hidden, self.embedding.weight)
 
     def forward(self, source_ids: Tensor, target_in: Tensor, maps: AttentionMaps | None = None) -> Tensor:
         """Teacher-forced decoder states for a whole batch: [B, S] and [B, T] ids -> [B, T, d_model]."""
@@ -402,15 +414,18 @@ class Transformer(nn.Module):
 def reorder_caches(caches: list[LayerCache], order: Tensor, cross: bool = True) -> list[LayerCache]:
     """Select/duplicate batch rows of every cache (beam search keeps the surviving hypotheses).
 
-    With `cross=False` the source keys/values are left as they are: correct whenever rows only
-    move among the beams of one sentence, which all share the same source.
+    The past keys/values are reordered when the next step appends to them (`LayerCache.order`),
+    so they are copied once per step, not twice. With `cross=False` the source keys/values are
+    left as they are: correct whenever rows only move among the beams of one sentence, which all
+    share the same source.
     """
     return [
         LayerCache(
-            None if c.self_keys is None else c.self_keys.index_select(0, order),
-            None if c.self_values is None else c.self_values.index_select(0, order),
+            c.self_keys,
+            c.self_values,
             c.cross_keys.index_select(0, order) if cross else c.cross_keys,
             c.cross_values.index_select(0, order) if cross else c.cross_values,
+            order if c.order is None else c.order.index_select(0, order),
         )
         for c in caches
     ]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
 from core import fast
 from core.model import attention, subsequent_mask
+from core.quantize import int8_copy
 
 
 def test_dropout_drops_at_rate_p_keeps_the_mean_and_is_seeded() -> None:
@@ -83,15 +85,57 @@ def test_joined_weights_are_kept_while_no_gradient_is_recorded_and_follow_update
     assert all(layer.weight.grad is not None for layer in layers)
 
 
-def test_output_projection_is_the_tied_matmul() -> None:
+def test_dense_is_the_plain_linear_map() -> None:
     torch.manual_seed(0)
     weight = torch.randn(50, 16) * 0.1
     hidden = torch.randn(3, 1, 16)
     expected = hidden @ weight.t()
     with torch.inference_mode():
-        torch.testing.assert_close(fast.output_projection(hidden, weight), expected, rtol=1e-5, atol=1e-5)
-        torch.testing.assert_close(fast.output_projection(hidden[:, 0], weight), expected[:, 0], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(fast.dense(hidden, weight), expected, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(fast.dense(hidden[:, 0], weight), expected[:, 0], rtol=1e-5, atol=1e-5)
         weight.mul_(2.0)  # a changed weight is packed again
-        torch.testing.assert_close(fast.output_projection(hidden, weight), 2 * expected, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(fast.dense(hidden, weight), 2 * expected, rtol=1e-5, atol=1e-5)
     trained = weight.clone().requires_grad_()
-    assert torch.equal(fast.output_projection(hidden, trained), hidden @ trained.t())  # training: the plain matmul
+    assert torch.equal(fast.dense(hidden, trained), hidden @ trained.t())  # training: the plain matmul
+
+
+def test_linear_applies_each_kind_of_layer_as_itself() -> None:
+    torch.manual_seed(0)
+    layer, x = nn.Linear(16, 8), torch.randn(5, 3, 16)
+    with torch.inference_mode():
+        torch.testing.assert_close(fast.linear(layer, x), layer(x), rtol=1e-5, atol=1e-5)
+        seen = []
+        hook = layer.register_forward_hook(lambda module, inputs, output: seen.append(output.shape))
+        fast.linear(layer, x)  # a watched layer runs as itself, so its hooks see it
+        hook.remove()
+        assert seen == [torch.Size([5, 3, 8])]
+        int8 = int8_copy(nn.Sequential(layer))[0]  # not an nn.Linear any more
+        assert torch.equal(fast.linear(int8, x), int8(x))
+
+
+@pytest.mark.parametrize("vocab", [8000, 1000, 96, 17])
+def test_argmax_is_torchs_first_index_of_the_maximum(vocab: int) -> None:
+    torch.manual_seed(vocab)
+    x = torch.randn(37, vocab)
+    x[3] = 0.0  # all equal: the first index
+    x[5, vocab // 2 :] = x[5].max() + 1  # a tie across blocks
+    x[7, 1] = float("nan")  # NaN counts as the largest, as in torch
+    assert torch.equal(fast.argmax(x), x.argmax(dim=-1))
+
+
+@pytest.mark.parametrize("vocab", [8000, 1000, 96, 17])
+@pytest.mark.parametrize(("groups", "beams", "k"), [(64, 4, 8), (3, 1, 8), (5, 2, 4)])
+def test_top_candidates_are_torchs_topk_of_the_path_scores(vocab: int, groups: int, beams: int, k: int) -> None:
+    torch.manual_seed(vocab + groups)
+    log_probs, scores = torch.randn(groups * beams, vocab).log_softmax(dim=-1), torch.randn(groups, beams)
+    values, indices = fast.top_candidates(scores, log_probs, k)
+    expected = (scores.view(-1, 1) + log_probs).view(groups, beams * vocab).topk(k, dim=1)
+    assert torch.equal(values, expected.values) and torch.equal(indices, expected.indices)
+
+
+def test_append_writes_the_reordered_past_then_the_new_positions() -> None:
+    torch.manual_seed(0)
+    past, new = torch.randn(6, 2, 5, 4), torch.randn(3, 2, 1, 4)
+    order = torch.tensor([4, 4, 0])
+    assert torch.equal(fast.append(past, new, order), torch.cat([past.index_select(0, order), new], dim=2))
+    assert torch.equal(fast.append(past[:3], new, None), torch.cat([past[:3], new], dim=2))
