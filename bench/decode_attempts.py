@@ -355,7 +355,7 @@ def summary(out: dict) -> list[dict]:
         "joined_weights_kept": "kept: same tokens, bitwise-identical arithmetic, no copy of the q/k/v weights per step",
         "contiguous_cross_cache": "kept: same tokens, bitwise-identical arithmetic, the source keys/values copied once, not at every step",
         "packed_output_projection": "kept: same tokens on the test sentences; the output projection is the largest matmul of a step",
-        "packed_linear_layers": "kept: same tokens on the test sentences; oneDNN's matmul beats MKL's sgemm on this AMD CPU at the decoder's sizes too",
+        "packed_linear_layers": "kept: same tokens on the test sentences; oneDNN's matmul beats MKL's sgemm on this CPU at these sizes too",
         "blocked_choice": "kept: the same choices (exact, tests/test_fast.py); PyTorch's argmax and topk are scalar loops on the CPU",
         "one_copy_cache": "kept: the same numbers; one copy of the self-attention cache per step instead of two",
     }

@@ -21,17 +21,14 @@ median over the rounds, with the min and max. Reported: sentences/s, generated t
 included), sacreBLEU against the references, and how many outputs equal core's; then the headline
 ratios twice: each engine in its best thread layout, and the engines in the same layout
 (`ratios`). A target counts as met only on the same-layout ratios (the lower of the two layouts).
-A profile of core's beam search (cProfile by function, torch.profiler by op) says where its time goes.
+Where core's own decoding spends its time is `bench/profile_decode.py`'s job (bench/results/decode_profile.json).
 `--device cuda` runs core and HF on the GPU (core_int8 is CPU-only and left out there; CTranslate2
 runs on the GPU when its build supports CUDA on that machine, and is left out otherwise).
 """
 
 from __future__ import annotations
 
-import cProfile
-import pstats
 import tempfile
-import time
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -45,7 +42,7 @@ from sacrebleu.metrics import BLEU
 from bench import common
 from bench.common import log
 from bench.common import pad as _pad
-from core.decoding import PATIENCE, SearchLimits, beam_search
+from core.decoding import PATIENCE, SearchLimits
 from core.parallel import parallel_map, workers_for
 from core.vocab import EOS_ID, PAD_ID
 
@@ -205,66 +202,6 @@ def ctranslate2_translators(translator, vocabulary: list[str], device: str, n_th
     return translators, seconds
 
 
-def profile_core_beam(translator, lines: list[str], beam: int = 4, sentences: int = 128) -> dict:
-    """Where core's beam search spends its time, on the first `sentences` (longest-first batches)."""
-    chunks = sorted_chunks(translator, lines[:sentences])
-    model = translator.model
-    profiler = cProfile.Profile()
-    start = time.perf_counter()
-    profiler.enable()
-    for _, ids in chunks:
-        beam_search(model, _pad(ids).to(translator.device), beam, 1.0, 1, LIMITS)
-    profiler.disable()
-    total = time.perf_counter() - start
-    stats = pstats.Stats(profiler)
-    functions = []
-    for (filename, _line, name), (_, calls, tottime, cumtime, _) in stats.stats.items():
-        short = f"{Path(filename).parent.name}/{Path(filename).name}:{name}" if filename != "~" else name
-        functions.append({"function": short, "calls": calls, "self_s": tottime, "cumulative_s": cumtime})
-    by_cumulative = sorted(functions, key=lambda f: -f["cumulative_s"])
-    by_self = sorted(functions, key=lambda f: -f["self_s"])
-    wanted = (
-        "_next_log_probs",
-        "reorder_caches",
-        "decode",
-        "encode",
-        "_start",
-        "logits",
-        "<method 'topk'",
-        "<method 'argsort'",
-        "<built-in method cat>",
-        "<method 'index_select'",
-        "<method 'nonzero'",
-        "<method 'tolist'",
-        "<method 'log_softmax'",
-    )
-    key = {f["function"]: f for f in functions}
-    breakdown = {
-        name: {"cumulative_s": round(f["cumulative_s"], 3), "share": round(f["cumulative_s"] / total, 3), "calls": f["calls"]}
-        for name, f in key.items()
-        if any(w in name for w in wanted) and f["cumulative_s"] > 0.005
-    }
-    # Op-level view of the same work (one batch is enough).
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        beam_search(model, _pad(chunks[0][1]).to(translator.device), beam, 1.0, 1, LIMITS)
-    ops = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
-    op_total = sum(e.self_cpu_time_total for e in ops) or 1
-    return {
-        "sentences": sum(len(i) for i, _ in chunks),
-        "beam": beam,
-        "total_s": total,
-        "functions": breakdown,
-        "top_by_self_time": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in f.items()} for f in by_self[:15]],
-        "top_by_cumulative": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in f.items()} for f in by_cumulative[:25]],
-        "top_ops_one_batch": [
-            {"op": e.key, "calls": e.count, "self_ms": e.self_cpu_time_total / 1000, "share": e.self_cpu_time_total / op_total}
-            for e in ops[:15]
-        ],
-    }
-
-
 def _fastest(block: dict, names) -> str | None:
     present = [n for n in names if n in block]
     return max(present, key=lambda n: block[n]["sentences_per_s"]) if present else None
@@ -334,7 +271,6 @@ def main(argv: list[str] | None = None) -> dict:
     parser = common.base_parser(__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, default=common.DEFAULT_CHECKPOINT)
     parser.add_argument("--sentences", type=int, default=1000, help="first N test sentences (default: all 1000)")
-    parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--repeats", type=int, default=0, help="alternating rounds (default: 3 quick, 5 full)")
     args = parser.parse_args(argv)
     n_threads = common.threads(args.threads)
@@ -443,9 +379,6 @@ def main(argv: list[str] | None = None) -> dict:
         block["ratios"] = ratios(block)
         out[key] = block
     out["targets"] = targets(out["decode_greedy"], out["decode_beam4"])
-    if not args.no_profile:
-        log("  profiling core beam search")
-        out["core_beam4_profile"] = profile_core_beam(translator, sources)
     print(table(out))
     path = common.write_json(common.result_path("decode_speed", args.json), out)
     log(f"wrote {path}")
@@ -490,16 +423,6 @@ def table(out: dict) -> str:
                 ]
             )
     text += "\n\n" + common.markdown_table(["search", "layout", "core/HF", "core/CT2 fp32 (same BLEU)", "systems"], rows)
-    profile = out.get("core_beam4_profile")
-    if profile:
-        rows = [
-            [name, v["cumulative_s"], f"{100 * v['share']:.0f}%", v["calls"]]
-            for name, v in sorted(profile["functions"].items(), key=lambda kv: -kv[1]["cumulative_s"])
-        ]
-        text += (
-            f"\n\ncore beam-4 profile ({profile['sentences']} sentences, {profile['total_s']:.1f} s under cProfile)\n\n"
-            + common.markdown_table(["function", "cumulative s", "share", "calls"], rows)
-        )
     return text
 
 

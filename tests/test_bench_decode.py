@@ -57,3 +57,30 @@ def test_the_summary_keeps_how_decode_speed_judged_its_targets() -> None:
     loss = {"target": 0.3, "measured": -0.06, "met": True}  # int8 gained 0.06 BLEU
     decode = {"decode_greedy": block, "decode_beam4": block, "setup": {}, "targets": {"fastest_path_bleu_loss": loss}}
     assert run.summarise({"decode_speed": decode})["targets"]["fastest_path_bleu_loss"]["met"] is True
+
+
+def test_each_decode_attempt_finds_the_tokens_of_the_code_as_it_is() -> None:
+    """bench/decode_attempts.py switches core's speed paths off one by one: every variant must
+    search the same tokens, and the last one must be the code as it is."""
+    from bench import decode_attempts
+    from core import fast
+    from core.config import ModelConfig
+    from core.decoding import beam_search, greedy
+    from core.model import Transformer
+
+    torch.manual_seed(0)
+    model = Transformer(ModelConfig(vocab_size=640, d_model=32, n_heads=2, d_ff=64, n_encoder_layers=1, n_decoder_layers=2)).eval()
+    source = torch.randint(4, 640, (6, 9))
+    kept = {name: getattr(fast, name) for name in ("_joined", "contiguous", "dense", "argmax", "top_candidates", "append")}
+    found = {}
+    try:
+        for variant in decode_attempts.VARIANTS:
+            decode_attempts.use(model, variant)
+            found[variant] = ([h.tokens for h in greedy(model, source)], [h[0].tokens for h in beam_search(model, source, 3)])
+        decode_attempts.use(model, decode_attempts.BEST)
+        assert {name: getattr(fast, name) for name in kept} == kept
+    finally:
+        for name, function in kept.items():
+            setattr(fast, name, function)
+    assert all(tokens == found[decode_attempts.BEST] for tokens in found.values())
+    assert any(len(t) > 1 for t in found[decode_attempts.BEST][1])  # real searches, not empty ones
