@@ -143,11 +143,11 @@ def dense(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     output projection take most of a step. PyTorch runs them on MKL, whose sgemm on this AMD CPU
     is slower than oneDNN's matmul with the weight reordered once into its blocked layout
     (`torch.ops.mkldnn`, what torch.compile's freezing uses on the CPU; CTranslate2 uses oneDNN on
-    AMD CPUs too): about 10% at the decoder's sizes and 1.4x for the output projection at 64 rows.
-    The sums are the same but taken in another order, so results can differ in the last bits
-    (about 1e-6); searches of the shipped model give the same tokens (bench/decode_attempts.py
-    checks it on the test sentences). Used only in float32 on the CPU without gradients or
-    autocast; training, bf16 and other devices keep PyTorch's own.
+    AMD CPUs too), most of all for the vocabulary-sized output projection. The sums are the same
+    but taken in another order, so results can differ in the last bits (about 1e-6); searches of
+    the shipped model give the same tokens (bench/decode_attempts.py checks it on the test
+    sentences). Used only in float32 on the CPU without gradients or autocast; training, bf16 and
+    other devices keep PyTorch's own.
     Benchmark: bench/decode_attempts.py ("packed_output_projection", "packed_linear_layers").
     """
     if _packable(x, weight):
@@ -245,10 +245,10 @@ def attention(queries: Tensor, keys: Tensor, values: Tensor, mask: Tensor | None
 
 
 # --- Choosing the next pieces -------------------------------------------------------------------
-# On the CPU, PyTorch's argmax and topk walk a row one element at a time (about a nanosecond each
-# here), while a plain maximum (`amax`) is vectorised and about 20x faster. A search step asks for
-# the best of 8,000 log-probabilities per row, so both look at block maxima first and only then at
-# the few elements of the winning blocks. Benchmark: bench/decode_attempts.py ("blocked_choice").
+# On the CPU, PyTorch's argmax and topk walk a row one element at a time, while a plain maximum
+# (`amax`) is vectorised and many times faster. A search step asks for the best of a vocabulary of
+# log-probabilities per row, so both look at block maxima first and only then at the few elements
+# of the winning blocks. Benchmark: bench/decode_attempts.py ("blocked_choice").
 
 
 def _block_size(n: int) -> int | None:
