@@ -17,8 +17,9 @@ Choices and why:
   dropout masks (`fast.Dropout`), projections joined into one matmul (`fast.project`), PyTorch's
   fused attention kernel (`fast.attention`, where `fast.fused_attention_pays`), training on
   the real target tokens only (`fast.RealTokens`), and for decoding the source keys/values laid
-  out once (`fast.contiguous`) and every linear map on a prepacked weight (`fast.linear` for the
-  layers, `fast.dense` for the output projection).
+  out once (`fast.contiguous`), the self-attention cache reordered and extended in one copy
+  (`fast.append`), and every linear map on a prepacked weight (`fast.linear` for the layers,
+  `fast.dense` for the output projection).
   They join this file at those names and nowhere else; `attention` below stays the readable
   reference, used whenever attention maps are asked for and for a single query.
 """
