@@ -4,8 +4,8 @@ Each one computes what the plain code in `model.py` (or PyTorch's plain module) 
 cheaper, and `tests/test_fast.py` or `tests/test_model.py` checks that it does. The model joins
 them at a few named places: `Dropout` in every layer, `project`, `attention` and `linear` inside
 `MultiHeadAttention` and `FeedForward`, `RealTokens` in `Transformer.loss`, `contiguous` and
-`append` in `LayerCache`, and `dense` in `Transformer.logits`; the searches of `core/decoding.py` pick their
-next pieces with `argmax` and `top_candidates`. How much each one saves is measured
+`append` in `LayerCache`, and `dense` in `Transformer.logits`; the searches of `core/decoding.py`
+pick their next pieces with `argmax` and `top_candidates`. How much each one saves is measured
 by `bench/train_speed.py` (training) and `bench/decode_speed.py` (translation), the decoding ones
 one by one by `bench/decode_attempts.py`; the figures are in
 `bench/results.md` and the README's speed section, not here, because they change with the machine.
