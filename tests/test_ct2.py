@@ -138,7 +138,7 @@ def test_missing_ctranslate2_names_the_install_command(monkeypatch) -> None:
 
 def test_export_is_cached_and_rebuilt_when_weights_change(tmp_path, tiny_checkpoint, monkeypatch) -> None:
     run = tmp_path / "run"
-    shutil.copytree(tiny_checkpoint, run)
+    shutil.copytree(tiny_checkpoint, run, ignore=shutil.ignore_patterns("ct2-*"))  # without exports other tests made
     exports = []
     real = export.to_ctranslate2
     monkeypatch.setattr(export, "to_ctranslate2", lambda *a, **k: exports.append(a[2]) or real(*a, **k))
