@@ -220,8 +220,8 @@ def beam_search(
         else:
             live = _Rows(reorder_caches(live.caches, rows, cross=False), live.mask, live.max_tokens)
 
-        sentences = ids.tolist()
-        done = torch.tensor([last[g] or stop.done(finished[i], best_ended[i]) for g, i in enumerate(sentences)], device=device)
+        ended = [at_limit or stop.done(finished[i], best_ended[i]) for at_limit, i in zip(last.tolist(), ids.tolist())]
+        done = torch.tensor(ended, device=device)
         if done.all():
             break
         if done.any():  # drop finished sentences from the batch

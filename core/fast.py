@@ -3,12 +3,13 @@
 Each one computes what the plain code in `model.py` (or PyTorch's plain module) computes, only
 cheaper, and `tests/test_fast.py` or `tests/test_model.py` checks that it does. The model joins
 them at a few named places: `Dropout` in every layer, `project`, `attention` and `linear` inside
-`MultiHeadAttention` and `FeedForward`, `RealTokens` in `Transformer.loss`, `contiguous` and
-`append` in `LayerCache`, and `dense` in `Transformer.logits`; the searches of `core/decoding.py`
-pick their next pieces with `argmax` and `top_candidates`. How much each one saves is measured
-by `bench/train_speed.py` (training) and `bench/decode_speed.py` (translation), the decoding ones
-one by one by `bench/decode_attempts.py`; the figures are in
-`bench/results.md` and the README's speed section, not here, because they change with the machine.
+`MultiHeadAttention` and `FeedForward` (`linear_relu` there too), `RealTokens` in `Transformer.loss`
+and `Transformer.encode_embedded`, `contiguous` and `append` in `LayerCache`, and `dense` in
+`Transformer.logits`; the searches of `core/decoding.py` pick their next pieces with `argmax` and
+`top_candidates`. How much each one saves is measured by `bench/train_speed.py` (training) and
+`bench/decode_speed.py` (translation), the decoding ones one by one by `bench/decode_attempts.py`;
+the figures are in `bench/results.md` and the README's speed section, not here, because they
+change with the machine.
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ class Dropout(nn.Module):
         return x * keep.to(x.dtype).mul_(1.0 / (1.0 - self.p))
 
 
+MOSTLY_REAL = 0.9  # share of real tokens above which `RealTokens.if_padded` leaves a batch padded
+
+
 @dataclass
 class RealTokens:
     """Where the real (non-padding) tokens of a padded [B, T] batch are.
@@ -72,6 +76,18 @@ class RealTokens:
     def of(cls, real: Tensor) -> RealTokens:
         """`real`: boolean [B, T], True on real tokens."""
         return cls(real.reshape(-1).nonzero().squeeze(1), *real.shape)
+
+    @classmethod
+    def if_padded(cls, real: Tensor) -> RealTokens | None:
+        """`of(real)` when at least a tenth of the positions are padding, else None.
+
+        Why: the encoder reads padded sources. A batch of sentences to translate mixes lengths
+        (a third of the positions of the longest test batch are padding), and packing skips that
+        padding in its position-wise layers; training batches are bucketed by length and carry
+        almost none, and there packing and padding back would cost more than they save.
+        Benchmark: bench/decode_attempts.py ("packed_encoder").
+        """
+        return cls.of(real) if real.sum() <= MOSTLY_REAL * real.numel() else None
 
     def pack(self, x: Tensor) -> Tensor:
         """[B, T, C] -> [N, C]"""
@@ -161,6 +177,16 @@ def linear(layer: nn.Module, x: Tensor) -> Tensor:
     if isinstance(layer, nn.Linear) and not (layer._forward_hooks or layer._forward_pre_hooks):
         return dense(x, layer.weight, layer.bias)
     return layer(x)
+
+
+def linear_relu(layer: nn.Module, x: Tensor) -> Tensor:
+    """`F.relu(layer(x))`, the ReLU applied by oneDNN's matmul as it writes its output where
+    `dense` would run it (a post-op: the hidden activations, the widest of the feed-forward
+    network, are not read and written again by a separate ReLU); otherwise as written.
+    Benchmark: bench/decode_attempts.py ("fused_relu")."""
+    if isinstance(layer, nn.Linear) and not (layer._forward_hooks or layer._forward_pre_hooks) and _packable(x, layer.weight):
+        return torch.ops.mkldnn._linear_pointwise(x, _packed(layer.weight), layer.bias, "relu", [], "")
+    return F.relu(linear(layer, x))
 
 
 def _packable(x: Tensor, weight: Tensor) -> bool:

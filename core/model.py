@@ -16,8 +16,10 @@ Choices and why:
 - Speed paths live in `core/fast.py`, each computing what the code here computes: cheaper
   dropout masks (`fast.Dropout`), projections joined into one matmul (`fast.project`), PyTorch's
   fused attention kernel (`fast.attention`, where `fast.fused_attention_pays`), training on
-  the real target tokens only (`fast.RealTokens`), and for decoding the source keys/values laid
-  out once (`fast.contiguous`), the self-attention cache reordered and extended in one copy
+  the real tokens only (`fast.RealTokens`: the decoder's target tokens in training, the
+  encoder's source tokens when a batch is much padded), the feed-forward ReLU fused into its
+  matmul (`fast.linear_relu`), and for decoding the source keys/values laid out once
+  (`fast.contiguous`), the self-attention cache reordered and extended in one copy
   (`fast.append`), and every linear map on a prepacked weight (`fast.linear` for the layers,
   `fast.dense` for the output projection).
   They join this file at those names and nowhere else; `attention` below stays the readable
@@ -66,9 +68,9 @@ def attention(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = N
     d_k = query.shape[-1]
     scores = query @ key.transpose(-2, -1) / math.sqrt(d_k)  # [B, H, T, S]; √d_k keeps the softmax from saturating
     if mask is not None:
-        scores = scores.masked_fill(~mask, -math.inf)  # exactly zero weight after the softmax
+        scores = torch.where(mask, scores, -math.inf)  # exactly zero weight after the softmax
     weights = scores.softmax(dim=-1)
-    return F.dropout(weights, dropout) @ value, weights
+    return (F.dropout(weights, dropout) if dropout > 0 else weights) @ value, weights
 
 
 def subsequent_mask(queries: int, keys: int, device: torch.device | None = None) -> Tensor:
@@ -167,8 +169,8 @@ class FeedForward(nn.Module):
         self.dropout = fast.Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
-        # self.linear2(self.dropout(F.relu(self.linear1(x)))), each linear layer applied by `fast.linear`
-        hidden = F.relu(fast.linear(self.linear1, x))
+        # self.linear2(self.dropout(F.relu(self.linear1(x)))), through `fast.linear_relu` and `fast.linear`
+        hidden = fast.linear_relu(self.linear1, x)
         return fast.linear(self.linear2, self.dropout(hidden))
 
 
@@ -187,10 +189,13 @@ class EncoderLayer(nn.Module):
         self.feed_forward = FeedForward(config.d_model, config.d_ff, config.dropout)
         self.dropout = fast.Dropout(config.dropout)
 
-    def forward(self, x: Tensor, source_mask: Tensor, need_weights: bool) -> tuple[Tensor, Tensor | None]:
-        """x [B, S, d_model] -> [B, S, d_model], and the self-attention weights if asked for."""
-        queries, keys, values = self.self_attention.project_queries_keys_values(self.self_attention_norm(x))
-        attended, weights = self.self_attention(queries, keys, values, mask=source_mask, need_weights=need_weights)
+    def forward(
+        self, x: Tensor, source_mask: Tensor, need_weights: bool, packed: fast.RealTokens | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        """x [B, S, d_model] (packed [N, d_model]) -> the same shape, and the self-attention
+        weights if asked for."""
+        queries, keys, values = self.self_attention.project_queries_keys_values(self.self_attention_norm(x), packed)
+        attended, weights = self.self_attention(queries, keys, values, mask=source_mask, need_weights=need_weights, packed=packed)
         x = x + self.dropout(attended)
         x = x + self.dropout(self.feed_forward(self.feed_forward_norm(x)))
         return x, weights
@@ -330,13 +335,18 @@ class Transformer(nn.Module):
 
     def encode_embedded(self, x: Tensor, mask: Tensor, maps: AttentionMaps | None = None) -> Tensor:
         """The encoder layers on an already embedded source: x [B, S, d_model] (`embed`) and its
-        `source_mask` -> memory [B, S, d_model]. A seam for input attribution
-        (`core.attribution`), which feeds embeddings between the sentence's and a baseline's."""
+        `source_mask` -> memory [B, S, d_model] (zeros at the padding when the layers skipped
+        it). A seam for input attribution (`core.attribution`), which feeds embeddings between
+        the sentence's and a baseline's."""
+        packed = fast.RealTokens.if_padded(mask[:, 0, 0])  # the layers skip the padding, if there is much
+        if packed is not None:
+            x = packed.pack(x)
         for layer in self.encoder_layers:
-            x, weights = layer(x, mask, need_weights=maps is not None)
+            x, weights = layer(x, mask, need_weights=maps is not None, packed=packed)
             if maps is not None:
                 maps.encoder_self.append(weights)
-        return self.encoder_norm(x)
+        x = self.encoder_norm(x)
+        return x if packed is None else packed.pad(x)
 
     def encoder_states(self, source_ids: Tensor) -> list[Tensor]:
         """The output of the embedding and of every encoder layer, each [B, S, d_model] (the last

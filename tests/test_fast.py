@@ -113,6 +113,27 @@ def test_linear_applies_each_kind_of_layer_as_itself() -> None:
         assert torch.equal(fast.linear(int8, x), int8(x))
 
 
+def test_linear_relu_is_relu_of_the_layer() -> None:
+    torch.manual_seed(0)
+    layer, x = nn.Linear(16, 8), torch.randn(5, 3, 16)
+    expected = torch.relu(layer(x))
+    assert float((expected == 0).float().mean()) > 0.2  # the ReLU has something to cut
+    torch.testing.assert_close(fast.linear_relu(layer, x), expected)  # training: the plain ops, with gradients
+    with torch.inference_mode():
+        torch.testing.assert_close(fast.linear_relu(layer, x), expected, rtol=1e-5, atol=1e-5)
+        int8 = int8_copy(nn.Sequential(layer))[0]
+        assert torch.equal(fast.linear_relu(int8, x), torch.relu(int8(x)))
+
+
+def test_real_tokens_if_padded_packs_only_batches_with_much_padding() -> None:
+    mostly_padding = torch.tensor([[True, True, False, False], [True, False, False, False]])
+    assert fast.RealTokens.if_padded(mostly_padding).index.tolist() == [0, 1, 4]
+    all_real = torch.ones(4, 10, dtype=torch.bool)
+    assert fast.RealTokens.if_padded(all_real) is None
+    all_real[0, -1] = False  # one position in forty: not worth packing
+    assert fast.RealTokens.if_padded(all_real) is None
+
+
 @pytest.mark.parametrize("vocab", [8000, 1000, 96, 17])
 def test_argmax_is_torchs_first_index_of_the_maximum(vocab: int) -> None:
     torch.manual_seed(vocab)

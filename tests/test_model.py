@@ -80,6 +80,25 @@ def test_padding_changes_no_output() -> None:
     assert beam_search(model, alone, 3)[0][0].tokens == beam_search(model, batch, 3)[0][0].tokens
 
 
+def test_the_encoder_skips_much_padding_and_gives_each_sentence_its_own_states() -> None:
+    """A batch with much padding runs the encoder's position-wise layers on its real tokens only
+    (`fast.RealTokens.if_padded`): each sentence's states are those it has alone, and the
+    padded positions hold zeros, which cross-attention never reads."""
+    model = random_model(seed=2)
+    sentences = [[5, 6, 7, EOS_ID], [8, 9, 10, 11, 12, 13, 14, 15, EOS_ID], [16, EOS_ID]]
+    batch = torch.full((3, 9), PAD_ID)
+    for row, ids in enumerate(sentences):
+        batch[row, : len(ids)] = torch.tensor(ids)
+    with torch.inference_mode():
+        memory = model.encode(batch)
+        for row, ids in enumerate(sentences):
+            torch.testing.assert_close(memory[row, : len(ids)], model.encode(torch.tensor([ids]))[0], rtol=1e-5, atol=1e-6)
+        assert float(memory[batch == PAD_ID].abs().max()) == 0.0
+        full = batch.clone()
+        full[full == PAD_ID] = 20  # no padding: the layers run on every position
+        assert float(model.encode(full)[batch == PAD_ID].abs().min()) > 0.0
+
+
 def test_beam_of_one_is_greedy() -> None:
     model = random_model(seed=3)
     source = torch.tensor([[5, 6, 7, EOS_ID, PAD_ID], [9, 10, 11, 12, EOS_ID]])
