@@ -29,6 +29,12 @@ Attempts:
   encoder's position-wise layers on the real source tokens only (sorted test batches still pad a
   sixth to a third of their positions); the per-step timings leave the encoder out, the
   end-to-end runs include it.
+- shared_source_cache (kept, `fast.group_beams` and `LayerCache.beams`, measured per step
+  alone): the beams of a sentence share one copy of its source keys/values, against a copy per
+  beam; the searches cannot switch it off, so every end-to-end variant has it.
+- reused_memory (kept, `fast.reuse_freed_memory`, in fresh processes: it is set once per
+  process): glibc's allocator keeps freed blocks for reuse, against its defaults, with the page
+  faults each search causes.
 - preallocated_kv_cache (tried, measured alone): writing each step's keys/values into a
   preallocated buffer instead of `torch.cat`, timed on the cache shapes of a greedy decoding.
 - torch_compile (tried): `torch.compile(dynamic=True)` of one decoder step (inductor, freezing
@@ -43,6 +49,7 @@ Writes bench/results/decode_attempts.json (with provenance).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -60,6 +67,7 @@ import torch.nn.functional as F
 from bench import common, profile_decode
 from bench.common import log
 from core import decoding, fast
+from core.model import LayerCache
 
 EVALUATE_TAB_SENTENCES = 12 * 200  # a realistic job: the Evaluate tab's 12 directions × 200 sentences
 CONTENTION_NOTE = "measured while other jobs ran on this 2-core machine; relative only (variants interleaved in one process)"
@@ -233,6 +241,70 @@ def preallocated_cache(model, sources: list[torch.Tensor], repeats: int) -> dict
     return {"per_step_us_all_layers": per, "saving_per_step_us": round(per["torch_cat"] - per["in_place"], 1)}
 
 
+def shared_source_cache(model, source: torch.Tensor, length: int, repeats: int) -> dict:
+    """One beam-4 decoder step (64 sentences, 256 rows) with each sentence's source keys/values
+    kept once for its beams (`fast.group_beams`, the code now) against a copy per beam (the code
+    before), interleaved. Per step only: the copies saved when finished sentences leave the
+    batch, a quarter of the size now, come on top."""
+    batch, beam = profile_decode.BATCH, profile_decode.BEAM
+    shared = profile_decode.step_state(model, source[:batch], batch * beam, length)
+    rows = torch.arange(batch).repeat_interleave(beam)
+    copied = [LayerCache(c.self_keys, c.self_values, c.cross_keys[rows], c.cross_values[rows]) for c in shared.caches]
+    per_beam = dataclasses.replace(shared, caches=copied, mask=shared.mask[rows])
+    reorder = (torch.arange(batch)[:, None] * beam + torch.randperm(beam)).view(-1)  # beams move within their sentence
+    timed = profile_decode.time_steps(
+        {
+            "copy_per_beam": lambda: profile_decode.one_step(model, per_beam, reorder),
+            "shared": lambda: profile_decode.one_step(model, shared, reorder),
+        },
+        repeats,
+    )
+    return {"beam4_rows_256_us": {k: round(v, 1) for k, v in timed.items()}, "step_speedup": _gain(timed["copy_per_beam"], timed["shared"])}
+
+
+# --- freed memory reused, in fresh processes --------------------------------------------------------
+
+
+def memory_child(checkpoint: Path, n: int, reuse: bool) -> dict:
+    """Run in a fresh process: greedy and beam-4 searches (after a warm-up pass), timed, with the
+    page faults they cause; with `fast.reuse_freed_memory` or with the allocator's defaults."""
+    import resource
+
+    torch.set_num_threads(1)
+    if not reuse:
+        fast.reuse_freed_memory = lambda: False  # the searches call it: leave glibc as it is
+    translator = profile_decode.load(checkpoint)
+    sources = profile_decode.batches(translator, n)
+    out: dict = {"in_effect": fast.reuse_freed_memory()}
+    for name, beam in (("greedy", 1), ("beam4", profile_decode.BEAM)):
+        profile_decode.search(translator.model, sources, beam)
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        seconds = common.timed(lambda b=beam: profile_decode.search(translator.model, sources, b))[1]
+        out[name] = {"seconds": round(seconds, 3), "page_faults": resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults}
+    return out
+
+
+def reused_memory(checkpoint: Path, n: int, rounds: int) -> dict:
+    """`memory_child` with and without reuse, alternating fresh processes; medians."""
+    runs: dict[str, list[dict]] = {"defaults": [], "reused": []}
+    for r in range(rounds):
+        for mode in ("defaults", "reused") if r % 2 == 0 else ("reused", "defaults"):
+            command = [sys.executable, __file__, "--memory-child", mode, "--checkpoint", str(checkpoint), "--sentences", str(n)]
+            done = subprocess.run(command, capture_output=True, text=True, check=True)
+            runs[mode].append(json.loads(done.stdout.strip().splitlines()[-1]))
+    out: dict = {"sentences": n, "rounds": rounds, "reuse_in_effect": all(r["in_effect"] for r in runs["reused"])}
+    for name in ("greedy", "beam4"):
+        out[name] = {
+            mode: {
+                "seconds": common.median([r[name]["seconds"] for r in found]),
+                "page_faults": common.median([r[name]["page_faults"] for r in found]),
+            }
+            for mode, found in runs.items()
+        }
+        out[name]["speedup"] = _gain(out[name]["defaults"]["seconds"], out[name]["reused"]["seconds"])
+    return out
+
+
 # --- torch.compile, in fresh processes --------------------------------------------------------------
 
 
@@ -329,12 +401,16 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile attempt")
     parser.add_argument("--compile-timeout", type=float, default=300.0, help="seconds per compile process")
     parser.add_argument("--compile-child", action="store_true", help=argparse_hidden())
+    parser.add_argument("--memory-child", choices=("defaults", "reused"), help=argparse_hidden())
     args = parser.parse_args(argv)
     n = args.sentences or (128 if args.quick else 256)
     rounds = args.rounds or (2 if args.quick else 3)
     repeats = args.repeats or (5 if args.quick else 7)
     if args.compile_child:
         print(json.dumps(compile_child(args.checkpoint, n, rounds)))
+        return {}
+    if args.memory_child:
+        print(json.dumps(memory_child(args.checkpoint, n, args.memory_child == "reused")))
         return {}
     torch.set_num_threads(1)
     machine = common.machine_info(1)
@@ -349,6 +425,10 @@ def main(argv: list[str] | None = None) -> dict:
     use(model, BEST)
     log("preallocated cache")
     out["preallocated_kv_cache"] = preallocated_cache(model, sources, repeats)
+    log("source keys/values shared by a sentence's beams")
+    out["shared_source_cache"] = shared_source_cache(model, sources[len(sources) // 2], 12, repeats)
+    log("freed memory reused, in fresh processes")
+    out["reused_memory"] = reused_memory(args.checkpoint, n, max(2, rounds - 1))
     if not args.no_compile:
         out["torch_compile"] = run_compile(args.checkpoint, n, rounds, args.compile_timeout)
     out["attempts"] = summary(out)
@@ -402,6 +482,22 @@ def summary(out: dict) -> list[dict]:
             "share_of_greedy_step": round(pre["saving_per_step_us"] / step["greedy_rows_64"][BEST], 4),
         }
     )
+    rows.append(
+        {
+            "attempt": "shared_source_cache",
+            "verdict": "kept: a sentence's beams read one copy of its source keys/values; same tokens on the test sentences",
+            **out["shared_source_cache"],
+        }
+    )
+    memory = out["reused_memory"]
+    rows.append(
+        {
+            "attempt": "reused_memory",
+            "verdict": "kept: the steps' big tensors stop getting fresh pages from the OS",
+            "end_to_end_speedup": {k: memory[k]["speedup"] for k in ("greedy", "beam4")},
+            "page_faults": {k: {mode: memory[k][mode]["page_faults"] for mode in ("defaults", "reused")} for k in ("greedy", "beam4")},
+        }
+    )
     compiled = out.get("torch_compile")
     if compiled:
         job = compiled.get("evaluate_tab_job")
@@ -427,6 +523,8 @@ def markdown(out: dict) -> str:
     rows = [[v, *(f"{e2e[k][v]['sentences_per_s']} ({e2e[k][v]['sentences_differing']} differ)" for k in e2e)] for v in VARIANTS]
     parts.append(common.markdown_table(["variant", *e2e], rows))
     parts += ["", f"preallocated KV cache: {out['preallocated_kv_cache']}"]
+    parts += ["", f"source keys/values shared by a sentence's beams: {out['shared_source_cache']}"]
+    parts += ["", f"freed memory reused: {json.dumps(out['reused_memory'])}"]
     if "torch_compile" in out:
         parts += ["", f"torch.compile: {json.dumps(out['torch_compile'], indent=1)}"]
     return "\n".join(parts)

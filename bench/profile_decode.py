@@ -97,9 +97,9 @@ def step_state(model, source: torch.Tensor, rows: int, length: int) -> StepState
     row is copied as beam search fans it out (`reorder_caches`)."""
     caches = model.start_cache(model.encode(source))
     mask = model.source_mask(source)
-    if rows > source.shape[0]:
-        order = torch.arange(source.shape[0]).repeat_interleave(rows // source.shape[0])
-        caches, mask = reorder_caches(caches, order), mask.index_select(0, order)
+    if rows > source.shape[0]:  # the beams of a sentence share its source (`LayerCache.beams`)
+        beams = rows // source.shape[0]
+        caches = reorder_caches(caches, torch.arange(source.shape[0]).repeat_interleave(beams), beams=beams)
     tokens = torch.full((rows, 1), BOS_ID, dtype=torch.long)
     for position in range(length):
         hidden = model.decode(tokens, caches, mask, offset=position, incremental=True)
@@ -114,7 +114,7 @@ def one_step(model, state: StepState, reorder: torch.Tensor | None = None) -> to
     on a copy of the caches so the state stays at its length."""
     caches = [copy.copy(c) for c in state.caches]
     if reorder is not None:
-        caches = reorder_caches(caches, reorder, cross=False)
+        caches = reorder_caches(caches, reorder)
     hidden = model.decode(state.tokens, caches, state.mask, offset=state.length, incremental=True)
     return model.logits(hidden[:, -1]).float().log_softmax(dim=-1)
 

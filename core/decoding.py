@@ -77,6 +77,8 @@ def _follow_prefix(log_probs: Tensor, prefix: Prefix, step: int) -> Tensor:
 
 
 def _start(model: Transformer, source: Tensor) -> tuple[list[LayerCache], Tensor]:
+    if source.device.type == "cpu":
+        fast.reuse_freed_memory()  # the steps' big tensors reuse freed memory
     memory = model.encode(source)
     return model.start_cache(memory), model.source_mask(source)
 
@@ -89,14 +91,20 @@ def _next_log_probs(model: Transformer, tokens: Tensor, caches: list[LayerCache]
 @dataclass
 class _Rows:
     """The decoder's state for the rows still being decoded. Finished rows are dropped as soon as
-    they end, so each step only pays for the sentences that are still going."""
+    they end, so each step only pays for the sentences that are still going. A sentence has one
+    row, or in beam search one per beam (`LayerCache.beams`), which share its source."""
 
     caches: list[LayerCache]
-    mask: Tensor  # [rows, 1, 1, S]
-    max_tokens: Tensor  # [rows]
+    mask: Tensor  # [sentences, 1, 1, S]
+    max_tokens: Tensor  # [sentences]
 
-    def select(self, rows: Tensor) -> _Rows:
-        return _Rows(reorder_caches(self.caches, rows), self.mask.index_select(0, rows), self.max_tokens.index_select(0, rows))
+    def select(self, rows: Tensor, sentences: Tensor | None = None) -> _Rows:
+        """Keep `rows` (each continues that row's past) of `sentences` (by default one row per
+        sentence: the same indices)."""
+        sentences = rows if sentences is None else sentences
+        return _Rows(
+            reorder_caches(self.caches, rows, sentences), self.mask.index_select(0, sentences), self.max_tokens.index_select(0, sentences)
+        )
 
 
 def _extend(
@@ -192,7 +200,7 @@ def beam_search(
         top_scores, top_index = fast.top_candidates(scores, log_probs, 2 * width)
         origin, token = top_index // vocab, top_index % vocab
         is_end = token == EOS_ID
-        last = step + 1 >= live.max_tokens.view(groups, beams)[:, 0]  # [groups]: the sentence's last step
+        last = step + 1 >= live.max_tokens  # [groups]: the sentence's last step
 
         # Among the top `width` candidates, those ending with </s> finish; at a sentence's last
         # step all of them finish, cut at the limit.
@@ -207,18 +215,15 @@ def beam_search(
 
         # The best `width` candidates that do not end continue as the beams of the next step
         # (at most `width` of the 2·width candidates can end, so there are always enough).
-        # Beams only move within their sentence, so after the first step (which fans each
-        # sentence out to `width` rows) the source keys/values stay where they are.
+        # Beams only move within their sentence, whose `width` rows (from the first step on)
+        # share its source keys/values: those stay where they are.
         keep = (is_end.long() * 2 * width + torch.arange(2 * width, device=device)).argsort(dim=1)[:, :width]
         if tree is not None:
             tree.record(origin[0], token[0], top_scores[0], keep[0], width, bool(last[0]))
         scores = top_scores.gather(1, keep)
         rows = (origin.gather(1, keep) + torch.arange(groups, device=device)[:, None] * beams).view(-1)
         tokens = torch.cat([tokens.index_select(0, rows), token.gather(1, keep).view(-1, 1)], dim=1)
-        if beams == 1:
-            live, beams = live.select(rows), width
-        else:
-            live = _Rows(reorder_caches(live.caches, rows, cross=False), live.mask, live.max_tokens)
+        live, beams = _Rows(reorder_caches(live.caches, rows, beams=width), live.mask, live.max_tokens), width
 
         ended = [at_limit or stop.done(finished[i], best_ended[i]) for at_limit, i in zip(last.tolist(), ids.tolist())]
         done = torch.tensor(ended, device=device)
@@ -227,7 +232,7 @@ def beam_search(
         if done.any():  # drop finished sentences from the batch
             going = (~done).nonzero().squeeze(1)
             rows = (going[:, None] * width + torch.arange(width, device=device)).view(-1)
-            ids, scores, tokens, live = ids[going], scores[going], tokens.index_select(0, rows), live.select(rows)
+            ids, scores, tokens, live = ids[going], scores[going], tokens.index_select(0, rows), live.select(rows, going)
 
     results = []
     for hypotheses in finished:

@@ -14,6 +14,8 @@ change with the machine.
 
 from __future__ import annotations
 
+import ctypes
+import platform
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -247,14 +249,44 @@ def append(past: Tensor, new: Tensor, order: Tensor | None) -> Tensor:
     return grown
 
 
+def group_beams(queries: Tensor, beams: int) -> Tensor:
+    """[B, H, 1, d_k] queries of B = sentences × beams rows (a sentence's beams neighbours) ->
+    [sentences, H, beams, d_k]: the beams of each sentence as that sentence's queries.
+
+    Why: the beams of a sentence all attend to the same source keys/values. Kept once per sentence
+    (`LayerCache.beams`), not once per beam, they are a quarter of the memory at beam 4 that every
+    step and layer reads, and that beam search copies when finished sentences leave the batch; and
+    attention's matmul runs on `beams` queries at once instead of one. The same sums, though the
+    matmul may take them in another order (last bits, about 1e-6).
+    Benchmark: bench/decode_attempts.py ("shared_source_cache").
+    """
+    if beams == 1:
+        return queries
+    rows, heads, _, d_k = queries.shape
+    return queries.reshape(rows // beams, beams, heads, d_k).transpose(1, 2)
+
+
+def ungroup_beams(weights: Tensor | None, beams: int) -> Tensor | None:
+    """Attention weights [sentences, H, beams, S] of `group_beams`' queries back to one row per
+    beam, [sentences × beams, H, 1, S] (None stays None)."""
+    if weights is None or beams == 1:
+        return weights
+    sentences, heads, _, length = weights.shape
+    return weights.transpose(1, 2).reshape(sentences * beams, heads, 1, length)
+
+
 def fused_attention_pays(queries: Tensor) -> bool:
     """Whether PyTorch's fused attention kernel is the faster way for these queries [B, H, T, d_k].
 
-    Why: the fused kernel is built for long inputs. A single query (one decoding step, T = 1)
-    is faster on the CPU with the spelled-out maths of `core.model.attention`, which is then used.
-    Benchmark: bench/decode_speed.py.
+    Why: the fused kernel is built for long inputs. A few queries (a decoding step: one query
+    per row, or a sentence's beams attending to its source together, `group_beams`) are faster
+    on the CPU with the spelled-out maths of `core.model.attention`, which is then used.
+    Benchmarks: bench/decode_speed.py, bench/decode_attempts.py ("shared_source_cache").
     """
-    return queries.shape[2] > 1
+    return queries.shape[2] > FEW_QUERIES
+
+
+FEW_QUERIES = 8  # up to this many queries per row, `fused_attention_pays` says no
 
 
 def attention(queries: Tensor, keys: Tensor, values: Tensor, mask: Tensor | None, causal: bool, dropout: float) -> Tensor:
@@ -268,6 +300,34 @@ def attention(queries: Tensor, keys: Tensor, values: Tensor, mask: Tensor | None
     Benchmarks: bench/train_speed.py, bench/decode_speed.py.
     """
     return F.scaled_dot_product_attention(queries, keys, values, attn_mask=mask, is_causal=causal, dropout_p=dropout)
+
+
+# --- Memory --------------------------------------------------------------------------------------
+
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+KEEP_BLOCKS_UP_TO = 64 * 2**20  # bytes: larger blocks still get their own pages from the OS
+KEEP_FREE_UP_TO = 256 * 2**20  # bytes of free memory at the top of the heap kept, not trimmed
+_memory_reused = False
+
+
+def reuse_freed_memory() -> bool:
+    """Have the C allocator give freed memory to the next allocation rather than back to the OS;
+    glibc only (elsewhere nothing changes), once per process. Returns whether it is in effect.
+
+    Why: a decoding step allocates tensors of a few megabytes: logits, log-probabilities, and
+    the self-attention cache, which grows by one position every step. glibc gives blocks that
+    large pages of their own, fresh from the OS, and its adaptive threshold cannot follow sizes
+    that keep growing, so every step has its pages faulted in and zeroed again (about 127,000
+    page faults for a beam-4 decoding of 512 test sentences). Blocks up to 64 MB kept on the
+    heap, and up to 256 MB of free heap kept, make the steps reuse memory instead. The price:
+    memory freed after a decoding stays with the process (bench/decode_memory.py).
+    Benchmark: bench/decode_attempts.py ("reused_memory").
+    """
+    global _memory_reused
+    if not _memory_reused and platform.libc_ver()[0] == "glibc":
+        libc = ctypes.CDLL(None)
+        _memory_reused = bool(libc.mallopt(M_MMAP_THRESHOLD, KEEP_BLOCKS_UP_TO) and libc.mallopt(M_TRIM_THRESHOLD, KEEP_FREE_UP_TO))
+    return _memory_reused
 
 
 # --- Choosing the next pieces -------------------------------------------------------------------

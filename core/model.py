@@ -208,11 +208,14 @@ class LayerCache:
 
     self_keys: Tensor | None  # [B, H, T so far, d_k]
     self_values: Tensor | None
-    cross_keys: Tensor  # [B, H, S, d_k]
+    cross_keys: Tensor  # [B / beams, H, S, d_k]: one per source sentence
     cross_values: Tensor
     # Rows of the past keys/values that the next step continues (beam search moves hypotheses
     # between rows, `reorder_caches`): applied when that step appends to them, in the same copy.
     order: Tensor | None = None
+    # Rows per source sentence: beam search's hypotheses of one sentence are `beams` neighbouring
+    # rows, and they share its source keys/values (`fast.group_beams`).
+    beams: int = 1
 
     def __post_init__(self) -> None:
         # Read at every step: laid out once in contiguous memory (`fast.contiguous`).
@@ -262,11 +265,13 @@ class DecoderLayer(nn.Module):
             queries, keys, values, causal=not incremental, need_weights=need_weights, packed=packed
         )
         x = x + self.dropout(attended)
-        queries = self.cross_attention.project_queries(self.cross_attention_norm(x), packed)
+        # The beams of one sentence attend to its source together, as that sentence's queries.
+        queries = fast.group_beams(self.cross_attention.project_queries(self.cross_attention_norm(x), packed), cache.beams)
         attended, cross_weights = self.cross_attention(
             queries, cache.cross_keys, cache.cross_values, mask=source_mask, need_weights=need_weights, packed=packed
         )
-        x = x + self.dropout(attended)
+        x = x + self.dropout(attended.view(x.shape))
+        cross_weights = fast.ungroup_beams(cross_weights, cache.beams)
         x = x + self.dropout(self.feed_forward(self.feed_forward_norm(x)))
         return x, self_weights, cross_weights
 
@@ -422,21 +427,23 @@ class Transformer(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
-def reorder_caches(caches: list[LayerCache], order: Tensor, cross: bool = True) -> list[LayerCache]:
-    """Select/duplicate batch rows of every cache (beam search keeps the surviving hypotheses).
+def reorder_caches(caches: list[LayerCache], rows: Tensor, sentences: Tensor | None = None, beams: int | None = None) -> list[LayerCache]:
+    """Select/duplicate the rows of every cache (beam search keeps the surviving hypotheses).
 
-    The past keys/values are reordered when the next step appends to them (`LayerCache.order`),
-    so they are copied once per step, not twice. With `cross=False` the source keys/values are
-    left as they are: correct whenever rows only move among the beams of one sentence, which all
-    share the same source.
+    `rows`: the row whose past keys/values each new row continues. They are reordered when the
+    next step appends to them (`LayerCache.order`), so they are copied once per step, not twice.
+    `sentences`: the source keys/values each remaining sentence keeps; None leaves them as they
+    are, right whenever rows only move among the beams of their sentence. `beams`: rows per
+    sentence from now on (None: as before).
     """
     return [
         LayerCache(
             c.self_keys,
             c.self_values,
-            c.cross_keys.index_select(0, order) if cross else c.cross_keys,
-            c.cross_values.index_select(0, order) if cross else c.cross_values,
-            order if c.order is None else c.order.index_select(0, order),
+            c.cross_keys if sentences is None else c.cross_keys.index_select(0, sentences),
+            c.cross_values if sentences is None else c.cross_values.index_select(0, sentences),
+            rows if c.order is None else c.order.index_select(0, rows),
+            c.beams if beams is None else beams,
         )
         for c in caches
     ]

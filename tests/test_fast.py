@@ -66,7 +66,25 @@ def test_fused_attention_equals_the_reference() -> None:
     torch.testing.assert_close(fast.attention(query, key, value, mask, False, 0.0), attention(query, key, value, mask)[0])
     causal = fast.attention(query, key, value, None, True, 0.0)
     torch.testing.assert_close(causal, attention(query, key, value, subsequent_mask(6, 6))[0])
-    assert fast.fused_attention_pays(query) and not fast.fused_attention_pays(query[:, :, :1])
+    many = torch.randn(2, 4, fast.FEW_QUERIES + 1, 8)
+    assert fast.fused_attention_pays(many) and not fast.fused_attention_pays(query[:, :, :1])
+    assert not fast.fused_attention_pays(query[:, :, :4])  # a sentence's beams, grouped
+
+
+def test_grouped_beams_attend_to_their_shared_source_as_each_beam_alone() -> None:
+    """`group_beams`: 2 sentences × 3 beams, the source keys/values kept once per sentence, give
+    what each beam's row gets from its own copy of them; `ungroup_beams` puts the weights back."""
+    torch.manual_seed(0)
+    queries = torch.randn(6, 4, 1, 8)
+    keys, values = torch.randn(2, 4, 5, 8), torch.randn(2, 4, 5, 8)
+    mask = torch.tensor([[True] * 5, [True, True, True, False, False]])[:, None, None, :]
+    context, weights = attention(fast.group_beams(queries, 3), keys, values, mask)
+    tiled = torch.arange(2).repeat_interleave(3)
+    alone, alone_weights = attention(queries, keys[tiled], values[tiled], mask[tiled])
+    merged = context.transpose(1, 2).reshape(6, 1, 4, 8).transpose(1, 2)  # [sentence, beam] -> row
+    torch.testing.assert_close(merged, alone)
+    torch.testing.assert_close(fast.ungroup_beams(weights, 3), alone_weights)
+    assert fast.group_beams(queries, 1) is queries and fast.ungroup_beams(None, 3) is None
 
 
 def test_joined_weights_are_kept_while_no_gradient_is_recorded_and_follow_updates() -> None:
@@ -160,3 +178,39 @@ def test_append_writes_the_reordered_past_then_the_new_positions() -> None:
     order = torch.tensor([4, 4, 0])
     assert torch.equal(fast.append(past, new, order), torch.cat([past.index_select(0, order), new], dim=2))
     assert torch.equal(fast.append(past[:3], new, None), torch.cat([past[:3], new], dim=2))
+
+
+GROWING_TENSORS = """
+import resource, sys, torch
+from core import fast
+if sys.argv[1] == "reuse":
+    assert fast.reuse_freed_memory()
+def decoding():  # a beam search's steps: a cache one position longer every step, and its logits
+    caches = [torch.zeros(256, 4, 1, 64) for _ in range(6)]
+    for step in range(40):
+        caches = [torch.cat([c, c[:, :, :1]], dim=2) for c in caches]
+        torch.ones(256, 8000).log_softmax(-1)
+for _ in range(3):  # warm up
+    decoding()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(5):
+    decoding()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(__import__("platform").libc_ver()[0] != "glibc", reason="a glibc setting")
+def test_reused_memory_stops_fresh_pages_for_growing_tensors() -> None:
+    """Tensors that grow a little every step get fresh pages from the OS each time (page faults),
+    unless freed memory is reused (`fast.reuse_freed_memory`), in a fresh process each."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    def faults(mode: str) -> int:
+        command = [sys.executable, "-c", GROWING_TENSORS, mode]
+        done = subprocess.run(command, capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parent.parent)
+        return int(done.stdout.strip().splitlines()[-1])
+
+    fresh, reused = faults("default"), faults("reuse")
+    assert fresh > 10 * reused + 20_000, (fresh, reused)  # typically about 200,000 against 0 to 5,000

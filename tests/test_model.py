@@ -6,7 +6,7 @@ import torch
 
 from core.config import ModelConfig
 from core.decoding import beam_search, greedy, sample, step_by_step
-from core.model import AttentionMaps, Transformer, attention, subsequent_mask
+from core.model import AttentionMaps, Transformer, attention, reorder_caches, subsequent_mask
 from core.vocab import BOS_ID, EOS_ID, PAD_ID
 
 
@@ -53,6 +53,24 @@ def test_incremental_decoding_matches_full_recomputation() -> None:
         mask = model.source_mask(source)
         steps = [model.logits(model.decode(target[:, t : t + 1], caches, mask, offset=t, incremental=True)) for t in range(target.shape[1])]
     torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=1e-4, atol=1e-5)
+
+
+def test_beams_sharing_their_sentences_source_decode_as_with_a_copy_each() -> None:
+    """Beam search keeps a sentence's source keys/values once for its beams (`LayerCache.beams`);
+    a decoder step then gives each beam what it gets with a copy of them, mask included."""
+    model = random_model(seed=3)
+    source = torch.tensor([[5, 6, 7, 8, EOS_ID], [9, 10, EOS_ID, PAD_ID, PAD_ID]])
+    beams, rows = 3, torch.arange(2).repeat_interleave(3)
+    tokens = torch.randint(4, 50, (6, 1))
+    with torch.inference_mode():
+        mask = model.source_mask(source)
+        start = model.start_cache(model.encode(source))
+        shared = reorder_caches(start, rows, beams=beams)
+        copied = reorder_caches(start, rows, sentences=rows)
+        got = model.logits(model.decode(tokens, shared, mask, incremental=True))
+        expected = model.logits(model.decode(tokens, copied, mask[rows], incremental=True))
+        assert shared[0].cross_keys.shape[0] == 2 and copied[0].cross_keys.shape[0] == 6
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_attention_maps_are_distributions_and_match_fast_path() -> None:
