@@ -142,7 +142,10 @@ def test_start_a_tiny_training_run_and_watch_the_chart(page, shots) -> None:
         field = page.locator(f"{element} input[type=number]")
         field.fill(value)
         field.press("Enter")
-    page.locator("#start-training").click()
+    # A click first waits for the button to be visible, enabled and still; once, in a full-suite run
+    # on this 2-core machine, that took longer than Playwright's default 30 s (the tab was still
+    # drawing its charts). Allow it as long as the training itself.
+    page.locator("#start-training").click(timeout=TRAIN_TIMEOUT_MS)
     page.locator("#training-status").get_by_text("browser-run").wait_for()
     # The first step event turns the empty loss chart into a curve.
     page.locator("#loss-chart .scatterlayer .trace").first.wait_for(state="attached", timeout=TRAIN_TIMEOUT_MS)
