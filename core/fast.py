@@ -15,6 +15,7 @@ change with the machine.
 from __future__ import annotations
 
 import ctypes
+import functools
 import platform
 import weakref
 from collections.abc import Sequence
@@ -84,8 +85,8 @@ class RealTokens:
         """`of(real)` when at least a tenth of the positions are padding, else None.
 
         Why: the encoder reads padded sources. A batch of sentences to translate mixes lengths
-        (a third of the positions of the longest test batch are padding), and packing skips that
-        padding in its position-wise layers; training batches are bucketed by length and carry
+        (even sorted by length, a test batch's shorter sentences leave much padding), and packing
+        skips that padding in its position-wise layers; training batches are bucketed by length and carry
         almost none, and there packing and padding back would cost more than they save.
         Benchmark: bench/decode_attempts.py ("packed_encoder").
         """
@@ -307,9 +308,9 @@ def attention(queries: Tensor, keys: Tensor, values: Tensor, mask: Tensor | None
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
 KEEP_BLOCKS_UP_TO = 64 * 2**20  # bytes: larger blocks still get their own pages from the OS
 KEEP_FREE_UP_TO = 256 * 2**20  # bytes of free memory at the top of the heap kept, not trimmed
-_memory_reused = False
 
 
+@functools.cache  # asked at every search: the platform is looked at once
 def reuse_freed_memory() -> bool:
     """Have the C allocator give freed memory to the next allocation rather than back to the OS;
     glibc only (elsewhere nothing changes), once per process. Returns whether it is in effect.
@@ -317,17 +318,16 @@ def reuse_freed_memory() -> bool:
     Why: a decoding step allocates tensors of a few megabytes: logits, log-probabilities, and
     the self-attention cache, which grows by one position every step. glibc gives blocks that
     large pages of their own, fresh from the OS, and its adaptive threshold cannot follow sizes
-    that keep growing, so every step has its pages faulted in and zeroed again (about 127,000
-    page faults for a beam-4 decoding of 512 test sentences). Blocks up to 64 MB kept on the
-    heap, and up to 256 MB of free heap kept, make the steps reuse memory instead. The price:
-    memory freed after a decoding stays with the process (bench/decode_memory.py).
+    that keep growing, so every step has its pages faulted in and zeroed again. Blocks up to
+    64 MB kept on the heap, and up to 256 MB of free heap kept, make the steps reuse memory
+    instead. The price: memory freed after a decoding stays with the process
+    (bench/decode_memory.py).
     Benchmark: bench/decode_attempts.py ("reused_memory").
     """
-    global _memory_reused
-    if not _memory_reused and platform.libc_ver()[0] == "glibc":
-        libc = ctypes.CDLL(None)
-        _memory_reused = bool(libc.mallopt(M_MMAP_THRESHOLD, KEEP_BLOCKS_UP_TO) and libc.mallopt(M_TRIM_THRESHOLD, KEEP_FREE_UP_TO))
-    return _memory_reused
+    if platform.libc_ver()[0] != "glibc":
+        return False
+    libc = ctypes.CDLL(None)
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, KEEP_BLOCKS_UP_TO) and libc.mallopt(M_TRIM_THRESHOLD, KEEP_FREE_UP_TO))
 
 
 # --- Choosing the next pieces -------------------------------------------------------------------
