@@ -177,7 +177,7 @@ def dense(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
 def linear(layer: nn.Module, x: Tensor) -> Tensor:
     """`layer(x)` for a linear layer: an `nn.Linear` through `dense`; any other form (such as the
     int8 layers `core/quantize.py` swaps in), and a layer someone watches with hooks, as itself."""
-    if isinstance(layer, nn.Linear) and not (layer._forward_hooks or layer._forward_pre_hooks):
+    if _plain_linear(layer):
         return dense(x, layer.weight, layer.bias)
     return layer(x)
 
@@ -187,9 +187,14 @@ def linear_relu(layer: nn.Module, x: Tensor) -> Tensor:
     `dense` would run it (a post-op: the hidden activations, the widest of the feed-forward
     network, are not read and written again by a separate ReLU); otherwise as written.
     Benchmark: bench/decode_attempts.py ("fused_relu")."""
-    if isinstance(layer, nn.Linear) and not (layer._forward_hooks or layer._forward_pre_hooks) and _packable(x, layer.weight):
+    if _plain_linear(layer) and _packable(x, layer.weight):
         return torch.ops.mkldnn._linear_pointwise(x, _packed(layer.weight), layer.bias, "relu", [], "")
     return F.relu(linear(layer, x))
+
+
+def _plain_linear(layer: nn.Module) -> bool:
+    """An `nn.Linear` that nobody watches with hooks: its maths can run another way."""
+    return isinstance(layer, nn.Linear) and not (layer._forward_hooks or layer._forward_pre_hooks)
 
 
 def _packable(x: Tensor, weight: Tensor) -> bool:

@@ -139,6 +139,11 @@ def test_linear_relu_is_relu_of_the_layer() -> None:
     torch.testing.assert_close(fast.linear_relu(layer, x), expected)  # training: the plain ops, with gradients
     with torch.inference_mode():
         torch.testing.assert_close(fast.linear_relu(layer, x), expected, rtol=1e-5, atol=1e-5)
+        seen = []
+        hook = layer.register_forward_hook(lambda module, inputs, output: seen.append(output.shape))
+        fast.linear_relu(layer, x)  # a watched layer runs as itself, so its hooks see it
+        hook.remove()
+        assert seen == [torch.Size([5, 3, 8])]
         int8 = int8_copy(nn.Sequential(layer))[0]
         assert torch.equal(fast.linear_relu(int8, x), torch.relu(int8(x)))
 
