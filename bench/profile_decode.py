@@ -22,6 +22,13 @@ Reported, for each search:
   shipped model, more than the caches hold), which dominates it.
 Each step time is the median of `--repeats` interleaved timings, the cache at a fixed length
 (`--cache-length`, default 12, about the mean target length) restored before each step.
+- `steps_vs_ct2` (when CTranslate2 is installed): one decoder step of core against one of
+  CTranslate2 float32 on the same weights, one thread, for 1, 4, 16 and 64 sentences of one test
+  batch (greedy) and 64 sentences × beam 4. CTranslate2 gives no step on its own, so its step
+  is the difference between two searches forced to 8 and to 24 tokens (`min_decoding_length`),
+  divided by 16; core's step is timed at the cache length 16 between them. Where core's time
+  per step nears CTranslate2's, eager PyTorch's overhead is hidden by the arithmetic; where the
+  rows are few, the ratio is that overhead.
 Writes bench/results/decode_profile.json (with provenance) and prints Markdown tables.
 """
 
@@ -44,7 +51,7 @@ from bench.common import log
 from bench.common import pad as _pad
 from core.decoding import beam_search, greedy
 from core.model import reorder_caches
-from core.vocab import BOS_ID
+from core.vocab import BOS_ID, PAD_ID
 
 SRC, TGT = "en", "de"
 BATCH = 64
@@ -144,6 +151,59 @@ def per_step(model, source: torch.Tensor, length: int, repeats: int) -> dict[str
     return time_steps(variants, repeats)
 
 
+SHORT, LONG = 8, 24  # tokens of the two forced CTranslate2 searches whose difference is 16 steps
+
+
+def steps_vs_ct2(translator, source: torch.Tensor, repeats: int) -> dict | None:
+    """Core's and CTranslate2's time for one decoder step (µs, medians of interleaved timings) at
+    several row counts; None without CTranslate2."""
+    try:
+        import ctranslate2
+    except ImportError:
+        log("  CTranslate2 is not installed: no step comparison")
+        return None
+    import tempfile
+
+    from core.export import to_ctranslate2, vocabulary_of
+
+    vocabulary = vocabulary_of(translator.tokenizer)
+    folder = tempfile.mkdtemp(prefix="bench-ct2-")
+    to_ctranslate2(translator.model, vocabulary, folder)
+    engine = ctranslate2.Translator(folder, device="cpu", compute_type="float32", intra_threads=1, inter_threads=1)
+    torch.set_num_threads(1)  # CTranslate2 set this thread's count to its own; keep one
+
+    def forced(pieces: list[list[str]], beam: int, length: int):
+        return lambda: engine.translate_batch(
+            pieces, beam_size=beam, max_batch_size=BATCH, min_decoding_length=length, max_decoding_length=length
+        )
+
+    model, cache_length = translator.model, (SHORT + LONG) // 2
+    out = {}
+    layouts = {"rows_1": (1, 1), "rows_4": (4, 1), "rows_16": (16, 1), "rows_64": (64, 1), "beam4_rows_256": (64, BEAM)}
+    for label, (sentences, beam) in layouts.items():
+        rows = source[:sentences]
+        pieces = [[vocabulary[i] for i in row.tolist() if i != PAD_ID] for row in rows]
+        state = step_state(model, rows, sentences * beam, cache_length)
+        reorder = torch.randperm(sentences * beam) if beam > 1 else None
+        times = time_steps(
+            {
+                "core": lambda state=state, reorder=reorder: one_step(model, state, reorder),
+                "short": forced(pieces, beam, SHORT),
+                "long": forced(pieces, beam, LONG),
+            },
+            repeats,
+            inner=3,
+        )
+        ct2_step = (times["long"] - times["short"]) / (LONG - SHORT)
+        out[label] = {
+            "core_us": round(times["core"], 1),
+            "ct2_us": round(ct2_step, 1),
+            "core_time_over_ct2": round(times["core"] / ct2_step, 2),
+        }
+        log(f"  {label}: {out[label]}")
+    return out
+
+
 # --- profile ------------------------------------------------------------------------------------
 
 
@@ -200,6 +260,10 @@ def markdown(out: dict) -> str:
     steps = out["per_step_us"]
     parts.append(f"\n### one decoder step, cache length {out['cache_length']} (median µs)\n")
     parts.append(common.markdown_table(["rows", "µs"], [[k, v] for k, v in steps.items()]))
+    if out.get("steps_vs_ct2"):
+        parts.append("\n### one decoder step, core vs CTranslate2 float32, one thread (median µs)\n")
+        rows = [[k, v["core_us"], v["ct2_us"], v["core_time_over_ct2"]] for k, v in out["steps_vs_ct2"].items()]
+        parts.append(common.markdown_table(["rows", "core µs", "CT2 µs", "core time / CT2 time"], rows))
     return "\n\n".join(parts)
 
 
@@ -224,6 +288,8 @@ def main(argv: list[str] | None = None) -> dict:
         out[name] = profile(model, sources, beam, args.top)
     log("timing one decoder step")
     out["per_step_us"] = {k: round(v, 1) for k, v in per_step(model, sources[len(sources) // 2], args.cache_length, repeats).items()}
+    log("one decoder step, core vs CTranslate2")
+    out["steps_vs_ct2"] = steps_vs_ct2(translator, sources[len(sources) // 2], repeats)
     out["note"] = "measured on a shared machine: absolute times vary with other load; compare within one run"
     path = common.write_json(common.result_path("decode_profile", args.json), {**out, "machine": machine})
     print(markdown(out))
