@@ -126,14 +126,18 @@ def one_step(model, state: StepState, reorder: torch.Tensor | None = None) -> to
     return model.logits(hidden[:, -1]).float().log_softmax(dim=-1)
 
 
-def time_steps(variants: dict, repeats: int, inner: int = 10) -> dict[str, float]:
+def time_steps(variants: dict, repeats: int, inner: int = 10, warm: bool = False) -> dict[str, float]:
     """Median microseconds per call of each `variants[name]()`, the variants interleaved
-    (A B C, A B C, …) so that a slow patch of a shared machine hits them all alike."""
+    (A B C, A B C, …) so that a slow patch of a shared machine hits them all alike. `warm`: each
+    timing follows an untimed call, so that no variant pays for refilling the CPU caches after
+    the one before it (needed when the variants are different engines, with weights of their own)."""
     times: dict[str, list[float]] = {name: [] for name in variants}
     for fn in variants.values():
         fn()  # warm-up
     for _ in range(repeats):
         for name, fn in variants.items():
+            if warm:
+                fn()
             start = time.perf_counter()
             for _ in range(inner):
                 fn()
@@ -193,6 +197,7 @@ def steps_vs_ct2(translator, source: torch.Tensor, repeats: int) -> dict | None:
             },
             repeats,
             inner=3,
+            warm=True,
         )
         ct2_step = (times["long"] - times["short"]) / (LONG - SHORT)
         out[label] = {
