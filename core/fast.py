@@ -281,6 +281,9 @@ def ungroup_beams(weights: Tensor | None, beams: int) -> Tensor | None:
     return weights.transpose(1, 2).reshape(sentences * beams, heads, 1, length)
 
 
+FEW_QUERIES = 8  # up to this many queries per row, `fused_attention_pays` says no
+
+
 def fused_attention_pays(queries: Tensor) -> bool:
     """Whether PyTorch's fused attention kernel is the faster way for these queries [B, H, T, d_k].
 
@@ -290,9 +293,6 @@ def fused_attention_pays(queries: Tensor) -> bool:
     Benchmarks: bench/decode_speed.py, bench/decode_attempts.py ("shared_source_cache").
     """
     return queries.shape[2] > FEW_QUERIES
-
-
-FEW_QUERIES = 8  # up to this many queries per row, `fused_attention_pays` says no
 
 
 def attention(queries: Tensor, keys: Tensor, values: Tensor, mask: Tensor | None, causal: bool, dropout: float) -> Tensor:
