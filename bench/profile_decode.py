@@ -161,20 +161,13 @@ SHORT, LONG = 8, 24  # tokens of the two forced CTranslate2 searches whose diffe
 def steps_vs_ct2(translator, source: torch.Tensor, repeats: int) -> dict | None:
     """Core's and CTranslate2's time for one decoder step (µs, medians of interleaved timings) at
     several row counts; None without CTranslate2."""
-    try:
-        import ctranslate2
-    except ImportError:
-        log("  CTranslate2 is not installed: no step comparison")
-        return None
-    import tempfile
-
-    from core.export import to_ctranslate2, vocabulary_of
+    from bench.decode_speed import ctranslate2_translators
+    from core.export import vocabulary_of
 
     vocabulary = vocabulary_of(translator.tokenizer)
-    folder = tempfile.mkdtemp(prefix="bench-ct2-")
-    to_ctranslate2(translator.model, vocabulary, folder)
-    engine = ctranslate2.Translator(folder, device="cpu", compute_type="float32", intra_threads=1, inter_threads=1)
-    torch.set_num_threads(1)  # CTranslate2 set this thread's count to its own; keep one
+    engine = ctranslate2_translators(translator, vocabulary, "cpu", 1)[0].get("float32")  # one thread
+    if engine is None:
+        return None
 
     def forced(pieces: list[list[str]], beam: int, length: int):
         return lambda: engine.translate_batch(
