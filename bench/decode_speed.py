@@ -5,8 +5,10 @@
 The shipped checkpoint translates the 1000 Multi30K test_2016_flickr English sentences into
 German, greedy and beam 4 (length penalty 1), batch 64, longest sentences first, with:
 - core: `Translator.translate` (its own batching, search and detokenisation; on the CPU it decodes
-  one batch per core at once, `core.parallel`), core_one_stream, the same one batch at a time on
-  all cores, core_int8, the same with `Translator.quantized()` (int8 dynamic quantization of the
+  one batch per core at once, `core.parallel`, each step by the compiled decoder step,
+  `core.compiled`, built cold at the start and its build time stored), core_python, the same with
+  the Python decoder step, core_one_stream, the same as core one batch at a time on all cores,
+  core_int8, the same with `Translator.quantized()` (int8 dynamic quantization of the
   linear layers), and core_bf16 with `Translator.in_bf16()` (bfloat16 autocast);
 - HF: the same weights exported to `M2M100ForConditionalGeneration` (core/export.py), `generate()`
   one batch at a time on all cores, as users call it; hf_streams, the same with core's batch-per-core
@@ -72,6 +74,7 @@ LIMITS = BatchLimits()
 HF_EARLY_STOPPING = PATIENCE == 1
 SYSTEMS = {  # name in the JSON: label in the tables
     "core": "core (one batch per core)",
+    "core_python": "core with the Python decoder step (one batch per core)",
     "core_one_stream": "core, one batch at a time",
     "core_int8": "core int8 (dynamic quantization)",
     "core_bf16": "core bf16 autocast",
@@ -116,6 +119,28 @@ def sentence_limits(ids: list[list[int]], max_positions: int) -> list[int]:
 def run_core(translator, lines: list[str], beam: int, workers: int | None = None) -> tuple[list[str], int]:
     results = translator.translate(lines, SRC, TGT, beam_size=beam, length_penalty=1.0, batch_size=BATCH, limits=LIMITS, workers=workers)
     return [r.text for r in results], sum(len(r.pieces) + 1 for r in results)
+
+
+def run_core_python(translator, lines: list[str], beam: int) -> tuple[list[str], int]:
+    """`run_core` with the searches on the Python decoder step (the compiled one set aside)."""
+    from core import compiled
+
+    kept, compiled._extension = compiled._extension, None
+    try:
+        return run_core(translator, lines, beam)
+    finally:
+        compiled._extension = kept
+
+
+def build_compiled_step() -> dict:
+    """Build the compiled decoder step cold (in a fresh extensions folder), timed, for core's runs."""
+    import os
+
+    from core import compiled
+
+    os.environ["TORCH_EXTENSIONS_DIR"] = tempfile.mkdtemp(prefix="torch-extensions-")
+    ready, seconds = common.timed(compiled.build)
+    return {"ready": ready, "status": compiled.status(), "cold_build_s": round(seconds, 1)}
 
 
 def run_chunks(search, translator, lines: list[str], workers: int) -> tuple[list[str], int]:
@@ -284,6 +309,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     on_cpu = torch.device(args.device).type == "cpu"
     translator = core.load(args.checkpoint, device=args.device)
+    compiled_step = build_compiled_step() if on_cpu else None
     translator_bf16 = translator.in_bf16()
     sources, references = common.test_set(SRC, TGT)
     sources, references = sources[: args.sentences], references[: args.sentences]
@@ -296,6 +322,8 @@ def main(argv: list[str] | None = None) -> dict:
         "core_bf16": lambda lines, beam: run_core(translator_bf16, lines, beam),
         "hf_bf16": lambda lines, beam: run_hf(hf_model, translator, lines, beam, bf16=True),
     }
+    if compiled_step and compiled_step["ready"]:
+        systems["core_python"] = lambda lines, beam: run_core_python(translator, lines, beam)
     if streams > 1:
         systems["core_one_stream"] = lambda lines, beam: run_core(translator, lines, beam, workers=1)
         systems["hf_streams"] = lambda lines, beam: run_hf(hf_model, translator, lines, beam, workers=streams)
@@ -334,6 +362,7 @@ def main(argv: list[str] | None = None) -> dict:
             "repeats": repeats,
             "order": "every round runs each system once; the order is reversed every other round",
             "export_s": {"hf": export_hf_s, "ct2": export_ct2_s},
+            "compiled_decoder_step": compiled_step,
         },
     }
     names = list(systems)

@@ -19,13 +19,14 @@ Three views of a search sit beside it, each in its own small function or class:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
-from core import fast
+from core import compiled, fast
 from core.model import LayerCache, Transformer, reorder_caches
 from core.vocab import BOS_ID, EOS_ID, PAD_ID
 
@@ -88,6 +89,13 @@ def _next_log_probs(model: Transformer, tokens: Tensor, caches: list[LayerCache]
     return model.logits(hidden[:, -1]).float().log_softmax(dim=-1)
 
 
+def _decoder_step(model: Transformer) -> compiled.Step:
+    """`_next_log_probs` for one search of `model`: compiled where that is built and applies
+    (`core/compiled.py`, the same numbers without Python between the operations)."""
+    python_step = functools.partial(_next_log_probs, model)
+    return compiled.decoder_step(model, python_step) or python_step
+
+
 @dataclass
 class _Rows:
     """The decoder's state for the rows still being decoded. Finished rows are dropped as soon as
@@ -114,6 +122,7 @@ def _extend(
     log-probabilities (argmax for greedy search, a random draw for sampling)."""
     batch = source.shape[0]
     caches, mask = _start(model, source)
+    next_log_probs = _decoder_step(model)
     live = _Rows(caches, mask, limits.per_sentence(source, model.config.max_positions))
     device = source.device
     history = torch.full((batch, int(live.max_tokens.max())), PAD_ID, dtype=torch.long, device=device)
@@ -121,7 +130,7 @@ def _extend(
     ids = torch.arange(batch, device=device)  # which sentence each live row is
     previous = torch.full((batch, 1), BOS_ID, dtype=torch.long, device=device)
     for step in range(history.shape[1]):
-        log_probs = _follow_prefix(_next_log_probs(model, previous, live.caches, live.mask, step), prefix, step)
+        log_probs = _follow_prefix(next_log_probs(previous, live.caches, live.mask, step), prefix, step)
         choice = choose(log_probs)
         log_prob[ids] += log_probs.gather(1, choice[:, None]).squeeze(1)
         history[ids, step] = choice
@@ -180,6 +189,7 @@ def beam_search(
     n_best = min(n_best, width)
     stop = _StoppingRule(max(1, round(width * patience)), n_best, length_penalty == 0)
     caches, mask = _start(model, source)
+    next_log_probs = _decoder_step(model)
     device = source.device
     live = _Rows(caches, mask, limits.per_sentence(source, model.config.max_positions))
 
@@ -193,7 +203,7 @@ def beam_search(
     ids = torch.arange(batch, device=device)  # which sentence each live group of `beams` rows is
 
     for step in range(int(live.max_tokens.max())):
-        log_probs = _follow_prefix(_next_log_probs(model, tokens[:, -1:], live.caches, live.mask, step), prefix, step)
+        log_probs = _follow_prefix(next_log_probs(tokens[:, -1:], live.caches, live.mask, step), prefix, step)
         groups, vocab = len(ids), log_probs.shape[-1]
         # The 2·width best (beam, piece) continuations of each sentence by path score:
         # (scores.view(-1, 1) + log_probs).view(groups, beams * vocab).topk(2 * width), faster.
@@ -379,13 +389,14 @@ def step_by_step(
     their probabilities, then the greedy choice — or the `forced` token, to inspect a given
     translation. Stops at </s>."""
     caches, mask = _start(model, source[:1])
+    next_log_probs = _decoder_step(model)
     max_tokens = int(DEFAULT_LIMITS.per_sentence(source[:1], model.config.max_positions)[0])
     if forced is not None:
         max_tokens = min(len(forced) + 1, model.config.max_positions - 1)
     previous = torch.tensor([[BOS_ID]], device=source.device)
     steps = []
     for step in range(max_tokens):
-        probs = _next_log_probs(model, previous, caches, mask, step)[0].exp()
+        probs = next_log_probs(previous, caches, mask, step)[0].exp()
         top = probs.topk(min(top_k, probs.shape[0]))
         if forced is not None:
             chosen = forced[step] if step < len(forced) else EOS_ID

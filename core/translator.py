@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core import alignment, checkpoint, quantize
+from core import alignment, checkpoint, compiled, quantize
 from core.attribution import DEFAULT_STEPS, attribute
 from core.confidence import sentence_confidence
 from core.config import ModelConfig
@@ -213,7 +213,9 @@ class Translator:
         `patience`: a beam search stops once beam_size × patience hypotheses have finished.
 
         `engine="ctranslate2"` (or "ctranslate2-int8") decodes the same weights with CTranslate2,
-        for bulk work: core's translations (greedy exactly; beam search see `core.ct2`), no scores or prefix."""
+        for bulk work: core's translations (greedy exactly; beam search see `core.ct2`), no scores or prefix.
+        On a CPU the PyTorch engine starts building its compiled decoder step in the background
+        (`core.compiled`: the same translations, faster once ready)."""
         if engine != "torch":
             from core import ct2
 
@@ -223,6 +225,8 @@ class Translator:
         self.check_pair(src, tgt)
         if beam_size < 1 or n_best < 1:
             raise ValueError("beam_size and n_best must be at least 1")
+        if self.device.type == "cpu":
+            compiled.start_building()
         forced = self._prefix_ids(prefix)
         if forced:
             limits = SearchLimits(limits.max_len_a, limits.max_len_b + len(forced))

@@ -12,6 +12,8 @@ from core.corpus import Corpus, load_builtin
 from tests.helpers import require_multi30k, tiny_config
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+# The searches decode with the Python step; tests/test_compiled.py builds the compiled one itself.
+os.environ.setdefault("POLYGLOT_COMPILE", "0")
 # One thread: the suite must behave on a 2-core CI machine, and oversubscribed OpenMP threads
 # slow everything down far more than they help.
 torch.set_num_threads(1)

@@ -1,0 +1,152 @@
+"""The decoder step compiled: `csrc/decoder_step.cpp`, built once per machine, used by the searches
+of `core/decoding.py` where it applies. A speed path, like `core/fast.py`: the same operations as
+the Python step (`decoding._next_log_probs`), so the same log-probabilities, bit for bit
+(tests/test_compiled.py), without Python between them.
+
+Why: on the CPU a step of a small model is bound by per-operation overhead, not by arithmetic
+(bench/profile_decode.py: a one-row step of the shipped model spends two thirds of its time outside
+the matrix products). PyTorch's own compiler was tried first and dropped: its first call took
+minutes and its steps were no faster (bench/decode_attempts.py, "torch_compile").
+
+Building needs a C++ compiler and takes about half a minute; torch keeps the result on disk
+(TORCH_EXTENSIONS_DIR, by default ~/.cache/torch_extensions), so later processes load it at once.
+`Translator.translate` starts a build in the background on a CPU and decodes in Python until it is
+ready; POLYGLOT_COMPILE=0 in the environment turns that off. Without a compiler everything works
+as before, and `status()` says why the step is not compiled.
+Benchmark: bench/decode_speed.py (core against core_python, CTranslate2 and Transformers).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+
+from torch import Tensor, nn
+
+from core import fast
+from core.model import LayerCache, Transformer
+
+SOURCE = Path(__file__).parent / "csrc" / "decoder_step.cpp"
+NAME = "polyglot_decoder_step"
+SWITCH = "POLYGLOT_COMPILE"  # "0": `start_building` does nothing (an explicit `build()` still builds)
+
+Step = Callable[[Tensor, list[LayerCache], Tensor, int], Tensor]  # (tokens, caches, mask, step) -> log-probabilities
+
+_lock = threading.Lock()
+_extension: ModuleType | None = None
+_status = "not built"
+
+
+def build() -> bool:
+    """Build (or load from the disk cache) the compiled step, waiting for it; whether it is ready."""
+    global _extension, _status
+    with _lock:
+        if _extension is not None:
+            return True
+        from torch.utils import cpp_extension
+
+        start = time.perf_counter()
+        try:
+            _ninja_on_path()
+            _extension = cpp_extension.load(NAME, sources=[str(SOURCE)], extra_cflags=["-O2"], verbose=False)
+        except Exception as error:  # no compiler, no ninja, a failed build: the Python step stays
+            _status = f"not built: {type(error).__name__}: {str(error).strip().splitlines()[-1] if str(error).strip() else ''}"
+            return False
+        _status = f"ready (built or loaded in {time.perf_counter() - start:.1f} s)"
+        return True
+
+
+def _ninja_on_path() -> None:
+    """torch builds with the `ninja` it finds on PATH; the pip package (requirements.txt) has one."""
+    if shutil.which("ninja") is None:
+        import ninja
+
+        os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
+
+
+def start_building() -> None:
+    """`build()` in a background thread, once per process, unless POLYGLOT_COMPILE=0."""
+    global _status
+    with _lock:
+        if _extension is not None or _status.startswith("building") or os.environ.get(SWITCH) == "0":
+            return
+        _status = "building"
+    threading.Thread(target=build, name="build-decoder-step", daemon=True).start()
+
+
+def status() -> str:
+    """Where the compiled step stands: "ready (…)", "building", "not built" or "not built: <why>"."""
+    return _status
+
+
+def decoder_step(model: nn.Module, python_step: Step) -> Step | None:
+    """The compiled step for one search of `model`, or None where the Python step must run: not
+    built yet, or a model it does not cover (training mode, gradients or autocast on, not float32
+    on the CPU, oneDNN off, a layer that is not a plain `nn.Linear`, such as the int8 ones, or any
+    hook that watches the decoder). `python_step` takes the steps it does not cover (more beams than
+    `fast.FEW_QUERIES`: the Python step uses PyTorch's fused attention kernel there; a step past
+    the model's positions, for its error message)."""
+    extension = _extension
+    if extension is None or not _applies(model):
+        return None
+    tensors = _tensors(model)
+    positions = model.sinusoids if model.config.positions == "sinusoidal" else model.positions.weight
+    heads, eps, max_positions = model.config.n_heads, model.decoder_norm.eps, model.config.max_positions
+    embedding = model.embedding.weight
+
+    def step(tokens: Tensor, caches: list[LayerCache], mask: Tensor, offset: int) -> Tensor:
+        if caches[0].beams > fast.FEW_QUERIES or offset + tokens.shape[1] > max_positions:
+            return python_step(tokens, caches, mask, offset)
+        past = [] if caches[0].self_keys is None else [t for c in caches for t in (c.self_keys, c.self_values)]
+        cross = [t for c in caches for t in (c.cross_keys, c.cross_values)]
+        orders, beams = [c.order for c in caches], caches[0].beams
+        found = extension.decoder_step(tokens, offset, embedding, positions, tensors, past, orders, cross, mask, beams, heads, eps)
+        for i, cache in enumerate(caches):
+            cache.self_keys, cache.self_values, cache.order = found[1 + 2 * i], found[2 + 2 * i], None
+        return found[0]
+
+    return step
+
+
+def _applies(model: nn.Module) -> bool:
+    """Whether the compiled step computes what the Python step would for this model, now."""
+    if not isinstance(model, Transformer):
+        return False
+    weight = model.embedding.weight
+    # What `fast.dense` needs to run a layer on oneDNN: float32 on the CPU, no gradients, no autocast.
+    if weight.device.type != "cpu" or not fast._packable(weight, weight):
+        return False
+    decoder = [m for part in (model.embedding, model.decoder_norm, *model.decoder_layers) for m in part.modules()]
+    if any(m.training or m._forward_hooks or m._forward_pre_hooks for m in decoder):
+        return False  # dropout would be on, or someone watches the decoder's layers
+    if nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks:
+        return False
+    return all(type(linear) is nn.Linear for layer in model.decoder_layers for linear in _linears(layer))
+
+
+def _linears(layer: nn.Module) -> list[nn.Module]:
+    own, cross, feed_forward = layer.self_attention, layer.cross_attention, layer.feed_forward
+    return [own.query, own.key, own.value, own.output, cross.query, cross.output, feed_forward.linear1, feed_forward.linear2]
+
+
+def _tensors(model: Transformer) -> list[Tensor]:
+    """What `csrc/decoder_step.cpp` reads, in its order: per decoder layer 18 tensors (the linear
+    maps' weights packed for oneDNN, as `fast.dense` keeps them), then the final LayerNorm and the
+    packed output projection."""
+    tensors = []
+    for layer in model.decoder_layers:
+        own, cross, feed_forward = layer.self_attention, layer.cross_attention, layer.feed_forward
+        qkv_weight, qkv_bias = fast._joined([own.query, own.key, own.value])
+        tensors += [layer.self_attention_norm.weight, layer.self_attention_norm.bias, fast._packed(qkv_weight), qkv_bias]
+        tensors += [fast._packed(own.output.weight), own.output.bias]
+        tensors += [layer.cross_attention_norm.weight, layer.cross_attention_norm.bias]
+        tensors += [fast._packed(cross.query.weight), cross.query.bias, fast._packed(cross.output.weight), cross.output.bias]
+        tensors += [layer.feed_forward_norm.weight, layer.feed_forward_norm.bias]
+        tensors += [fast._packed(feed_forward.linear1.weight), feed_forward.linear1.bias]
+        tensors += [fast._packed(feed_forward.linear2.weight), feed_forward.linear2.bias]
+    return [*tensors, model.decoder_norm.weight, model.decoder_norm.bias, fast._packed(model.embedding.weight)]

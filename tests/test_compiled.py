@@ -1,0 +1,146 @@
+"""core/compiled.py: the compiled decoder step computes what the Python step computes, bit for bit,
+and steps aside wherever it does not apply."""
+
+from __future__ import annotations
+
+import functools
+import shutil
+import threading
+from types import ModuleType
+
+import pytest
+import torch
+
+from core import compiled, decoding
+from core.decoding import SearchLimits, beam_search, greedy, step_by_step
+from core.quantize import int8_copy
+
+pytestmark = pytest.mark.skipif(shutil.which("c++") is None, reason="building the compiled step needs a C++ compiler")
+
+
+@pytest.fixture(scope="module")
+def extension() -> ModuleType:
+    """Built once (or loaded from torch's disk cache); the other test modules keep the Python step."""
+    assert compiled.build(), compiled.status()
+    built = compiled._extension
+    compiled._extension = None
+    return built
+
+
+@pytest.fixture
+def compiled_on(extension: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(compiled, "_extension", extension)
+
+
+def sources(translator, lines: list[str], tgt: str = "de") -> torch.Tensor:
+    return translator._pad([translator._encode(line, tgt)[0] for line in lines])
+
+
+LINES = ["the cat sits on the mat .", "a man rides a horse .", "two children play in the park with a dog .", "hello"]
+
+
+def searches(model, source: torch.Tensor) -> list:
+    limits = SearchLimits(1.2, 4)
+    return [
+        greedy(model, source, limits),
+        greedy(model, source, limits, prefix=[7, 9]),
+        beam_search(model, source, beam_size=4, n_best=3, length_penalty=0.6, limits=limits),
+        beam_search(model, source, beam_size=3, length_penalty=0.0, limits=limits),
+        step_by_step(model, source[:1], top_k=5),
+    ]
+
+
+def test_searches_find_the_very_same_hypotheses_and_scores(tiny_translator, extension: ModuleType, monkeypatch) -> None:
+    model, source = tiny_translator.model, sources(tiny_translator, LINES)
+    python = searches(model, source)
+    calls = []
+
+    def counted(*args):
+        calls.append(1)
+        return extension.decoder_step(*args)
+
+    monkeypatch.setattr(compiled, "_extension", ModuleType("spy"))
+    monkeypatch.setattr(compiled._extension, "decoder_step", counted, raising=False)
+    assert searches(model, source) == python  # tokens, log-probabilities and scores, exactly
+    assert calls  # and the compiled step did the steps
+
+
+def test_one_step_gives_bitwise_the_python_log_probs_and_caches(tiny_translator, compiled_on) -> None:
+    model, source = tiny_translator.model, sources(tiny_translator, LINES)
+    with torch.inference_mode():
+        caches = {}
+        for name in ("python", "compiled"):
+            caches[name], mask = decoding._start(model, source)
+        steps = {"python": lambda *a: decoding._next_log_probs(model, *a), "compiled": decoding._decoder_step(model)}
+        assert steps["compiled"].__name__ == "step"  # not the Python step
+        tokens = torch.full((len(LINES), 1), 1)
+        order = torch.tensor([3, 0, 0, 2])  # rows continue other rows' past, as in beam search
+        for step in range(4):
+            found = {name: steps[name](tokens, caches[name], mask, step) for name in steps}
+            assert torch.equal(found["python"], found["compiled"])
+            for ours, theirs in zip(caches["python"], caches["compiled"]):
+                assert torch.equal(ours.self_keys, theirs.self_keys) and torch.equal(ours.self_values, theirs.self_values)
+                ours.order = theirs.order = order
+            tokens = found["python"].argmax(dim=-1, keepdim=True)
+
+
+def test_steps_aside_where_it_does_not_apply(tiny_translator, compiled_on) -> None:
+    model = tiny_translator.model
+    python_step = decoding._next_log_probs
+    with torch.inference_mode():
+        assert compiled.decoder_step(model, python_step) is not None
+        handle = model.decoder_layers[0].feed_forward.linear1.register_forward_hook(lambda *a: None)
+        assert compiled.decoder_step(model, python_step) is None  # someone watches a layer
+        handle.remove()
+        model.train()
+        assert compiled.decoder_step(model, python_step) is None  # dropout would be on
+        model.eval()
+        assert compiled.decoder_step(int8_copy(model), python_step) is None  # int8 layers run as themselves
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert compiled.decoder_step(model, python_step) is None
+    assert compiled.decoder_step(model, python_step) is None  # gradients recorded
+
+
+def test_more_beams_than_few_queries_take_the_python_step(tiny_translator, compiled_on, monkeypatch) -> None:
+    model, source = tiny_translator.model, sources(tiny_translator, LINES[:2])
+    widths = []
+    original = decoding._next_log_probs
+
+    def python_step(*args):
+        widths.append(args[2][0].beams)  # (model, tokens, caches, mask, step)
+        return original(*args)
+
+    monkeypatch.setattr(decoding, "_next_log_probs", python_step)
+    beam_search(model, source, beam_size=10)
+    # The Python step runs its fused attention kernel for 10 queries per sentence; the compiled
+    # step took the first step only (one beam per sentence).
+    assert widths and set(widths) == {10}
+
+
+def test_a_failed_build_says_why_and_translation_goes_on(tiny_translator, monkeypatch) -> None:
+    from torch.utils import cpp_extension
+
+    def no_compiler(*args, **kwargs):
+        raise RuntimeError("Error building extension 'polyglot_decoder_step'\nc++: not found")
+
+    monkeypatch.setattr(compiled, "_extension", None)
+    monkeypatch.setattr(compiled, "_status", "not built")
+    monkeypatch.setattr(cpp_extension, "load", no_compiler)
+    assert not compiled.build()
+    assert compiled.status() == "not built: RuntimeError: c++: not found"
+    assert isinstance(decoding._decoder_step(tiny_translator.model), functools.partial)  # the Python step
+    assert tiny_translator.translate(["the cat sits on the mat ."], "en", "de")[0].pieces
+
+
+def test_start_building_runs_once_in_the_background_unless_switched_off(monkeypatch) -> None:
+    started = []
+    monkeypatch.setattr(compiled, "_extension", None)
+    monkeypatch.setattr(compiled, "_status", "not built")
+    monkeypatch.setattr(threading.Thread, "start", lambda thread: started.append(thread.name))
+    monkeypatch.setenv(compiled.SWITCH, "0")
+    compiled.start_building()
+    assert started == [] and compiled.status() == "not built"
+    monkeypatch.setenv(compiled.SWITCH, "1")
+    compiled.start_building()
+    compiled.start_building()  # already building: once
+    assert started == ["build-decoder-step"] and compiled.status() == "building"
