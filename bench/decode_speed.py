@@ -133,12 +133,10 @@ def run_core_python(translator, lines: list[str], beam: int) -> tuple[list[str],
 
 
 def build_compiled_step() -> dict:
-    """Build the compiled decoder step cold (in a fresh extensions folder), timed, for core's runs."""
-    import os
-
+    """Build the compiled decoder step cold (into an empty cache folder), timed, for core's runs."""
     from core import compiled
 
-    os.environ["TORCH_EXTENSIONS_DIR"] = tempfile.mkdtemp(prefix="torch-extensions-")
+    compiled.CACHE = Path(tempfile.mkdtemp(prefix="compiled-cache-"))
     ready, seconds = common.timed(compiled.build)
     return {"ready": ready, "status": compiled.status(), "cold_build_s": round(seconds, 1)}
 

@@ -26,9 +26,11 @@ Each step time is the median of `--repeats` interleaved timings, the cache at a 
   CTranslate2 float32 on the same weights, one thread, for 1, 4, 16 and 64 sentences of one test
   batch (greedy) and 64 sentences × beam 4. CTranslate2 gives no step on its own, so its step
   is the difference between two searches forced to 8 and to 24 tokens (`min_decoding_length`),
-  divided by 16; core's step is timed at the cache length 16 between them. Where core's time
-  per step nears CTranslate2's, eager PyTorch's overhead is hidden by the arithmetic; where the
-  rows are few, the ratio is that overhead.
+  divided by 16; core's step is timed at the cache length 16 between them, both the Python step
+  (`core_us`) and the compiled one (`core.compiled`, `compiled_us`; built here, after the
+  profile and `per_step`, which are of the Python step). Where the Python step's time nears
+  CTranslate2's, eager PyTorch's overhead is hidden by the arithmetic; where the rows are few,
+  the ratio is that overhead, and the compiled step shows how much of it is Python's.
 Writes bench/results/decode_profile.json (with provenance) and prints Markdown tables.
 """
 
@@ -49,7 +51,8 @@ import torch
 from bench import common
 from bench.common import log
 from bench.common import pad as _pad
-from core.decoding import beam_search, greedy
+from core import compiled
+from core.decoding import _next_log_probs, beam_search, greedy
 from core.model import reorder_caches
 from core.vocab import BOS_ID, PAD_ID
 
@@ -126,6 +129,15 @@ def one_step(model, state: StepState, reorder: torch.Tensor | None = None) -> to
     return model.logits(hidden[:, -1]).float().log_softmax(dim=-1)
 
 
+@torch.inference_mode()
+def one_compiled_step(step, state: StepState, reorder: torch.Tensor | None = None) -> torch.Tensor:
+    """`one_step` by a search's compiled decoder `step` (`core.compiled.decoder_step`)."""
+    caches = [copy.copy(c) for c in state.caches]
+    if reorder is not None:
+        caches = reorder_caches(caches, reorder)
+    return step(state.tokens, caches, state.mask, state.length)
+
+
 def time_steps(variants: dict, repeats: int, inner: int = 10, warm: bool = False) -> dict[str, float]:
     """Median microseconds per call of each `variants[name]()`, the variants interleaved
     (A B C, A B C, …) so that a slow patch of a shared machine hits them all alike. `warm`: each
@@ -175,6 +187,10 @@ def steps_vs_ct2(translator, source: torch.Tensor, repeats: int) -> dict | None:
         )
 
     model, cache_length = translator.model, (SHORT + LONG) // 2
+    compiled_step = None
+    if compiled.build():
+        with torch.inference_mode():
+            compiled_step = compiled.decoder_step(model, lambda *args: _next_log_probs(model, *args))
     out = {}
     layouts = {"rows_1": (1, 1), "rows_4": (4, 1), "rows_16": (16, 1), "rows_64": (64, 1), "beam4_rows_256": (64, BEAM)}
     for label, (sentences, beam) in layouts.items():
@@ -182,22 +198,22 @@ def steps_vs_ct2(translator, source: torch.Tensor, repeats: int) -> dict | None:
         pieces = [[vocabulary[i] for i in row.tolist() if i != PAD_ID] for row in rows]
         state = step_state(model, rows, sentences * beam, cache_length)
         reorder = torch.randperm(sentences * beam) if beam > 1 else None
-        times = time_steps(
-            {
-                "core": lambda state=state, reorder=reorder: one_step(model, state, reorder),
-                "short": forced(pieces, beam, SHORT),
-                "long": forced(pieces, beam, LONG),
-            },
-            repeats,
-            inner=3,
-            warm=True,
-        )
+        variants = {
+            "core": lambda state=state, reorder=reorder: one_step(model, state, reorder),
+            "short": forced(pieces, beam, SHORT),
+            "long": forced(pieces, beam, LONG),
+        }
+        if compiled_step is not None:
+            variants["compiled"] = lambda state=state, reorder=reorder: one_compiled_step(compiled_step, state, reorder)
+        times = time_steps(variants, repeats, inner=3, warm=True)
         ct2_step = (times["long"] - times["short"]) / (LONG - SHORT)
         out[label] = {
             "core_us": round(times["core"], 1),
             "ct2_us": round(ct2_step, 1),
             "core_time_over_ct2": round(times["core"] / ct2_step, 2),
         }
+        if compiled_step is not None:
+            out[label] |= {"compiled_us": round(times["compiled"], 1), "compiled_time_over_ct2": round(times["compiled"] / ct2_step, 2)}
         log(f"  {label}: {out[label]}")
     return out
 
@@ -260,8 +276,12 @@ def markdown(out: dict) -> str:
     parts.append(common.markdown_table(["rows", "µs"], [[k, v] for k, v in steps.items()]))
     if out.get("steps_vs_ct2"):
         parts.append("\n### one decoder step, core vs CTranslate2 float32, one thread (median µs)\n")
-        rows = [[k, v["core_us"], v["ct2_us"], v["core_time_over_ct2"]] for k, v in out["steps_vs_ct2"].items()]
-        parts.append(common.markdown_table(["rows", "core µs", "CT2 µs", "core time / CT2 time"], rows))
+        rows = [
+            [k, v["core_us"], v.get("compiled_us"), v["ct2_us"], v["core_time_over_ct2"], v.get("compiled_time_over_ct2")]
+            for k, v in out["steps_vs_ct2"].items()
+        ]
+        headers = ["rows", "core µs", "compiled µs", "CT2 µs", "core time / CT2 time", "compiled time / CT2 time"]
+        parts.append(common.markdown_table(headers, rows))
     return "\n\n".join(parts)
 
 

@@ -8,24 +8,33 @@ Why: on the CPU a step of a small model is bound by per-operation overhead, not 
 the matrix products). PyTorch's own compiler was tried first and dropped: its first call took
 minutes and its steps were no faster (bench/decode_attempts.py, "torch_compile").
 
-Building needs a C++ compiler and takes about half a minute; torch keeps the result on disk
-(TORCH_EXTENSIONS_DIR, by default ~/.cache/torch_extensions), so later processes load it at once.
-`Translator.translate` starts a build in the background on a CPU and decodes in Python until it is
-ready; POLYGLOT_COMPILE=0 in the environment turns that off. Without a compiler everything works
-as before, and `status()` says why the step is not compiled.
+Building needs a C++ compiler and takes about half a minute. The library is kept on disk, one file
+per source, torch and Python version (POLYGLOT_COMPILED_CACHE, by default
+~/.cache/polyglot-lab/compiled), written atomically: later processes load it at once, and a build
+cut short (a process that ends mid-build) leaves nothing half-made behind. Each build runs in a
+folder of its own, not in torch's shared one, whose lock file a killed build would leave for every
+later build to wait on. `Translator.translate` starts a build in the background on a CPU and decodes
+in Python until it is ready; POLYGLOT_COMPILE=0 in the environment turns that off. Without a
+compiler everything works as before, and `status()` says why the step is not compiled.
 Benchmark: bench/decode_speed.py (core against core_python, CTranslate2 and Transformers).
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import os
+import platform
 import shutil
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
+import torch
 from torch import Tensor, nn
 
 from core import fast
@@ -33,32 +42,58 @@ from core.model import LayerCache, Transformer
 
 SOURCE = Path(__file__).parent / "csrc" / "decoder_step.cpp"
 NAME = "polyglot_decoder_step"
+CACHE = Path(os.environ.get("POLYGLOT_COMPILED_CACHE", Path.home() / ".cache" / "polyglot-lab" / "compiled"))
 SWITCH = "POLYGLOT_COMPILE"  # "0": `start_building` does nothing (an explicit `build()` still builds)
 
 Step = Callable[[Tensor, list[LayerCache], Tensor, int], Tensor]  # (tokens, caches, mask, step) -> log-probabilities
 
-_lock = threading.Lock()
+_lock = threading.Lock()  # held briefly, to read and change the state below
+_one_build = threading.Lock()  # held through a build, so that two callers do not build twice
 _extension: ModuleType | None = None
-_status = "not built"
+_status = NOT_TRIED = "not built"
 
 
 def build() -> bool:
     """Build (or load from the disk cache) the compiled step, waiting for it; whether it is ready."""
     global _extension, _status
-    with _lock:
+    with _one_build:
         if _extension is not None:
             return True
-        from torch.utils import cpp_extension
-
         start = time.perf_counter()
         try:
-            _ninja_on_path()
-            _extension = cpp_extension.load(NAME, sources=[str(SOURCE)], extra_cflags=["-O2"], verbose=False)
+            extension = _load_or_build(_library())
         except Exception as error:  # no compiler, no ninja, a failed build: the Python step stays
-            _status = f"not built: {type(error).__name__}: {str(error).strip().splitlines()[-1] if str(error).strip() else ''}"
+            lines = str(error).strip().splitlines()
+            with _lock:
+                _status = f"not built: {type(error).__name__}: {lines[-1] if lines else ''}"
             return False
-        _status = f"ready (built or loaded in {time.perf_counter() - start:.1f} s)"
+        with _lock:
+            _extension, _status = extension, f"ready (built or loaded in {time.perf_counter() - start:.1f} s)"
         return True
+
+
+def _library() -> Path:
+    """Where the built step is kept: one file per source, torch version, Python and machine."""
+    made_for = f"{torch.__version__} {sys.version} {platform.machine()}".encode()
+    return CACHE / f"{NAME}-{hashlib.sha256(SOURCE.read_bytes() + made_for).hexdigest()[:16]}.so"
+
+
+def _load_or_build(library: Path) -> ModuleType:
+    if library.is_file():
+        spec = importlib.util.spec_from_file_location(NAME, library)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    from torch.utils import cpp_extension
+
+    _ninja_on_path()
+    with tempfile.TemporaryDirectory(prefix="polyglot-build-") as folder:
+        module = cpp_extension.load(NAME, sources=[str(SOURCE)], extra_cflags=["-O2"], build_directory=folder, verbose=False)
+        library.parent.mkdir(parents=True, exist_ok=True)
+        partial = library.with_name(f"{library.name}.{os.getpid()}.partial")
+        shutil.copyfile(Path(folder) / f"{NAME}.so", partial)
+        os.replace(partial, library)  # whole or not at all
+    return module
 
 
 def _ninja_on_path() -> None:
@@ -70,10 +105,11 @@ def _ninja_on_path() -> None:
 
 
 def start_building() -> None:
-    """`build()` in a background thread, once per process, unless POLYGLOT_COMPILE=0."""
+    """`build()` in a background thread, once per process (a failed build is not tried again),
+    unless POLYGLOT_COMPILE=0."""
     global _status
     with _lock:
-        if _extension is not None or _status.startswith("building") or os.environ.get(SWITCH) == "0":
+        if _status != NOT_TRIED or os.environ.get(SWITCH) == "0":
             return
         _status = "building"
     threading.Thread(target=build, name="build-decoder-step", daemon=True).start()

@@ -117,7 +117,7 @@ def test_more_beams_than_few_queries_take_the_python_step(tiny_translator, compi
     assert widths and set(widths) == {10}
 
 
-def test_a_failed_build_says_why_and_translation_goes_on(tiny_translator, monkeypatch) -> None:
+def test_a_failed_build_says_why_and_translation_goes_on(tiny_translator, tmp_path, monkeypatch) -> None:
     from torch.utils import cpp_extension
 
     def no_compiler(*args, **kwargs):
@@ -125,6 +125,7 @@ def test_a_failed_build_says_why_and_translation_goes_on(tiny_translator, monkey
 
     monkeypatch.setattr(compiled, "_extension", None)
     monkeypatch.setattr(compiled, "_status", "not built")
+    monkeypatch.setattr(compiled, "CACHE", tmp_path)  # nothing built before
     monkeypatch.setattr(cpp_extension, "load", no_compiler)
     assert not compiled.build()
     assert compiled.status() == "not built: RuntimeError: c++: not found"
@@ -132,7 +133,7 @@ def test_a_failed_build_says_why_and_translation_goes_on(tiny_translator, monkey
     assert tiny_translator.translate(["the cat sits on the mat ."], "en", "de")[0].pieces
 
 
-def test_start_building_runs_once_in_the_background_unless_switched_off(monkeypatch) -> None:
+def test_start_building_tries_once_in_the_background_unless_switched_off(monkeypatch) -> None:
     started = []
     monkeypatch.setattr(compiled, "_extension", None)
     monkeypatch.setattr(compiled, "_status", "not built")
@@ -144,3 +145,21 @@ def test_start_building_runs_once_in_the_background_unless_switched_off(monkeypa
     compiled.start_building()
     compiled.start_building()  # already building: once
     assert started == ["build-decoder-step"] and compiled.status() == "building"
+    monkeypatch.setattr(compiled, "_status", "not built: RuntimeError: c++: not found")
+    compiled.start_building()  # a failed build is not tried again
+    assert started == ["build-decoder-step"]
+
+
+def test_a_built_step_is_loaded_from_the_cache_without_building(extension, tmp_path, monkeypatch) -> None:
+    from torch.utils import cpp_extension
+
+    shutil.copyfile(compiled._library(), tmp_path / compiled._library().name)  # built by the fixture
+    monkeypatch.setattr(compiled, "CACHE", tmp_path)
+    monkeypatch.setattr(compiled, "_extension", None)
+    monkeypatch.setattr(cpp_extension, "load", lambda *a, **k: pytest.fail("built again"))
+    assert compiled.build()
+    assert compiled._extension.decoder_step.__doc__.startswith("decoder_step(")
+    kept = compiled._library()
+    (tmp_path / "changed.cpp").write_text("// another source")
+    monkeypatch.setattr(compiled, "SOURCE", tmp_path / "changed.cpp")
+    assert compiled._library() != kept  # a changed source is built anew, not loaded
