@@ -163,3 +163,21 @@ def test_a_built_step_is_loaded_from_the_cache_without_building(extension, tmp_p
     (tmp_path / "changed.cpp").write_text("// another source")
     monkeypatch.setattr(compiled, "SOURCE", tmp_path / "changed.cpp")
     assert compiled._library() != kept  # a changed source is built anew, not loaded
+
+
+def test_learned_positions_and_more_layers_give_the_python_numbers_too(compiled_on) -> None:
+    from core.config import ModelConfig
+    from core.model import Transformer
+
+    torch.manual_seed(0)
+    config = ModelConfig(vocab_size=96, d_model=32, n_heads=2, d_ff=64, n_encoder_layers=1, n_decoder_layers=3, positions="learned")
+    model = Transformer(config).eval()
+    source = torch.randint(4, 96, (3, 7))
+    with torch.inference_mode():
+        assert compiled.decoder_step(model, decoding._next_log_probs) is not None  # it applies
+    found = beam_search(model, source, beam_size=3, n_best=2, limits=SearchLimits(1.0, 5))
+    compiled._extension, kept = None, compiled._extension
+    try:
+        assert beam_search(model, source, beam_size=3, n_best=2, limits=SearchLimits(1.0, 5)) == found
+    finally:
+        compiled._extension = kept
