@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--format", choices=["hf", "ctranslate2"], required=True)
     export.add_argument("--out", required=True)
     export.add_argument("--quantization", default=None, help="CTranslate2 weight type, e.g. int8")
+    commands.add_parser("compile", help="build the compiled decoder step now (translating builds it in the background otherwise)")
     download = commands.add_parser("download", help="download Multi30K (en, de, fr, cs)")
     download.add_argument("--dir", default=None, help="target folder (default: data/multi30k)")
     download.add_argument("--url", default=None, help="mirror base URL")
@@ -57,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         "half": run_half,
         "export": run_export,
         "download": run_download,
+        "compile": run_compile,
     }
     try:
         return handlers[args.command](args)
@@ -420,6 +422,15 @@ def git_commit() -> str | None:
 
 
 # --- info, download ------------------------------------------------------------------------
+
+
+def run_compile(args: argparse.Namespace) -> int:
+    """Build core's compiled decoder step (`core.compiled`) once for this machine, e.g. in an image."""
+    from core import compiled
+
+    ready = compiled.build()
+    print(f"compiled decoder step: {compiled.status()}", file=sys.stdout if ready else sys.stderr)
+    return 0 if ready else 1
 
 
 def run_info(args: argparse.Namespace) -> int:

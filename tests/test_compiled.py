@@ -181,3 +181,22 @@ def test_learned_positions_and_more_layers_give_the_python_numbers_too(compiled_
         assert beam_search(model, source, beam_size=3, n_best=2, limits=SearchLimits(1.0, 5)) == found
     finally:
         compiled._extension = kept
+
+
+def test_the_cli_builds_it_and_says_how_it_went(extension, tmp_path, monkeypatch, capsys) -> None:
+    from torch.utils import cpp_extension
+
+    from core.__main__ import main
+
+    monkeypatch.setattr(compiled, "_extension", None)
+    assert main(["compile"]) == 0  # from the disk cache the fixture filled
+    assert capsys.readouterr().out.startswith("compiled decoder step: ready (")
+    monkeypatch.setattr(compiled, "_extension", None)
+    monkeypatch.setattr(compiled, "CACHE", tmp_path)
+
+    def no_ninja(*args, **kwargs):
+        raise OSError("ninja: not found")
+
+    monkeypatch.setattr(cpp_extension, "load", no_ninja)
+    assert main(["compile"]) == 1
+    assert capsys.readouterr().err == "compiled decoder step: not built: OSError: ninja: not found\n"
