@@ -23,6 +23,7 @@ median over the rounds, with the min and max. Reported: sentences/s, generated t
 included), sacreBLEU against the references, and how many outputs equal core's; then the headline
 ratios twice: each engine in its best thread layout, and the engines in the same layout
 (`ratios`). A target counts as met only on the same-layout ratios (the lower of the two layouts).
+`--systems core,ct2_float32_streams,…` runs a subset (the others' models are made but never run).
 Where core's own decoding spends its time is `bench/profile_decode.py`'s job (bench/results/decode_profile.json).
 `--device cuda` runs core and HF on the GPU (core_int8 is CPU-only and left out there; CTranslate2
 runs on the GPU when its build supports CUDA on that machine, and is left out otherwise).
@@ -295,7 +296,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--checkpoint", type=Path, default=common.DEFAULT_CHECKPOINT)
     parser.add_argument("--sentences", type=int, default=1000, help="first N test sentences (default: all 1000)")
     parser.add_argument("--repeats", type=int, default=0, help="alternating rounds (default: 3 quick, 5 full)")
+    parser.add_argument("--systems", default="", help=f"run only these, comma-separated, core among them (of: {', '.join(SYSTEMS)})")
     args = parser.parse_args(argv)
+    chosen = [name.strip() for name in args.systems.split(",") if name.strip()]
+    if chosen and ("core" not in chosen or not set(chosen) <= set(SYSTEMS)):
+        parser.error(f"--systems: core and any of {', '.join(SYSTEMS)}; got {args.systems!r}")
     n_threads = common.threads(args.threads)
 
     import transformers
@@ -332,6 +337,8 @@ def main(argv: list[str] | None = None) -> dict:
     for name, ct2_translator in ct2.items():
         workers = streams if name.endswith("_streams") else 1
         systems[f"ct2_{name}"] = lambda lines, beam, t=ct2_translator, w=workers: run_ct2(t, translator, vocabulary, lines, beam, workers=w)
+    if chosen:  # the others are made but never run
+        systems = {name: fn for name, fn in systems.items() if name in chosen}
     repeats = args.repeats or (3 if args.quick else 5)
     log(
         f"decode_speed: {len(sources)} sentences {SRC}->{TGT}, batch {BATCH}, {n_threads} threads, {args.device}, "
@@ -361,6 +368,7 @@ def main(argv: list[str] | None = None) -> dict:
             "order": "every round runs each system once; the order is reversed every other round",
             "export_s": {"hf": export_hf_s, "ct2": export_ct2_s},
             "compiled_decoder_step": compiled_step,
+            "systems": list(systems),
         },
     }
     names = list(systems)

@@ -84,3 +84,10 @@ def test_each_decode_attempt_finds_the_tokens_of_the_code_as_it_is() -> None:
             setattr(fast, name, function)
     assert all(tokens == found[decode_attempts.BEST] for tokens in found.values())
     assert any(len(t) > 1 for t in found[decode_attempts.BEST][1])  # real searches, not empty ones
+
+
+@pytest.mark.parametrize("systems", ["ct2_float32,ct2_float32_streams", "core,nope"])
+def test_a_subset_of_systems_must_hold_core_and_known_names(systems: str, capsys) -> None:
+    with pytest.raises(SystemExit):
+        decode_speed.main(["--systems", systems])
+    assert "--systems: core and any of core, core_python" in capsys.readouterr().err
