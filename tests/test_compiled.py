@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import shutil
 import threading
+from collections.abc import Iterator
 from types import ModuleType
 
 import pytest
@@ -19,12 +20,15 @@ pytestmark = pytest.mark.skipif(shutil.which("c++") is None, reason="building th
 
 
 @pytest.fixture(scope="module")
-def extension() -> ModuleType:
-    """Built once (or loaded from torch's disk cache); the other test modules keep the Python step."""
-    assert compiled.build(), compiled.status()
-    built = compiled._extension
-    compiled._extension = None
-    return built
+def extension(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleType]:
+    """Built once, cold, into a cache of the test session's own (nothing written to the user's home);
+    the other test modules keep the Python step."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(compiled, "CACHE", tmp_path_factory.mktemp("compiled-cache"))
+        assert compiled.build(), compiled.status()
+        built = compiled._extension
+        compiled._extension = None
+        yield built
 
 
 @pytest.fixture
