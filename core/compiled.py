@@ -3,10 +3,10 @@ of `core/decoding.py` where it applies. A speed path, like `core/fast.py`: the s
 the Python step (`decoding._next_log_probs`), so the same log-probabilities, bit for bit
 (tests/test_compiled.py), without Python between them.
 
-Why: on the CPU a step of a small model is bound by per-operation overhead, not by arithmetic
-(bench/profile_decode.py: a one-row step of the shipped model spends two thirds of its time outside
-the matrix products). PyTorch's own compiler was tried first and dropped: its first call took
-minutes and its steps were no faster (bench/decode_attempts.py, "torch_compile").
+Why: on the CPU a step of a small model with few rows is bound by per-operation overhead, not by
+arithmetic (bench/profile_decode.py: a one-row step of the shipped model costs a third of a 64-row
+one). PyTorch's own compiler was tried first and dropped: its first call took over 80 seconds, even
+with a warm cache, and its steps were no faster (bench/decode_attempts.py, "torch_compile").
 
 Building needs a C++ compiler and takes about half a minute. The library is kept on disk, one file
 per source, torch and Python version (POLYGLOT_COMPILED_CACHE, by default
