@@ -87,6 +87,13 @@ SYSTEMS = {  # name in the JSON: label in the tables
     "ct2_int8": "CTranslate2 int8, one batch at a time",
     "ct2_int8_streams": "CTranslate2 int8, one batch per core",
 }
+# The order of each round: every system core is compared with runs right beside it (HF, then core, then
+# CTranslate2, in each layout), so a compared pair is timed seconds apart, and the machine's slower and
+# faster minutes fall on both alike (the paired ratios in `ratios`).
+RUN_ORDER = (
+    "hf_streams", "core", "ct2_float32_streams", "hf", "core_one_stream", "ct2_float32",
+    "core_python", "core_int8", "ct2_int8", "ct2_int8_streams", "core_bf16", "hf_bf16",
+)  # fmt: skip
 # Thread layouts: "one_batch_per_core" (core's default, CT2's inter_threads = cores with intra_threads 1,
 # HF through the benchmark's own scheme) and "one_batch_at_a_time" (all cores on one batch: HF's and
 # CT2's default). Engines are compared in their best layout and in the same layout.
@@ -231,10 +238,20 @@ def _fastest(block: dict, names) -> str | None:
     return max(present, key=lambda n: block[n]["sentences_per_s"]) if present else None
 
 
+def _paired(block: dict, core: str, peer: str) -> dict | None:
+    """Core's speed over a peer's round by round (the two ran side by side, `RUN_ORDER`): the median
+    and range of those ratios, which the machine's drift from round to round does not move."""
+    if "seconds_each" not in block[core] or "seconds_each" not in block[peer]:
+        return None
+    each = [theirs / ours for ours, theirs in zip(block[core]["seconds_each"], block[peer]["seconds_each"])]
+    return {"median": common.median(each), "min": min(each), "max": max(each), "rounds": len(each)}
+
+
 def ratios(block: dict) -> dict:
     """Core's speed over HF's and CT2 float32's: each engine in its best thread layout, and the
     engines in the same layout (both layouts). CT2 runs core's stopping rule (same patience), so
-    it finds core's translations. Medians of the alternating rounds."""
+    it finds core's translations. Medians of the alternating rounds; beside each, the same ratio
+    taken round by round (`_paired`)."""
     rate = {n: block[n]["sentences_per_s"] for n in block if isinstance(block[n], dict) and "sentences_per_s" in block[n]}
     out: dict = {}
     layouts = {
@@ -252,10 +269,12 @@ def ratios(block: dict) -> dict:
     }
     for label, chosen in (("best_layout", best), *layouts.items()):
         entry = {"systems": chosen}
-        if chosen["core"] and chosen["hf"]:
-            entry["core_over_hf"] = rate[chosen["core"]] / rate[chosen["hf"]]
-        if chosen["core"] and chosen["ct2_float32"]:
-            entry["core_over_ct2_float32"] = rate[chosen["core"]] / rate[chosen["ct2_float32"]]
+        for peer in ("hf", "ct2_float32"):
+            if chosen["core"] and chosen[peer]:
+                entry[f"core_over_{peer}"] = rate[chosen["core"]] / rate[chosen[peer]]
+                paired = _paired(block, chosen["core"], chosen[peer])
+                if paired:
+                    entry[f"core_over_{peer}_paired"] = paired
         out[label] = entry
     return out
 
@@ -365,13 +384,14 @@ def main(argv: list[str] | None = None) -> dict:
             "patience": PATIENCE,
             "hf_early_stopping": HF_EARLY_STOPPING,
             "repeats": repeats,
-            "order": "every round runs each system once; the order is reversed every other round",
+            "order": "every round runs each system once, in `order_of_round_1`; the order is reversed every other round",
+            "order_of_round_1": [name for name in RUN_ORDER if name in systems],
             "export_s": {"hf": export_hf_s, "ct2": export_ct2_s},
             "compiled_decoder_step": compiled_step,
             "systems": list(systems),
         },
     }
-    names = list(systems)
+    names = [name for name in RUN_ORDER if name in systems]
     runs: dict[int, dict[str, list[float]]] = {1: {}, 4: {}}
     outputs: dict[int, dict[str, tuple[list[str], int]]] = {1: {}, 4: {}}
     for round_ in range(repeats):
@@ -448,16 +468,19 @@ def table(out: dict) -> str:
     rows = []
     for key, label in (("decode_greedy", "greedy"), ("decode_beam4", "beam 4")):
         for layout, r in out[key]["ratios"].items():
+            paired = r.get("core_over_ct2_float32_paired")
             rows.append(
                 [
                     label,
                     layout,
                     r.get("core_over_hf"),
                     r.get("core_over_ct2_float32"),
+                    f"{paired['median']:.3f} ({paired['min']:.3f}-{paired['max']:.3f})" if paired else None,
                     ", ".join(f"{k}={v}" for k, v in r["systems"].items()),
                 ]
             )
-    text += "\n\n" + common.markdown_table(["search", "layout", "core/HF", "core/CT2 fp32 (same BLEU)", "systems"], rows)
+    header = ["search", "layout", "core/HF", "core/CT2 fp32 (same BLEU)", "core/CT2 fp32 round by round: median (range)", "systems"]
+    text += "\n\n" + common.markdown_table(header, rows)
     return text
 
 

@@ -49,6 +49,24 @@ def test_ratios_and_targets_are_like_for_like() -> None:
     assert fastest["measured"] == pytest.approx(0.4) and fastest["met"] is False  # greedy lost 0.4 > 0.3
 
 
+def test_each_compared_pair_runs_side_by_side_and_is_also_compared_round_by_round() -> None:
+    order = decode_speed.RUN_ORDER
+    assert sorted(order) == sorted(decode_speed.SYSTEMS)  # every system runs, once per round
+    for layout in decode_speed.LAYOUTS:
+        core = order.index(decode_speed.CORE[layout])
+        assert {order[core - 1], order[core + 1]} == {decode_speed.HF[layout], decode_speed.CT2_FLOAT32[layout]}
+    # Round 2 was slow for everyone; round by round, core is 0.9× CTranslate2 every time.
+    block = {
+        "core": {**_system(90), "seconds_each": [10.0, 20.0, 10.0]},
+        "ct2_float32_streams": {**_system(100), "seconds_each": [9.0, 18.0, 9.0]},
+    }
+    paired = decode_speed.ratios(block)["one_batch_per_core"]["core_over_ct2_float32_paired"]
+    assert paired == {"median": pytest.approx(0.9), "min": pytest.approx(0.9), "max": pytest.approx(0.9), "rounds": 3}
+    block["core"]["seconds_each"] = [10.0, 10.0, 12.0]
+    paired = decode_speed.ratios(block)["one_batch_per_core"]["core_over_ct2_float32_paired"]
+    assert (paired["median"], paired["min"]) == (pytest.approx(0.9), pytest.approx(0.75))
+
+
 def test_the_summary_keeps_how_decode_speed_judged_its_targets() -> None:
     """bench/run.py gathers the targets; a BLEU-loss target is met when the loss is at most the limit."""
     from bench import run
