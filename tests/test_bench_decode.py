@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 import torch
 
@@ -109,3 +111,24 @@ def test_a_subset_of_systems_must_hold_core_and_known_names(systems: str, capsys
     with pytest.raises(SystemExit):
         decode_speed.main(["--systems", systems])
     assert "--systems: core and any of core, core_python" in capsys.readouterr().err
+
+
+def test_thread_scaling_runs_the_work_twice_at_once_on_one_torch_thread_each() -> None:
+    from bench import thread_scaling
+
+    seen: list[tuple[int, int]] = []
+    both_started = threading.Barrier(2, timeout=10)  # passes only if the two copies run at the same time
+
+    def work() -> None:
+        both_started.wait()
+        seen.append((threading.get_ident(), torch.get_num_threads()))
+
+    kept = torch.get_num_threads()
+    torch.set_num_threads(2)  # what new threads would start with
+    try:
+        thread_scaling.side_by_side(work)
+    finally:
+        torch.set_num_threads(kept)
+    assert len({ident for ident, _ in seen}) == 2 and threading.get_ident() not in {ident for ident, _ in seen}
+    assert [threads for _, threads in seen] == [1, 1]
+    assert thread_scaling.scaling(one_thread_s=3.0, two_threads_s=3.0) == 2.0  # twice the work in the same time
