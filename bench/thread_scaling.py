@@ -9,10 +9,11 @@ decode_speed's length rule) on one thread; then two threads decode a copy each a
 threads do twice the work, so 2 × one-thread time ÷ two-thread time is the engine's scaling: 2.0 when
 sharing the machine costs nothing. Core runs its searches with the compiled decoder step (built cold at
 the start), CTranslate2 with two workers of one thread (`inter_threads`). The engines take turns, the
-order reversed every other round; times are medians over the rounds.
+order reversed every other round; times are medians over the rounds, of the searches alone (each
+engine's input is made once, before timing).
 
-Then the same for the decoder's matrix products alone, as core runs them (oneDNN with packed weights,
-256 rows: beam 4 × 64 sentences), once with oneDNN's AVX-512 kernels (its choice on this CPU) and once
+Then the same for the decoder's matrix products alone, as core runs them (oneDNN, weights packed by
+`fast._packed`, 256 rows: beam 4 × 64 sentences), once with oneDNN's AVX-512 kernels (its choice on this CPU) and once
 held to AVX2 (`ONEDNN_MAX_CPU_ISA`, which CTranslate2 selects on AMD CPUs), each in a process of its
 own, because oneDNN reads the variable once per process.
 """
@@ -24,7 +25,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -36,7 +36,8 @@ import torch
 
 from bench import common
 from bench.common import log
-from bench.decode_speed import LIMITS, PATIENCE, build_compiled_step, sentence_limits, sorted_chunks
+from bench.decode_speed import LIMITS, PATIENCE, build_compiled_step, ctranslate2_translators, sentence_limits, sorted_chunks
+from core import fast
 
 ROWS = 256  # beam 4 × 64 sentences: a full batch's decoder step
 # The decoder's matrix products per layer and the output projection: (in, out) features.
@@ -64,36 +65,35 @@ def side_by_side(work: Callable[[], object]) -> None:
 
 
 def engines(checkpoint: Path, rounds: int, every: int) -> dict:
-    import ctranslate2
-
     import core
     from core.decoding import beam_search
-    from core.export import to_ctranslate2, vocabulary_of
+    from core.export import vocabulary_of
 
     translator = core.load(checkpoint)
     compiled_step = build_compiled_step()
     vocabulary = vocabulary_of(translator.tokenizer)
-    folder = Path(tempfile.mkdtemp(prefix="bench-ct2-"))
-    to_ctranslate2(translator.model, vocabulary, folder)
-    ct2 = ctranslate2.Translator(str(folder), device="cpu", compute_type="float32", intra_threads=1, inter_threads=2)
-    torch.set_num_threads(1)  # CTranslate2 set the creating thread's count to its own; core's searches get one thread
+    ct2 = ctranslate2_translators(translator, vocabulary, "cpu", 2)[0]["float32_streams"]  # two workers of one thread
+    torch.set_num_threads(1)  # core's searches on one thread, as each worker of one batch per core
     sources, _ = common.test_set()
     batches = [ids for _, ids in sorted_chunks(translator, sources)][::every]
+    # Each engine's input, made once: the timings cover the searches alone.
+    padded = [common.pad(ids) for ids in batches]
     max_positions = translator.model.config.max_positions
+    pieces = [([[vocabulary[i] for i in row] for row in ids], max(sentence_limits(ids, max_positions))) for ids in batches]
 
     def core_run() -> None:
-        for ids in batches:
-            beam_search(translator.model, common.pad(ids), 4, 1.0, 1, LIMITS)
+        for source in padded:
+            beam_search(translator.model, source, 4, 1.0, 1, LIMITS)
 
     def ct2_run() -> None:
-        for ids in batches:
+        for rows, limit in pieces:
             ct2.translate_batch(
-                [[vocabulary[i] for i in row] for row in ids],
+                rows,
                 beam_size=4,
                 length_penalty=1.0,
                 num_hypotheses=1,
-                max_batch_size=len(ids),
-                max_decoding_length=max(sentence_limits(ids, max_positions)),
+                max_batch_size=len(rows),
+                max_decoding_length=limit,
                 min_decoding_length=0,
                 patience=PATIENCE,
             )
@@ -122,9 +122,7 @@ def engines(checkpoint: Path, rounds: int, every: int) -> dict:
 def products(rounds: int, repeats: int) -> dict:
     """One thread, then two at once, running the decoder's matrix products `repeats` times (this process's ISA)."""
     torch.set_num_threads(1)
-    weights = {shape: torch.randn(shape[1], shape[0]) for shape in PRODUCTS}
-    with torch.inference_mode():
-        packed = {shape: torch.ops.mkldnn._reorder_linear_weight(w, ROWS) for shape, w in weights.items()}
+    packed = {shape: fast._packed(torch.randn(shape[1], shape[0])) for shape in PRODUCTS}  # as `fast.dense` packs them
 
     def work() -> None:
         inputs = {shape: torch.randn(ROWS, shape[0]) for shape in PRODUCTS}
@@ -134,8 +132,10 @@ def products(rounds: int, repeats: int) -> dict:
                     torch.ops.mkldnn._linear_pointwise(inputs[shape], packed[shape], None, "none", [], "")
 
     work()
-    one = [common.timed(work)[1] for _ in range(rounds)]
-    two = [common.timed(lambda: side_by_side(work))[1] for _ in range(rounds)]
+    one, two = [], []
+    for _ in range(rounds):  # alternating
+        one.append(common.timed(work)[1])
+        two.append(common.timed(lambda: side_by_side(work))[1])
     return {"one_thread_s": one, "two_threads_s": two, "scaling": scaling(common.median(one), common.median(two))}
 
 
