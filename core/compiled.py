@@ -1,7 +1,8 @@
 """The decoder step compiled: `csrc/decoder_step.cpp`, built once per machine, used by the searches
 of `core/decoding.py` where it applies. A speed path, like `core/fast.py`: the same operations as
 the Python step (`decoding._next_log_probs`), so the same log-probabilities, bit for bit
-(tests/test_compiled.py), without Python between them.
+(tests/test_compiled.py), without Python between them. Beam search's choice of candidates after
+each step (`fast.top_candidates`) is compiled alongside: the same values and indices.
 
 Why: on the CPU a step of a small model with few rows is bound by per-operation overhead, not by
 arithmetic (bench/profile_decode.py: a one-row step of the shipped model costs a third of a 64-row
@@ -46,6 +47,7 @@ CACHE = Path(os.environ.get("POLYGLOT_COMPILED_CACHE", Path.home() / ".cache" / 
 SWITCH = "POLYGLOT_COMPILE"  # "0": `start_building` does nothing (an explicit `build()` still builds)
 
 Step = Callable[[Tensor, list[LayerCache], Tensor, int], Tensor]  # (tokens, caches, mask, step) -> log-probabilities
+Candidates = Callable[[Tensor, Tensor, int], tuple[Tensor, Tensor]]  # (scores, log_probs, k) -> (values, indices)
 
 _lock = threading.Lock()  # held briefly, to read and change the state below
 _one_build = threading.Lock()  # held through a build, so that two callers do not build twice
@@ -147,6 +149,27 @@ def decoder_step(model: nn.Module, python_step: Step) -> Step | None:
         return found[0]
 
     return step
+
+
+def top_candidates() -> Candidates | None:
+    """`fast.top_candidates` compiled, for one search, or None where it is not built yet. It takes
+    the same arguments and gives the same values and indices, and of equal values the smaller index
+    first (tests/test_compiled.py), where torch's order is unspecified. What it does not cover (not
+    float32 on the CPU, a vocabulary without blocks, k larger than the blocks) it leaves to
+    `fast.top_candidates`."""
+    extension = _extension
+    if extension is None:
+        return None
+
+    def choose(scores: Tensor, log_probs: Tensor, k: int) -> tuple[Tensor, Tensor]:
+        size = fast._block_size(log_probs.shape[-1])
+        covered = size is not None and k <= scores.shape[1] * (log_probs.shape[-1] // size)
+        if not covered or any(t.device.type != "cpu" or t.dtype != torch.float32 for t in (scores, log_probs)):
+            return fast.top_candidates(scores, log_probs, k)
+        values, indices = extension.top_candidates(scores, log_probs, k, size)
+        return values, indices
+
+    return choose
 
 
 def _applies(model: nn.Module) -> bool:

@@ -189,7 +189,7 @@ def beam_search(
     n_best = min(n_best, width)
     stop = _StoppingRule(max(1, round(width * patience)), n_best, length_penalty == 0)
     caches, mask = _start(model, source)
-    next_log_probs = _decoder_step(model)
+    next_log_probs, top_candidates = _decoder_step(model), compiled.top_candidates() or fast.top_candidates
     device = source.device
     live = _Rows(caches, mask, limits.per_sentence(source, model.config.max_positions))
 
@@ -207,7 +207,7 @@ def beam_search(
         groups, vocab = len(ids), log_probs.shape[-1]
         # The 2·width best (beam, piece) continuations of each sentence by path score:
         # (scores.view(-1, 1) + log_probs).view(groups, beams * vocab).topk(2 * width), faster.
-        top_scores, top_index = fast.top_candidates(scores, log_probs, 2 * width)
+        top_scores, top_index = top_candidates(scores, log_probs, 2 * width)
         origin, token = top_index // vocab, top_index % vocab
         is_end = token == EOS_ID
         last = step + 1 >= live.max_tokens  # [groups]: the sentence's last step

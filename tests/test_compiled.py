@@ -59,14 +59,42 @@ def test_searches_find_the_very_same_hypotheses_and_scores(tiny_translator, exte
     python = searches(model, source)
     calls = []
 
-    def counted(*args):
-        calls.append(1)
-        return extension.decoder_step(*args)
+    def counted(name: str):
+        def call(*args):
+            calls.append(name)
+            return getattr(extension, name)(*args)
+
+        return call
 
     monkeypatch.setattr(compiled, "_extension", ModuleType("spy"))
-    monkeypatch.setattr(compiled._extension, "decoder_step", counted, raising=False)
+    for name in ("decoder_step", "top_candidates"):
+        monkeypatch.setattr(compiled._extension, name, counted(name), raising=False)
     assert searches(model, source) == python  # tokens, log-probabilities and scores, exactly
-    assert calls  # and the compiled step did the steps
+    assert set(calls) == {"decoder_step", "top_candidates"}  # and the compiled code did the steps
+
+
+@pytest.mark.parametrize("vocab", [8000, 1000, 96, 17])  # the last two have no blocks: fast.top_candidates
+@pytest.mark.parametrize(("groups", "beams", "k"), [(64, 4, 8), (3, 1, 8), (5, 2, 4)])
+def test_compiled_candidates_are_torchs_topk_of_the_path_scores(vocab: int, groups: int, beams: int, k: int, compiled_on) -> None:
+    torch.manual_seed(vocab + groups)
+    log_probs, scores = torch.randn(groups * beams, vocab).log_softmax(dim=-1), torch.randn(groups, beams)
+    values, indices = compiled.top_candidates()(scores, log_probs, k)
+    expected = (scores.view(-1, 1) + log_probs).view(groups, beams * vocab).topk(k, dim=1)
+    assert torch.equal(values, expected.values) and torch.equal(indices, expected.indices)
+
+
+@pytest.mark.parametrize("vocab", [8000, 1000])
+def test_compiled_candidates_of_equal_score_come_smaller_index_first(vocab: int, compiled_on) -> None:
+    torch.manual_seed(vocab)
+    groups, beams, k = 40, 4, 8
+    # Many equal sums, within and across blocks and beams, and pieces ruled out (a prefix).
+    log_probs = (torch.randn(groups * beams, vocab).log_softmax(dim=-1) * 2).round() / 2
+    log_probs[:, ::3] = -torch.inf
+    scores = (torch.randn(groups, beams) * 2).round() / 2
+    sums = (scores.view(-1, 1) + log_probs).view(groups, beams * vocab)
+    expected = sums.sort(dim=1, descending=True, stable=True)  # equal values keep their order
+    values, indices = compiled.top_candidates()(scores, log_probs, k)
+    assert torch.equal(values, expected.values[:, :k]) and torch.equal(indices, expected.indices[:, :k])
 
 
 def test_one_step_gives_bitwise_the_python_log_probs_and_caches(tiny_translator, compiled_on) -> None:

@@ -8,9 +8,13 @@
 // Why: a step of a small model is some 300 operations, most of them tiny, and in eager PyTorch
 // each costs Python work before its kernel starts. Here they follow each other in C++, with the
 // GIL released so that several batches decode side by side (core/parallel.py).
+//
+// Below it, beam search's choice of candidates after each step (fast.top_candidates), for the same
+// reason: in Python it is a dozen small operations per step.
 
 #include <torch/extension.h>
 
+#include <ATen/Parallel.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 
 #include <cmath>
@@ -73,6 +77,29 @@ struct Layer {
 };
 constexpr int64_t kTensorsPerLayer = 18;
 
+// The `count` best of a stream of (value, id) pairs, kept sorted: larger values first, and of equal
+// values the smaller id first, so the answer does not depend on the order the pairs come in.
+struct Best {
+  int64_t count;
+  float* values;
+  int64_t* ids;
+  int64_t filled = 0;
+
+  static bool before(float value, int64_t id, float other_value, int64_t other_id) {
+    return value > other_value || (value == other_value && id < other_id);
+  }
+  void offer(float value, int64_t id) {
+    if (filled == count && !before(value, id, values[count - 1], ids[count - 1])) return;
+    int64_t at = filled < count ? filled++ : count - 1;
+    for (; at > 0 && before(value, id, values[at - 1], ids[at - 1]); --at) {  // insertion: count is small
+      values[at] = values[at - 1];
+      ids[at] = ids[at - 1];
+    }
+    values[at] = value;
+    ids[at] = id;
+  }
+};
+
 }  // namespace
 
 // Returns the next-piece log-probabilities [rows, vocab], then every layer's grown self-attention
@@ -129,7 +156,47 @@ std::vector<at::Tensor> decoder_step(const at::Tensor& ids, int64_t offset, cons
   return out;
 }
 
+// fast.top_candidates, without its dozen small operations: beam search's k best continuations
+// of each group of `scores` [groups, beams] + `log_probs` [groups·beams, vocab], as values and
+// indices into beams × vocab. As there, each of the k best lies in one of the k blocks of `size`
+// pieces whose maxima plus their beam's score are best; only those blocks are read in full. The sums
+// are the same float additions as torch's, so the values are bitwise its; equal values come
+// smaller index first. core/compiled.py calls it only where k ≤ beams · vocab / size.
+std::vector<at::Tensor> top_candidates(const at::Tensor& scores, const at::Tensor& log_probs, int64_t k, int64_t size) {
+  const int64_t groups = scores.size(0), beams = scores.size(1), vocab = log_probs.size(1), per_row = vocab / size;
+  const auto path = scores.contiguous();
+  const auto next = log_probs.contiguous();
+  const auto block_maxima = at::amax(next.view({groups * beams, per_row, size}), -1);
+  auto values = at::empty({groups, k}, scores.options());
+  auto indices = at::empty({groups, k}, scores.options().dtype(at::kLong));
+  const float *path_p = path.data_ptr<float>(), *next_p = next.data_ptr<float>(), *maxima_p = block_maxima.data_ptr<float>();
+  float* values_p = values.data_ptr<float>();
+  int64_t* indices_p = indices.data_ptr<int64_t>();
+  at::parallel_for(0, groups, 16, [&](int64_t first, int64_t end) {
+    std::vector<float> block_values(k);
+    std::vector<int64_t> blocks(k);
+    for (int64_t g = first; g < end; ++g) {
+      Best best_blocks{k, block_values.data(), blocks.data()};  // ids: beam · per_row + block
+      for (int64_t b = 0; b < beams; ++b) {
+        const float score = path_p[g * beams + b];
+        const float* maxima = maxima_p + (g * beams + b) * per_row;
+        for (int64_t j = 0; j < per_row; ++j) best_blocks.offer(score + maxima[j], b * per_row + j);
+      }
+      Best best{k, values_p + g * k, indices_p + g * k};  // ids: beam · vocab + piece
+      for (int64_t c = 0; c < best_blocks.filled; ++c) {
+        const int64_t b = blocks[c] / per_row, start = blocks[c] % per_row * size;
+        const float score = path_p[g * beams + b];
+        const float* block = next_p + (g * beams + b) * vocab + start;
+        for (int64_t t = 0; t < size; ++t) best.offer(score + block[t], b * vocab + start + t);
+      }
+    }
+  });
+  return {values, indices};
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("decoder_step", &decoder_step, py::call_guard<py::gil_scoped_release>(),
         "One incremental decoder step: log-probabilities, then each layer's grown keys and values.");
+  m.def("top_candidates", &top_candidates, py::call_guard<py::gil_scoped_release>(),
+        "Beam search's k best continuations per group: values and indices into beams x vocab.");
 }
