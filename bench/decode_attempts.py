@@ -1,6 +1,7 @@
 """Overhead removals tried on core's own decoding, each measured against the code before it.
 
     python bench/decode_attempts.py [--quick] [--sentences 256] [--rounds 3] [--no-compile]
+    python bench/decode_attempts.py --only compiled_candidates [--sentences 1000] [--repeats 3]
 
 Issue 19, section 2: core's greedy and beam-4 decoding on the CPU, closer to CTranslate2's. Every
 attempt is switched on and off in this one process (the speed paths are module attributes of
@@ -42,6 +43,11 @@ Attempts:
   timed on the first 128 sentences against the kept eager code, eager and compiled alternating. The
   compile time is set against the time it saves on a realistic job (the Evaluate tab: 12
   directions × 200 sentences, greedy).
+- compiled_candidates (on top of the compiled decoder step, `core/compiled.py`; `--only
+  compiled_candidates` runs it alone and writes its own JSON): beam search's candidate choice in
+  C++ against `fast.top_candidates`. Its gain is a percent or two, below the noise of whole runs on a
+  shared machine, so it is timed finer: each batch of 64 searched by the two variants in turn
+  `--repeats` times (order alternating), the fastest of each kept, summed over the batches.
 
 The machine may be shared: the JSON says when other jobs ran; numbers are relative only.
 Writes bench/results/decode_attempts.json (with provenance).
@@ -66,7 +72,7 @@ import torch.nn.functional as F
 
 from bench import common, profile_decode
 from bench.common import log
-from core import decoding, fast
+from core import compiled, decoding, fast
 from core.model import LayerCache
 
 EVALUATE_TAB_SENTENCES = 12 * 200  # a realistic job: the Evaluate tab's 12 directions × 200 sentences
@@ -262,6 +268,38 @@ def shared_source_cache(model, source: torch.Tensor, length: int, repeats: int) 
     return {"beam4_rows_256_us": {k: round(v, 1) for k, v in timed.items()}, "step_speedup": _gain(timed["copy_per_beam"], timed["shared"])}
 
 
+def compiled_candidates(model, sources: list[torch.Tensor], repeats: int) -> dict:
+    """Beam-4 searches with the compiled decoder step, the candidates chosen by the compiled code or
+    by `fast.top_candidates`: per batch the fastest of `repeats` runs each, the variants in turn."""
+    if not compiled.build():
+        return {"skipped": compiled.status()}
+    choices = {"python": lambda: None, "compiled": compiled.top_candidates}
+    original, best, found = compiled.top_candidates, {name: [] for name in choices}, {name: [] for name in choices}
+    try:
+        for source in sources:
+            times: dict[str, list[float]] = {name: [] for name in choices}
+            for r in range(repeats):
+                for name in choices if r % 2 == 0 else reversed(choices):
+                    compiled.top_candidates = choices[name]
+                    tokens, seconds = common.timed(lambda s=source: profile_decode.search(model, [s], profile_decode.BEAM))
+                    times[name].append(seconds)
+                    found[name] += tokens if r == 0 else []
+            for name in choices:
+                best[name].append(min(times[name]))
+    finally:
+        compiled.top_candidates = original
+    total = {name: sum(t) for name, t in best.items()}
+    return {
+        "sentences": sum(s.shape[0] for s in sources),
+        "batches": len(sources),
+        "repeats": repeats,
+        "beam4_seconds_fastest_per_batch_summed": {name: round(t, 3) for name, t in total.items()},
+        "speedup": _gain(total["python"], total["compiled"]),
+        "batch_speedups": [round(p / c, 3) for p, c in zip(best["python"], best["compiled"])],
+        "same_tokens_as_before": found["python"] == found["compiled"],
+    }
+
+
 # --- freed memory reused, in fresh processes --------------------------------------------------------
 
 
@@ -400,6 +438,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=0, help="per-step timings per variant (default 7, quick 5)")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile attempt")
     parser.add_argument("--compile-timeout", type=float, default=300.0, help="seconds per compile process")
+    parser.add_argument("--only", choices=("compiled_candidates",), help="run this attempt alone, into its own JSON")
     parser.add_argument("--compile-child", action="store_true", help=argparse_hidden())
     parser.add_argument("--memory-child", choices=("defaults", "reused"), help=argparse_hidden())
     args = parser.parse_args(argv)
@@ -416,6 +455,8 @@ def main(argv: list[str] | None = None) -> dict:
     machine = common.machine_info(1)
     translator = profile_decode.load(args.checkpoint)
     model = translator.model
+    if args.only:
+        return only_compiled_candidates(model, translator, args, machine)
     sources = profile_decode.batches(translator, n)
     out: dict = {"note": CONTENTION_NOTE, "sentences": n, "rounds": rounds, "threads": 1, "batch": profile_decode.BATCH}
     log("per-step timings")
@@ -431,10 +472,26 @@ def main(argv: list[str] | None = None) -> dict:
     out["reused_memory"] = reused_memory(args.checkpoint, n, max(2, rounds - 1))
     if not args.no_compile:
         out["torch_compile"] = run_compile(args.checkpoint, n, rounds, args.compile_timeout)
+    log("candidate choice compiled")
+    out["compiled_candidates"] = compiled_candidates(model, sources, repeats=3)
     out["attempts"] = summary(out)
     out["other_load_at_end"] = common.other_cpu_load()
     path = common.write_json(common.result_path("decode_attempts", args.json), {**out, "machine": machine})
     print(markdown(out))
+    log(f"wrote {path}")
+    return out
+
+
+def only_compiled_candidates(model, translator, args, machine: dict) -> dict:
+    """`--only compiled_candidates`: that attempt alone (by default on all 1000 test sentences, 3 runs
+    per batch and variant), written to bench/results/decode_attempts_compiled_candidates.json."""
+    n = args.sentences or 1000
+    log(f"candidate choice compiled, {n} sentences")
+    out = {"threads": 1, "batch": profile_decode.BATCH, "compiled_step": compiled.status()}
+    out["compiled_candidates"] = compiled_candidates(model, profile_decode.batches(translator, n), args.repeats or 3)
+    out["other_load_at_end"] = common.other_cpu_load()
+    path = common.write_json(common.result_path("decode_attempts_compiled_candidates", args.json), {**out, "machine": machine})
+    print(json.dumps(out["compiled_candidates"], indent=1))
     log(f"wrote {path}")
     return out
 
@@ -511,7 +568,18 @@ def summary(out: dict) -> list[dict]:
             )
         )
         rows.append({"attempt": "torch_compile", "verdict": verdict, "evaluate_tab_job": job})
+    if "compiled_candidates" in out:
+        found = out["compiled_candidates"]
+        rows.append({"attempt": "compiled_candidates", "verdict": _candidates_verdict(found), **found})
     return rows
+
+
+def _candidates_verdict(found: dict) -> str:
+    if "skipped" in found:
+        return f"not measured: the compiled step is {found['skipped']}"
+    if not found["same_tokens_as_before"]:
+        return "dropped: different tokens"
+    return "kept: the same tokens, faster" if float(found["speedup"][:-1]) > 1 else "no gain measured"
 
 
 def markdown(out: dict) -> str:
@@ -527,6 +595,8 @@ def markdown(out: dict) -> str:
     parts += ["", f"freed memory reused: {json.dumps(out['reused_memory'])}"]
     if "torch_compile" in out:
         parts += ["", f"torch.compile: {json.dumps(out['torch_compile'], indent=1)}"]
+    if "compiled_candidates" in out:
+        parts += ["", f"candidate choice compiled: {json.dumps(out['compiled_candidates'])}"]
     return "\n".join(parts)
 
 

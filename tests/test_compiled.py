@@ -232,3 +232,29 @@ def test_the_cli_builds_it_and_says_how_it_went(extension, tmp_path, monkeypatch
     monkeypatch.setattr(cpp_extension, "load", no_ninja)
     assert main(["compile"]) == 1
     assert capsys.readouterr().err == "compiled decoder step: not built: OSError: ninja: not found\n"
+
+
+def test_the_candidates_attempt_times_both_choices_on_the_same_searches(tiny_translator, extension, monkeypatch) -> None:
+    """bench/decode_attempts.py's compiled_candidates: the Python and the compiled choice each run
+    on every batch, and their tokens are compared."""
+    from bench import decode_attempts
+    from core import fast
+
+    calls = {"python": 0, "compiled": 0}
+
+    def counted(name: str, choose):
+        def call(*args):
+            calls[name] += 1
+            return choose(*args)
+
+        return call
+
+    spy = ModuleType("spy")
+    spy.decoder_step, spy.top_candidates = extension.decoder_step, counted("compiled", extension.top_candidates)
+    monkeypatch.setattr(compiled, "_extension", spy)
+    monkeypatch.setattr(fast, "top_candidates", counted("python", fast.top_candidates))
+    source = sources(tiny_translator, LINES)
+    found = decode_attempts.compiled_candidates(tiny_translator.model, [source[:2], source[2:]], repeats=2)
+    assert found["batches"] == 2 and len(found["batch_speedups"]) == 2 and found["same_tokens_as_before"]
+    assert calls["python"] > 0 and calls["compiled"] == calls["python"]  # the same searches, step for step
+    assert compiled.top_candidates() is not None  # the compiled choice is back in place
