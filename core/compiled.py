@@ -162,9 +162,8 @@ def top_candidates() -> Candidates | None:
         return None
 
     def choose(scores: Tensor, log_probs: Tensor, k: int) -> tuple[Tensor, Tensor]:
-        size = fast._block_size(log_probs.shape[-1])
-        covered = size is not None and k <= scores.shape[1] * (log_probs.shape[-1] // size)
-        if not covered or any(t.device.type != "cpu" or t.dtype != torch.float32 for t in (scores, log_probs)):
+        size = fast.candidate_block_size(scores, log_probs, k)
+        if size is None or scores.dtype != torch.float32 or log_probs.dtype != torch.float32:
             return fast.top_candidates(scores, log_probs, k)
         values, indices = extension.top_candidates(scores, log_probs, k, size)
         return values, indices

@@ -364,6 +364,17 @@ def argmax(x: Tensor) -> Tensor:
     return block * size + inside
 
 
+def candidate_block_size(scores: Tensor, log_probs: Tensor, k: int) -> int | None:
+    """The block length `top_candidates` (and its compiled twin, `core/compiled.py`) cut the rows
+    into, or None where blocks do not apply: not on the CPU, no block length divides the
+    vocabulary, or fewer blocks than the k candidates wanted."""
+    vocab = log_probs.shape[-1]
+    size = _block_size(vocab)
+    if log_probs.device.type != "cpu" or size is None or k > scores.shape[1] * (vocab // size):
+        return None
+    return size
+
+
 def top_candidates(scores: Tensor, log_probs: Tensor, k: int) -> tuple[Tensor, Tensor]:
     """Beam search's candidates: `(scores.view(-1, 1) + log_probs).view(groups, -1).topk(k, dim=1)`.
 
@@ -377,8 +388,8 @@ def top_candidates(scores: Tensor, log_probs: Tensor, k: int) -> tuple[Tensor, T
     """
     groups, beams = scores.shape
     vocab = log_probs.shape[-1]
-    size = _block_size(vocab)
-    if log_probs.device.type != "cpu" or size is None or k > beams * (vocab // size):
+    size = candidate_block_size(scores, log_probs, k)
+    if size is None:
         return (scores.view(-1, 1) + log_probs).view(groups, beams * vocab).topk(k, dim=1)
     per_row = vocab // size
     blocks = log_probs.view(groups * beams, per_row, size)
