@@ -74,8 +74,10 @@ def test_searches_find_the_very_same_hypotheses_and_scores(tiny_translator, exte
 
 
 @pytest.mark.parametrize("vocab", [8000, 1000, 96, 17])  # the last two have no blocks: fast.top_candidates
-@pytest.mark.parametrize(("groups", "beams", "k"), [(64, 4, 8), (3, 1, 8), (5, 2, 4)])
+@pytest.mark.parametrize(("groups", "beams", "k"), [(64, 4, 8), (3, 1, 8), (5, 2, 4), (2, 1, 24)])  # 1000: 20 blocks < 24
 def test_compiled_candidates_are_torchs_topk_of_the_path_scores(vocab: int, groups: int, beams: int, k: int, compiled_on) -> None:
+    if k > beams * vocab:
+        pytest.skip("more candidates than pieces")
     torch.manual_seed(vocab + groups)
     log_probs, scores = torch.randn(groups * beams, vocab).log_softmax(dim=-1), torch.randn(groups, beams)
     values, indices = compiled.top_candidates()(scores, log_probs, k)
