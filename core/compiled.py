@@ -1,7 +1,9 @@
 """The decoder step compiled: `csrc/decoder_step.cpp`, built once per machine, used by the searches
-of `core/decoding.py` where it applies. A speed path, like `core/fast.py`: the same operations as
-the Python step (`decoding._next_log_probs`), so the same log-probabilities, bit for bit
-(tests/test_compiled.py), without Python between them. Beam search's choice of candidates after
+of `core/decoding.py` where it applies. A speed path, like `core/fast.py`: the operations of the
+Python step (`decoding._next_log_probs`) without Python between them, and the new position's
+self-attention fused with the growing of its cache. So the same log-probabilities to float rounding
+(the fused sums run in their own order), the same caches bit for bit, and the same translations
+(tests/test_compiled.py; bench/decode_speed.py compares core with core_python on the test set). Beam search's choice of candidates after
 each step (`fast.top_candidates`) is compiled alongside: the same values and indices.
 
 Why: on the CPU a step of a small model with few rows is bound by per-operation overhead, not by
@@ -43,6 +45,7 @@ from core.model import LayerCache, Transformer
 
 SOURCE = Path(__file__).parent / "csrc" / "decoder_step.cpp"
 NAME = "polyglot_decoder_step"
+FLAGS = ["-O3"]  # -O3 vectorises the fused attention's loops (one copy per vector width, see the source)
 CACHE = Path(os.environ.get("POLYGLOT_COMPILED_CACHE", Path.home() / ".cache" / "polyglot-lab" / "compiled"))
 SWITCH = "POLYGLOT_COMPILE"  # "0": `start_building` does nothing (an explicit `build()` still builds)
 
@@ -75,8 +78,8 @@ def build() -> bool:
 
 
 def _library() -> Path:
-    """Where the built step is kept: one file per source, torch version, Python and machine."""
-    made_for = f"{torch.__version__} {sys.version} {platform.machine()}".encode()
+    """Where the built step is kept: one file per source, build flags, torch version, Python and machine."""
+    made_for = f"{torch.__version__} {sys.version} {platform.machine()} {FLAGS}".encode()
     return CACHE / f"{NAME}-{hashlib.sha256(SOURCE.read_bytes() + made_for).hexdigest()[:16]}.so"
 
 
@@ -90,7 +93,7 @@ def _load_or_build(library: Path) -> ModuleType:
 
     _ninja_on_path()
     with tempfile.TemporaryDirectory(prefix="polyglot-build-") as folder:
-        module = cpp_extension.load(NAME, sources=[str(SOURCE)], extra_cflags=["-O2"], build_directory=folder, verbose=False)
+        module = cpp_extension.load(NAME, sources=[str(SOURCE)], extra_cflags=FLAGS, build_directory=folder, verbose=False)
         library.parent.mkdir(parents=True, exist_ok=True)
         partial = library.with_name(f"{library.name}.{os.getpid()}.partial")
         shutil.copyfile(Path(folder) / f"{NAME}.so", partial)

@@ -1,13 +1,18 @@
 // One incremental decoder step of core.model.Transformer, compiled: the speed path of
-// core/compiled.py. It runs exactly the ATen operations that the Python step runs
-// (`core.decoding._next_log_probs`: `Transformer.decode` with `incremental=True`, then `logits`
-// and `log_softmax`), in the same order, so the log-probabilities are bitwise the same;
-// tests/test_compiled.py checks it. Read model.py for the maths; this file only removes Python
-// from between the operations.
+// core/compiled.py. It computes what the Python step computes (`core.decoding._next_log_probs`:
+// `Transformer.decode` with `incremental=True`, then `logits` and `log_softmax`), mostly with the
+// same ATen operations in the same order. Read model.py for the maths; this file only removes
+// Python from between the operations, and fuses one of them.
 //
 // Why: a step of a small model is some 300 operations, most of them tiny, and in eager PyTorch
 // each costs Python work before its kernel starts. Here they follow each other in C++, with the
 // GIL released so that several batches decode side by side (core/parallel.py).
+//
+// The one fused operation is the self-attention of the new position (`attend_new_position`): its
+// cache grows and it attends in one pass over the cache, not in four (copy, QK^T, softmax, ·V).
+// Its sums run in their own order, so the log-probabilities equal the Python step's to float
+// rounding rather than bit for bit; the caches are still bitwise the same
+// (tests/test_compiled.py).
 //
 // Below it, beam search's choice of candidates after each step (fast.top_candidates), for the same
 // reason: in Python it is a dozen small operations per step.
@@ -17,7 +22,9 @@
 #include <ATen/Parallel.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <optional>
 #include <string_view>
 #include <vector>
@@ -44,19 +51,80 @@ at::Tensor attention(const at::Tensor& query, const at::Tensor& key, const at::T
   return at::matmul(scores.softmax(-1), value);
 }
 
-// fast.append: the past keys or values (their rows picked by `order`), then the new position.
-at::Tensor append(const at::Tensor& past, const at::Tensor& now, const std::optional<at::Tensor>& order) {
-  const int64_t rows = order ? order->size(0) : past.size(0);
-  const int64_t length = past.size(2);
-  auto grown = past.new_empty({rows, past.size(1), length + now.size(2), past.size(3)});
-  auto earlier = grown.narrow(2, 0, length);
-  if (order) {
-    at::index_select_out(earlier, past, 0, *order);
-  } else {
-    earlier.copy_(past);
+// The loops below are built for the machine's vector width: on x86-64 Linux one copy per width,
+// chosen when the library loads; elsewhere the compiler's default.
+#if defined(__x86_64__) && defined(__linux__) && defined(__GLIBC__) && defined(__GNUC__)
+#define FOR_EACH_VECTOR_WIDTH __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define FOR_EACH_VECTOR_WIDTH
+#endif
+
+// One (row, head) of `attend_new_position`: its grown keys and values `k`, `v` [length, d_head]
+// (the past already copied in), its query `q`, and where its attended value goes.
+FOR_EACH_VECTOR_WIDTH
+void attend(const float* q, const float* k, const float* v, int64_t length, int64_t d_head, float scale, float* weights,
+            float* out) {
+  float largest = -INFINITY;
+  for (int64_t t = 0; t < length; ++t) {
+    // 16 running sums, which the compiler turns into vector lanes (one sum would be a chain).
+    float partial[16] = {};
+    const float* key = k + t * d_head;
+    int64_t d = 0;
+    for (; d + 16 <= d_head; d += 16)
+      for (int j = 0; j < 16; ++j) partial[j] += q[d + j] * key[d + j];
+    float dot = 0;
+    for (int j = 0; j < 16; ++j) dot += partial[j];
+    for (; d < d_head; ++d) dot += q[d] * key[d];
+    weights[t] = dot * scale;
+    largest = std::max(largest, weights[t]);
   }
-  grown.narrow(2, length, now.size(2)).copy_(now);
-  return grown;
+  float total = 0;
+  for (int64_t t = 0; t < length; ++t) total += weights[t] = std::exp(weights[t] - largest);
+  for (int64_t d = 0; d < d_head; ++d) out[d] = 0;
+  for (int64_t t = 0; t < length; ++t) {
+    const float w = weights[t] / total;
+    for (int64_t d = 0; d < d_head; ++d) out[d] += w * v[t * d_head + d];
+  }
+}
+
+// Masked self-attention of one new position per row, with the cache grown in the same pass: each
+// (row, head) copies its past keys/values (the row `order` picks) and this step's into the grown
+// cache, and attends over them while they are in the processor's cache. `qkv` [rows, 1, 3·d_model]
+// is the joined projection. Returns the attended values [rows, 1, d_model], then the grown keys
+// and values [rows, heads, length, d_head].
+std::vector<at::Tensor> attend_new_position(const at::Tensor& qkv, const at::Tensor* past_keys, const at::Tensor* past_values,
+                                            const std::optional<at::Tensor>& order, int64_t heads) {
+  const int64_t rows = qkv.size(0), d_model = qkv.size(2) / 3, d_head = d_model / heads;
+  const int64_t past = past_keys ? past_keys->size(2) : 0, length = past + 1;
+  auto keys = at::empty({rows, heads, length, d_head}, qkv.options());
+  auto values = at::empty({rows, heads, length, d_head}, qkv.options());
+  auto attended = at::empty({rows, 1, d_model}, qkv.options());
+  const float* joined = qkv.data_ptr<float>();
+  const auto past_k = past ? past_keys->contiguous() : at::Tensor(), past_v = past ? past_values->contiguous() : at::Tensor();
+  const float* old_keys = past ? past_k.data_ptr<float>() : nullptr;
+  const float* old_values = past ? past_v.data_ptr<float>() : nullptr;
+  const auto picked = order ? order->to(at::kLong).contiguous() : at::Tensor();
+  const int64_t* from = order ? picked.data_ptr<int64_t>() : nullptr;
+  float *keys_p = keys.data_ptr<float>(), *values_p = values.data_ptr<float>(), *out_p = attended.data_ptr<float>();
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d_head));
+  at::parallel_for(0, rows * heads, 16, [&](int64_t first, int64_t end) {
+    std::vector<float> weights(length);
+    for (int64_t i = first; i < end; ++i) {
+      const int64_t r = i / heads, h = i % heads, source = from ? from[r] : r;
+      float* k = keys_p + i * length * d_head;
+      float* v = values_p + i * length * d_head;
+      const int64_t block = past * d_head;
+      if (past) {
+        std::memcpy(k, old_keys + (source * heads + h) * block, block * sizeof(float));
+        std::memcpy(v, old_values + (source * heads + h) * block, block * sizeof(float));
+      }
+      const float* now = joined + r * 3 * d_model + h * d_head;
+      std::memcpy(k + block, now + d_model, d_head * sizeof(float));
+      std::memcpy(v + block, now + 2 * d_model, d_head * sizeof(float));
+      attend(now, k, v, length, d_head, scale, weights.data(), out_p + r * d_model + h * d_head);
+    }
+  });
+  return {attended, keys, values};
 }
 
 // MultiHeadAttention.split_heads / merge_heads
@@ -125,24 +193,19 @@ std::vector<at::Tensor> decoder_step(const at::Tensor& ids, int64_t offset, cons
     // Masked self-attention: this step's query, keys and values from one joined projection; the
     // keys and values join the cache, and the new query may see all of them.
     auto normed = at::layer_norm(x, {d_model}, *p.self_norm_weight, *p.self_norm_bias, eps);
-    auto qkv = packed_linear(normed, *p.qkv_weight, *p.qkv_bias).chunk(3, -1);
-    auto query = split_heads(qkv[0], heads);
-    auto keys = split_heads(qkv[1], heads), values = split_heads(qkv[2], heads);
-    if (!past.empty()) {
-      keys = append(past[2 * l], keys, orders[l]);
-      values = append(past[2 * l + 1], values, orders[l]);
-    }
-    out.push_back(keys);
-    out.push_back(values);
-    auto attended = merge_heads(attention(query, keys, values, std::nullopt));
-    x = at::add(x, packed_linear(attended, *p.self_output_weight, *p.self_output_bias));
+    auto qkv = packed_linear(normed, *p.qkv_weight, *p.qkv_bias);
+    auto self = attend_new_position(qkv, past.empty() ? nullptr : &past[2 * l], past.empty() ? nullptr : &past[2 * l + 1],
+                                    orders[l], heads);
+    out.push_back(self[1]);
+    out.push_back(self[2]);
+    x = at::add(x, packed_linear(self[0], *p.self_output_weight, *p.self_output_bias));
     // Cross-attention; a sentence's beams attend to its source together (fast.group_beams).
     normed = at::layer_norm(x, {d_model}, *p.cross_norm_weight, *p.cross_norm_bias, eps);
-    query = split_heads(packed_linear(normed, *p.cross_query_weight, *p.cross_query_bias), heads);
+    auto query = split_heads(packed_linear(normed, *p.cross_query_weight, *p.cross_query_bias), heads);
     if (beams > 1) {
       query = query.reshape({rows / beams, beams, heads, query.size(3)}).transpose(1, 2);
     }
-    attended = merge_heads(attention(query, cross[2 * l], cross[2 * l + 1], source_mask));
+    auto attended = merge_heads(attention(query, cross[2 * l], cross[2 * l + 1], source_mask));
     x = at::add(x, packed_linear(attended, *p.cross_output_weight, *p.cross_output_bias).view(x.sizes()));
     // Feed-forward network, its ReLU applied by the first matmul.
     normed = at::layer_norm(x, {d_model}, *p.feed_forward_norm_weight, *p.feed_forward_norm_bias, eps);
