@@ -1,7 +1,7 @@
 """Overhead removals tried on core's own decoding, each measured against the code before it.
 
     python bench/decode_attempts.py [--quick] [--sentences 256] [--rounds 3] [--no-compile]
-    python bench/decode_attempts.py --only compiled_candidates [--sentences 1000] [--repeats 3]
+    python bench/decode_attempts.py --only compiled_candidates|fused_self_attention [--sentences 1000] [--repeats 3]
 
 Issue 19, section 2: core's greedy and beam-4 decoding on the CPU, closer to CTranslate2's. Every
 attempt is switched on and off in this one process (the speed paths are module attributes of
@@ -48,6 +48,11 @@ Attempts:
   C++ against `fast.top_candidates`. Its gain is a percent or two, below the noise of whole runs on a
   shared machine, so it is timed finer: each batch of 64 searched by the two variants in turn
   `--repeats` times (order alternating), the fastest of each kept, summed over the batches.
+- fused_self_attention (kept, `attend_new_position` in `csrc/decoder_step.cpp`; `--only
+  fused_self_attention`, its own JSON, timed as compiled_candidates is): the compiled step as it is
+  against the same step built from the commit before (BEFORE_FUSION, with git), where the new
+  position's self-attention was a cache copy, QK^T, softmax and ·V. The fused one sums in its own
+  order, so the log-probabilities move by float rounding; the JSON says whether the tokens stayed.
 
 The machine may be shared: the JSON says when other jobs ran; numbers are relative only.
 Writes bench/results/decode_attempts.json (with provenance).
@@ -62,7 +67,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -268,38 +275,95 @@ def shared_source_cache(model, source: torch.Tensor, length: int, repeats: int) 
     return {"beam4_rows_256_us": {k: round(v, 1) for k, v in timed.items()}, "step_speedup": _gain(timed["copy_per_beam"], timed["shared"])}
 
 
-def compiled_candidates(model, sources: list[torch.Tensor], repeats: int) -> dict:
-    """Beam-4 searches with the compiled decoder step, the candidates chosen by the compiled code or
-    by `fast.top_candidates`: per batch the fastest of `repeats` runs each, the variants in turn."""
-    if not compiled.build():
-        return {"skipped": compiled.status()}
-    choices = {"python": lambda: None, "compiled": compiled.top_candidates}
-    original, best, found = compiled.top_candidates, {name: [] for name in choices}, {name: [] for name in choices}
-    try:
-        for source in sources:
-            times: dict[str, list[float]] = {name: [] for name in choices}
-            for r in range(repeats):
-                for name in choices if r % 2 == 0 else reversed(choices):
-                    compiled.top_candidates = choices[name]
-                    tokens, seconds = common.timed(lambda s=source: profile_decode.search(model, [s], profile_decode.BEAM))
-                    times[name].append(seconds)
-                    if r == 0:
-                        found[name] += tokens
-            for name in choices:
-                best[name].append(min(times[name]))
-    finally:
-        compiled.top_candidates = original
+def _fastest_per_batch(model, sources: list[torch.Tensor], repeats: int, variants: dict[str, Callable[[], None]]) -> dict:
+    """Beam-4 searches of every batch by each variant (`variants[name]()` switches to it) in turn,
+    `repeats` times, the order alternating: per variant the fastest run of each batch, summed, and
+    the tokens of its first runs; the speed-up is the first variant's time over the last's."""
+    best: dict[str, list[float]] = {name: [] for name in variants}
+    found: dict[str, list] = {name: [] for name in variants}
+    for source in sources:
+        times: dict[str, list[float]] = {name: [] for name in variants}
+        for r in range(repeats):
+            for name in variants if r % 2 == 0 else reversed(variants):
+                variants[name]()
+                tokens, seconds = common.timed(lambda s=source: profile_decode.search(model, [s], profile_decode.BEAM))
+                times[name].append(seconds)
+                if r == 0:
+                    found[name] += tokens
+        for name in variants:
+            best[name].append(min(times[name]))
     total = {name: sum(t) for name, t in best.items()}
+    before, after = list(variants)
     return {
         "sentences": sum(s.shape[0] for s in sources),
         "batches": len(sources),
         "repeats": repeats,
         "beam4_seconds_fastest_per_batch_summed": {name: round(t, 3) for name, t in total.items()},
-        "speedup": _gain(total["python"], total["compiled"]),
-        "faster": total["compiled"] < total["python"],
-        "batch_speedups": [round(p / c, 3) for p, c in zip(best["python"], best["compiled"])],
-        "same_tokens_as_before": found["python"] == found["compiled"],
+        "speedup": _gain(total[before], total[after]),
+        "faster": total[after] < total[before],
+        "batch_speedups": [round(b / a, 3) for b, a in zip(best[before], best[after])],
+        "same_tokens_as_before": found[before] == found[after],
     }
+
+
+def compiled_candidates(model, sources: list[torch.Tensor], repeats: int) -> dict:
+    """Beam-4 searches with the compiled decoder step, the candidates chosen by the compiled code or
+    by `fast.top_candidates` (`_fastest_per_batch`)."""
+    if not compiled.build():
+        return {"skipped": compiled.status()}
+    original = compiled.top_candidates
+    choices = {"python": lambda: None, "compiled": original}
+
+    def switch_to(name: str) -> Callable[[], None]:
+        def switch() -> None:
+            compiled.top_candidates = choices[name]
+
+        return switch
+
+    try:
+        return _fastest_per_batch(model, sources, repeats, {name: switch_to(name) for name in choices})
+    finally:
+        compiled.top_candidates = original
+
+
+BEFORE_FUSION = "f14535f"  # the last commit whose compiled step ran the self-attention as separate operations
+
+
+def build_from_revision(revision: str) -> ModuleType:
+    """The compiled step as `csrc/decoder_step.cpp` was at a git revision, built with today's flags
+    under a name of its own (so it loads beside today's build)."""
+    from torch.utils import cpp_extension
+
+    root = Path(__file__).resolve().parent.parent
+    text = subprocess.run(
+        ["git", "show", f"{revision}:core/csrc/decoder_step.cpp"], cwd=root, capture_output=True, text=True, check=True
+    ).stdout
+    name = f"{compiled.NAME}_{revision}"
+    folder = Path(tempfile.mkdtemp(prefix="decoder-step-"))
+    (folder / "decoder_step.cpp").write_text(text)
+    compiled._ninja_on_path()
+    return cpp_extension.load(name, sources=[str(folder / "decoder_step.cpp")], extra_cflags=compiled.FLAGS, build_directory=str(folder))
+
+
+def fused_self_attention(model, sources: list[torch.Tensor], repeats: int) -> dict:
+    """Beam-4 searches with the compiled step as built from BEFORE_FUSION (the new position's
+    self-attention as a cache copy, QK^T, softmax and ·V) and as it is now (`attend_new_position`,
+    one pass), the candidates chosen the same way (`_fastest_per_batch`)."""
+    if not compiled.build():
+        return {"skipped": compiled.status()}
+    original = compiled._extension
+    builds = {"separate": build_from_revision(BEFORE_FUSION), "fused": original}
+
+    def switch_to(name: str) -> Callable[[], None]:
+        def switch() -> None:
+            compiled._extension = builds[name]
+
+        return switch
+
+    try:
+        return {"before": BEFORE_FUSION, **_fastest_per_batch(model, sources, repeats, {name: switch_to(name) for name in builds})}
+    finally:
+        compiled._extension = original
 
 
 # --- freed memory reused, in fresh processes --------------------------------------------------------
@@ -440,7 +504,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=0, help="per-step timings per variant (default 7, quick 5)")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile attempt")
     parser.add_argument("--compile-timeout", type=float, default=300.0, help="seconds per compile process")
-    parser.add_argument("--only", choices=("compiled_candidates",), help="run this attempt alone, into its own JSON")
+    parser.add_argument("--only", choices=tuple(ALONE), help="run this attempt alone, into its own JSON")
     parser.add_argument("--compile-child", action="store_true", help=argparse_hidden())
     parser.add_argument("--memory-child", choices=("defaults", "reused"), help=argparse_hidden())
     args = parser.parse_args(argv)
@@ -458,7 +522,7 @@ def main(argv: list[str] | None = None) -> dict:
     translator = profile_decode.load(args.checkpoint)
     model = translator.model
     if args.only:
-        return only_compiled_candidates(model, translator, args, machine)
+        return run_alone(args.only, model, translator, args, machine)
     sources = profile_decode.batches(translator, n)
     out: dict = {"note": CONTENTION_NOTE, "sentences": n, "rounds": rounds, "threads": 1, "batch": profile_decode.BATCH}
     log("per-step timings")
@@ -484,16 +548,19 @@ def main(argv: list[str] | None = None) -> dict:
     return out
 
 
-def only_compiled_candidates(model, translator, args, machine: dict) -> dict:
-    """`--only compiled_candidates`: that attempt alone (by default on all 1000 test sentences, 3 runs
-    per batch and variant), written to bench/results/decode_attempts_compiled_candidates.json."""
+ALONE = {"compiled_candidates": compiled_candidates, "fused_self_attention": fused_self_attention}
+
+
+def run_alone(name: str, model, translator, args, machine: dict) -> dict:
+    """`--only NAME`: that attempt alone (by default on all 1000 test sentences, 3 runs per batch and
+    variant), written to bench/results/decode_attempts_NAME.json."""
     n = args.sentences or 1000
-    log(f"candidate choice compiled, {n} sentences")
+    log(f"{name}, {n} sentences")
     out = {"threads": 1, "batch": profile_decode.BATCH, "compiled_step": compiled.status()}
-    out["compiled_candidates"] = compiled_candidates(model, profile_decode.batches(translator, n), args.repeats or 3)
+    out[name] = ALONE[name](model, profile_decode.batches(translator, n), args.repeats or 3)
     out["other_load_at_end"] = common.other_cpu_load()
-    path = common.write_json(common.result_path("decode_attempts_compiled_candidates", args.json), {**out, "machine": machine})
-    print(json.dumps(out["compiled_candidates"], indent=1))
+    path = common.write_json(common.result_path(f"decode_attempts_{name}", args.json), {**out, "machine": machine})
+    print(json.dumps(out[name], indent=1))
     log(f"wrote {path}")
     return out
 

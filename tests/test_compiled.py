@@ -283,3 +283,30 @@ def test_the_candidates_attempt_times_both_choices_on_the_same_searches(tiny_tra
     assert found["batches"] == 2 and len(found["batch_speedups"]) == 2 and found["same_tokens_as_before"]
     assert calls["python"] > 0 and calls["compiled"] == calls["python"]  # the same searches, step for step
     assert compiled.top_candidates() is not None  # the compiled choice is back in place
+
+
+def test_the_fused_attention_attempt_times_both_builds_on_the_same_searches(tiny_translator, extension, monkeypatch) -> None:
+    """bench/decode_attempts.py's fused_self_attention: the build from before the fusion and today's
+    each run every batch, their tokens are compared, and today's build is back in place after."""
+    from bench import decode_attempts
+
+    calls = {"separate": 0, "fused": 0}
+
+    def spy(name: str) -> ModuleType:
+        module = ModuleType(name)
+
+        def step(*args):
+            calls[name] += 1
+            return extension.decoder_step(*args)
+
+        module.decoder_step, module.top_candidates = step, extension.top_candidates
+        return module
+
+    today = spy("fused")
+    monkeypatch.setattr(compiled, "_extension", today)
+    monkeypatch.setattr(decode_attempts, "build_from_revision", lambda revision: spy("separate"))
+    source = sources(tiny_translator, LINES)
+    found = decode_attempts.fused_self_attention(tiny_translator.model, [source[:2], source[2:]], repeats=2)
+    assert found["batches"] == 2 and found["same_tokens_as_before"] and found["before"] == decode_attempts.BEFORE_FUSION
+    assert calls["separate"] > 0 and calls["fused"] > 0
+    assert compiled._extension is today
