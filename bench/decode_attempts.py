@@ -61,6 +61,7 @@ Writes bench/results/decode_attempts.json (with provenance).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import subprocess
@@ -306,6 +307,11 @@ def _fastest_per_batch(model, sources: list[torch.Tensor], repeats: int, variant
     }
 
 
+def _switches(owner: object, attribute: str, values: dict[str, object]) -> dict[str, Callable[[], None]]:
+    """For `_fastest_per_batch`: per name, a call that sets `owner.attribute` to that value."""
+    return {name: functools.partial(setattr, owner, attribute, value) for name, value in values.items()}
+
+
 def compiled_candidates(model, sources: list[torch.Tensor], repeats: int) -> dict:
     """Beam-4 searches with the compiled decoder step, the candidates chosen by the compiled code or
     by `fast.top_candidates` (`_fastest_per_batch`)."""
@@ -313,15 +319,8 @@ def compiled_candidates(model, sources: list[torch.Tensor], repeats: int) -> dic
         return {"skipped": compiled.status()}
     original = compiled.top_candidates
     choices = {"python": lambda: None, "compiled": original}
-
-    def switch_to(name: str) -> Callable[[], None]:
-        def switch() -> None:
-            compiled.top_candidates = choices[name]
-
-        return switch
-
     try:
-        return _fastest_per_batch(model, sources, repeats, {name: switch_to(name) for name in choices})
+        return _fastest_per_batch(model, sources, repeats, _switches(compiled, "top_candidates", choices))
     finally:
         compiled.top_candidates = original
 
@@ -353,15 +352,8 @@ def fused_self_attention(model, sources: list[torch.Tensor], repeats: int) -> di
         return {"skipped": compiled.status()}
     original = compiled._extension
     builds = {"separate": build_from_revision(BEFORE_FUSION), "fused": original}
-
-    def switch_to(name: str) -> Callable[[], None]:
-        def switch() -> None:
-            compiled._extension = builds[name]
-
-        return switch
-
     try:
-        return {"before": BEFORE_FUSION, **_fastest_per_batch(model, sources, repeats, {name: switch_to(name) for name in builds})}
+        return {"before": BEFORE_FUSION, **_fastest_per_batch(model, sources, repeats, _switches(compiled, "_extension", builds))}
     finally:
         compiled._extension = original
 
