@@ -3,8 +3,9 @@ of `core/decoding.py` where it applies. A speed path, like `core/fast.py`: the o
 Python step (`decoding._next_log_probs`) without Python between them, and the new position's
 self-attention fused with the growing of its cache. So the same log-probabilities to float rounding
 (the fused sums run in their own order), the same caches bit for bit, and the same translations
-(tests/test_compiled.py; bench/decode_speed.py compares core with core_python on the test set). Beam search's choice of candidates after
-each step (`fast.top_candidates`) is compiled alongside: the same values and indices.
+(tests/test_compiled.py; bench/decode_speed.py compares core with core_python on the test set).
+Beam search's choice of candidates after each step (`fast.top_candidates`) is compiled alongside:
+the same values and indices.
 
 Why: on the CPU a step of a small model with few rows is bound by per-operation overhead, not by
 arithmetic (bench/profile_decode.py: a one-row step of the shipped model costs a third of a 64-row

@@ -198,7 +198,7 @@ libc.mallinfo2.restype = MallocInfo
 if sys.argv[1] == "reuse":
     assert fast.reuse_freed_memory()
 before = libc.mallinfo2()
-block = torch.empty(40 * 2**20, dtype=torch.uint8)  # 40 MB: above the 32 MB ceiling of glibc's own threshold
+block = torch.empty(int(sys.argv[2]), dtype=torch.uint8)
 during = libc.mallinfo2()
 del block
 after = libc.mallinfo2()
@@ -226,12 +226,13 @@ def test_reused_memory_keeps_large_blocks_on_the_heap(mode: str) -> None:
     import sys
     from pathlib import Path
 
-    command = [sys.executable, "-c", ONE_LARGE_BLOCK, mode]
+    block = 40 * 2**20  # above the 32 MB ceiling of glibc's own threshold
+    command = [sys.executable, "-c", ONE_LARGE_BLOCK, mode, str(block)]
     glibc_defaults = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
     root = Path(__file__).parent.parent
     done = subprocess.run(command, capture_output=True, text=True, check=True, cwd=root, env=glibc_defaults)
     own_pages, kept_free = map(int, done.stdout.split())
-    block = 40 * 2**20  # the freed block may merge with free memory next to it: compare halves
+    # The freed block may merge with free memory next to it: compare halves.
     if mode == "default":
         assert own_pages >= block and kept_free < block // 2, (own_pages, kept_free)
     else:
